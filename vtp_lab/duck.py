@@ -1,0 +1,39 @@
+"""DuckDB connections that never reach the network.
+
+Every DuckDB connection vtp_lab opens comes from :func:`connect`: extension
+auto-install and auto-load are off (only the built-in parquet and json
+extensions are used), and the session time zone is UTC.
+
+Example:
+    >>> con = connect()
+    >>> con.execute("SELECT current_setting('TimeZone')").fetchone()
+    ('UTC',)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+__all__ = ["connect"]
+
+
+def connect(
+    path: str | Path = ":memory:", *, read_only: bool = False, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB connection with extension downloads disabled and UTC time.
+
+    Example:
+        >>> connect().execute("SELECT 1").fetchone()
+        (1,)
+    """
+    config: dict[str, str | bool | int] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if threads is not None:
+        config["threads"] = threads
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    return con

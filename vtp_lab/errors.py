@@ -1,0 +1,95 @@
+"""Exceptions raised by vtp_lab.
+
+The tree::
+
+    VtpLabError                      base of everything vtp_lab raises
+    ├── EventValidationError         one event breaks the contract (ValueError too)
+    ├── StoreError                   a store cannot do what was asked
+    │   └── StoreLockedError         another process holds the store's writer lock
+    └── InputFormatError             a file or option vtp_lab cannot read (ValueError too)
+
+Every error keeps its inputs as attributes, so a notebook can inspect them.
+
+Example:
+    >>> try:
+    ...     raise EventValidationError(reason="nil_uuid", field="user_id", value="0" * 32)
+    ... except VtpLabError as e:
+    ...     e.reason
+    'nil_uuid'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventValidationError",
+    "InputFormatError",
+    "StoreError",
+    "StoreLockedError",
+    "VtpLabError",
+]
+
+
+class VtpLabError(Exception):
+    """Base class of every error vtp_lab raises.
+
+    Example:
+        >>> issubclass(StoreLockedError, VtpLabError)
+        True
+    """
+
+
+class EventValidationError(VtpLabError, ValueError):
+    """An event breaks a rule of the contract (spec section 1).
+
+    Attributes name the reason code, the field, the bad value and a hint.
+
+    Example:
+        >>> str(EventValidationError(reason="empty_session_id", field="session_id", value=""))
+        "empty_session_id: session_id='' breaks the rule: ..."
+    """
+
+    def __init__(self, *, reason: str, field: str | None, value: object, rule: str = "...") -> None:
+        self.reason = reason
+        self.field = field
+        self.value = value
+        self.rule = rule
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{reason}: {field}={shown} breaks the rule: {rule}")
+
+
+class StoreError(VtpLabError):
+    """A store cannot do what was asked (bad path, unreadable file, ...).
+
+    Example:
+        >>> StoreError("no such table 'x'").args[0]
+        "no such table 'x'"
+    """
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's single writer.
+
+    Example:
+        >>> e = StoreLockedError(path="lab.duckdb", holder="python (PID 42)")
+        >>> "PID 42" in str(e)
+        True
+    """
+
+    def __init__(self, *, path: str, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(
+            f"the store {path} is open for writing by {holder}; DuckDB allows one writer. "
+            "Close that Lab (or stop that process), or open this one with read_only=True."
+        )
+
+
+class InputFormatError(VtpLabError, ValueError):
+    """A file, format or option that vtp_lab cannot read.
+
+    Example:
+        >>> InputFormatError("unknown format 'xml'; use one of ndjson, json, csv, parquet").args[0][:20]
+        "unknown format 'xml'"
+    """

@@ -1,0 +1,630 @@
+"""The event contract (spec section 1): event types, ids, and one validated event.
+
+This module holds the rules for a single event in plain Python; ``validate``
+applies the same rules to whole frames. Both read the rule tables defined here
+(:data:`METADATA_RULES`, :data:`EVENT_TYPE_SPELLINGS`, :data:`REASONS`).
+
+Example:
+    >>> from datetime import datetime, timezone
+    >>> e = Event(
+    ...     event_type="PlaybackStarted",
+    ...     recording_id="6ba7b811-9dad-11d1-80b4-00c04fd430c8",
+    ...     user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8",
+    ...     session_id="s1",
+    ...     event_timestamp=datetime(2026, 9, 1, 10, tzinfo=timezone.utc),
+    ...     metadata={"position": 0},
+    ... )
+    >>> e.event_type
+    <EventType.PLAYBACK_STARTED: 'playback_started'>
+    >>> Event.from_json(e.to_json()) == e
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+import polars as pl
+
+from vtp_lab.errors import EventValidationError
+
+__all__ = [
+    "DEFAULT_MAX_CLOCK_SKEW",
+    "EVENT_TYPE_SPELLINGS",
+    "FIELD_ALIASES",
+    "METADATA_RULES",
+    "NAMESPACE",
+    "NIL_UUID",
+    "REASONS",
+    "SESSION_EVENT_ORDER",
+    "Event",
+    "EventType",
+    "MetadataRule",
+    "Reason",
+    "canonical_metadata",
+    "course_statistics_id",
+    "derive_event_id",
+    "engagement_metrics_id",
+    "events_from_json",
+    "events_to_json",
+    "format_timestamp",
+    "lecture_statistics_id",
+    "parse_event_type",
+    "parse_timestamp",
+    "parse_uuid",
+    "playback_session_id",
+    "uuid5_series",
+]
+
+NAMESPACE: Final = uuid.UUID("b4605e70-791a-504e-bb4d-89a2bcb2822f")
+"""The namespace of every derived id: ``uuid5(NAMESPACE_URL, "vtp-lab:analytics")``."""
+
+NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
+
+DEFAULT_MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+"""How far in the future an event may be stamped before it is ``future_timestamp``."""
+
+
+class EventType(StrEnum):
+    """The 11 event types, in their canonical snake_case spelling.
+
+    Example:
+        >>> EventType("buffer_start") is EventType.BUFFER_START
+        True
+    """
+
+    RECORDING_STARTED = "recording_started"
+    PLAYBACK_STARTED = "playback_started"
+    PLAYBACK_PAUSED = "playback_paused"
+    PLAYBACK_RESUMED = "playback_resumed"
+    QUALITY_CHANGED = "quality_changed"
+    BUFFER_START = "buffer_start"
+    BUFFER_END = "buffer_end"
+    PLAYBACK_COMPLETED = "playback_completed"
+    ENGAGEMENT_ACTION = "engagement_action"
+    ERROR_OCCURRED = "error_occurred"
+    SESSION_ENDED = "session_ended"
+
+
+def _compact(spelling: str) -> str:
+    """Lower case without separators and without the Go constant's ``Event`` prefix."""
+    s = re.sub(r"[\s_\-]", "", spelling).lower()
+    return s.removeprefix("event")
+
+
+EVENT_TYPE_SPELLINGS: Final[dict[str, EventType]] = {_compact(t.value): t for t in EventType}
+"""Every accepted spelling, compacted (see :func:`parse_event_type`), to its event type."""
+
+SESSION_EVENT_ORDER: Final[tuple[EventType, ...]] = (
+    EventType.PLAYBACK_STARTED,
+    EventType.PLAYBACK_RESUMED,
+    EventType.BUFFER_END,
+    EventType.QUALITY_CHANGED,
+    EventType.ENGAGEMENT_ACTION,
+    EventType.BUFFER_START,
+    EventType.PLAYBACK_PAUSED,
+    EventType.ERROR_OCCURRED,
+    EventType.PLAYBACK_COMPLETED,
+    EventType.SESSION_ENDED,
+)
+"""The order of a session's events at equal timestamps (spec section 3)."""
+
+Reason = Literal[
+    "malformed",
+    "missing_field",
+    "unknown_event_type",
+    "invalid_uuid",
+    "nil_uuid",
+    "empty_session_id",
+    "invalid_timestamp",
+    "future_timestamp",
+    "invalid_metadata",
+]
+"""A rejection reason code."""
+
+REASONS: Final[tuple[Reason, ...]] = (
+    "malformed",
+    "missing_field",
+    "unknown_event_type",
+    "invalid_uuid",
+    "nil_uuid",
+    "empty_session_id",
+    "invalid_timestamp",
+    "future_timestamp",
+    "invalid_metadata",
+)
+"""The fixed set of reason codes, in priority order: a row that breaks several rules
+is rejected with the first."""
+
+FIELD_ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    "id": ("id", "ID"),
+    "event_type": ("event_type", "EventType"),
+    "recording_id": ("recording_id", "RecordingID"),
+    "user_id": ("user_id", "UserID"),
+    "session_id": ("session_id", "SessionID"),
+    "event_timestamp": ("event_timestamp", "event_time", "timestamp", "EventTime"),
+    "metadata": ("metadata", "Metadata"),
+}
+"""Accepted input keys for each canonical field, first match wins."""
+
+MetadataKind = Literal["nonneg_number", "positive_number", "nonneg_integer", "boolean", "uuid"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetadataRule:
+    """The rule for a known metadata key.
+
+    Example:
+        >>> METADATA_RULES["playback_rate"].text
+        'a finite number > 0'
+    """
+
+    kind: MetadataKind
+    text: str
+
+
+_RULE_TEXT: Final[dict[MetadataKind, str]] = {
+    "nonneg_number": "a finite number >= 0",
+    "positive_number": "a finite number > 0",
+    "nonneg_integer": "an integer >= 0",
+    "boolean": "a boolean",
+    "uuid": "a UUID",
+}
+
+METADATA_RULES: Final[dict[str, MetadataRule]] = {
+    key: MetadataRule(kind=kind, text=_RULE_TEXT[kind])
+    for key, kind in (
+        ("position", "nonneg_number"),
+        ("duration", "nonneg_number"),
+        ("from_position", "nonneg_number"),
+        ("to_position", "nonneg_number"),
+        ("playback_rate", "positive_number"),
+        ("old_bitrate", "nonneg_integer"),
+        ("new_bitrate", "nonneg_integer"),
+        ("bitrate", "nonneg_integer"),
+        ("fatal", "boolean"),
+        ("course_id", "uuid"),
+    )
+}
+"""The metadata keys whose values are checked; every other key is kept as it is."""
+
+_HEX32: Final = re.compile(r"^[0-9a-f]{32}$")
+
+
+def parse_uuid(value: object) -> str | None:
+    """The canonical lowercase form of a UUID string, or None if it is not one.
+
+    Accepts any letter case, with or without dashes, braces or ``urn:uuid:``.
+
+    Example:
+        >>> parse_uuid("{6BA7B811-9DAD-11D1-80B4-00C04FD430C8}")
+        '6ba7b811-9dad-11d1-80b4-00c04fd430c8'
+        >>> parse_uuid("nope") is None
+        True
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        return None
+    h = value.strip().lower().removeprefix("urn:uuid:").strip("{}").replace("-", "")
+    if not _HEX32.match(h):
+        return None
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def parse_event_type(value: object) -> EventType | None:
+    """The event type for any accepted spelling, or None.
+
+    Example:
+        >>> parse_event_type("EventBufferStart"), parse_event_type("BUFFER_START")
+        (<EventType.BUFFER_START: 'buffer_start'>, <EventType.BUFFER_START: 'buffer_start'>)
+    """
+    if isinstance(value, EventType):
+        return value
+    if not isinstance(value, str):
+        return None
+    return EVENT_TYPE_SPELLINGS.get(_compact(value))
+
+
+def _epoch_to_datetime(number: float) -> datetime:
+    if abs(number) < 1e11:
+        micros = round(number * 1_000_000)
+    elif abs(number) < 1e14:
+        micros = round(number * 1_000)
+    else:
+        micros = round(number)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+_PG_OFFSET = re.compile(r"([+-]\d\d)$")
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An aware UTC datetime at microsecond precision, or None if not parseable.
+
+    Accepts ISO 8601 (``Z``, an offset, or naive = UTC), PostgreSQL text
+    (``2026-09-01 10:00:00.123+00``), a datetime, or an epoch number (seconds below
+    1e11, milliseconds below 1e14, else microseconds).
+
+    Example:
+        >>> parse_timestamp("2026-09-01 10:00:00.123+00").isoformat()
+        '2026-09-01T10:00:00.123000+00:00'
+        >>> parse_timestamp(1788256800).isoformat()
+        '2026-09-01T10:00:00+00:00'
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        try:
+            return _epoch_to_datetime(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            return parse_timestamp(float(text))
+        text = _PG_OFFSET.sub(r"\1:00", text.replace("Z", "+00:00").replace("z", "+00:00"))
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def format_timestamp(ts: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``, the form used in derived ids and JSON.
+
+    Example:
+        >>> format_timestamp(datetime(2026, 9, 1, 10, tzinfo=UTC))
+        '2026-09-01T10:00:00.000000Z'
+    """
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
+    """Metadata as JSON with sorted keys and no spaces, or ``""`` when absent.
+
+    Example:
+        >>> canonical_metadata({"b": 1, "a": 2})
+        '{"a":2,"b":1}'
+    """
+    if metadata is None:
+        return ""
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
+
+
+def _uuid5(name: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, name))
+
+
+_VARIANT: Final = {f"{i:x}": f"{(i & 0x3) | 0x8:x}" for i in range(16)}
+
+
+def uuid5_series(names: pl.Series) -> pl.Series:
+    """``uuid5(NAMESPACE, name)`` for a whole column of names, vectorised (SHA-1 in DuckDB).
+
+    Example:
+        >>> uuid5_series(pl.Series(["course|c"])).item() == course_statistics_id("c")
+        True
+    """
+    from vtp_lab.duck import connect
+
+    con = connect()
+    frame = pl.DataFrame({"name": names.cast(pl.String)})  # noqa: F841 - read by DuckDB
+    digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM frame").pl()["h"]
+    con.close()
+    h = pl.col("h")
+    return (
+        digests.to_frame("h")
+        .select(
+            pl.concat_str(
+                [
+                    h.str.slice(0, 8),
+                    pl.lit("-"),
+                    h.str.slice(8, 4),
+                    pl.lit("-5"),
+                    h.str.slice(13, 3),
+                    pl.lit("-"),
+                    h.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
+                    h.str.slice(17, 3),
+                    pl.lit("-"),
+                    h.str.slice(20, 12),
+                ]
+            )
+        )
+        .to_series()
+        .rename(names.name)
+    )
+
+
+def derive_event_id(
+    *,
+    event_type: str,
+    recording_id: str,
+    user_id: str,
+    session_id: str,
+    event_timestamp: datetime,
+    metadata: Mapping[str, Any] | None,
+) -> str:
+    """The id of an event that came without one (spec section 1).
+
+    Example:
+        >>> derive_event_id(event_type="playback_started", recording_id="r", user_id="u",
+        ...     session_id="s", event_timestamp=datetime(2026, 9, 1, tzinfo=UTC), metadata=None)
+        'edcd3121-471d-505e-9fd7-70f4fcbfd200'
+    """
+    name = "|".join(
+        (
+            "event",
+            str(event_type),
+            recording_id,
+            user_id,
+            session_id,
+            format_timestamp(event_timestamp),
+            canonical_metadata(metadata),
+        )
+    )
+    return _uuid5(name)
+
+
+def playback_session_id(session_id: str, recording_id: str, user_id: str) -> str:
+    """The id of a playback session.
+
+    Example:
+        >>> len(playback_session_id("s", "r", "u"))
+        36
+    """
+    return _uuid5(f"session|{session_id}|{recording_id}|{user_id}")
+
+
+def engagement_metrics_id(user_id: str, recording_id: str) -> str:
+    """The id of an engagement_metrics row.
+
+    Example:
+        >>> engagement_metrics_id("u", "r") == engagement_metrics_id("u", "r")
+        True
+    """
+    return _uuid5(f"engagement|{user_id}|{recording_id}")
+
+
+def lecture_statistics_id(recording_id: str) -> str:
+    """The id of a lecture_statistics row.
+
+    Example:
+        >>> lecture_statistics_id("r") != course_statistics_id("r")
+        True
+    """
+    return _uuid5(f"lecture|{recording_id}")
+
+
+def course_statistics_id(course_id: str) -> str:
+    """The id of a course_statistics row.
+
+    Example:
+        >>> len(course_statistics_id("c"))
+        36
+    """
+    return _uuid5(f"course|{course_id}")
+
+
+def _metadata_value_ok(kind: MetadataKind, value: object) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "uuid":
+        return parse_uuid(value) is not None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    if kind == "positive_number":
+        return value > 0
+    if kind == "nonneg_integer":
+        return value >= 0 and float(value).is_integer()
+    return value >= 0
+
+
+def _fail(reason: Reason, field_name: str | None, value: object, rule: str) -> EventValidationError:
+    return EventValidationError(reason=reason, field=field_name, value=value, rule=rule)
+
+
+def _check_metadata(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    meta = value
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            meta = json.loads(value)
+        except json.JSONDecodeError:
+            raise _fail("invalid_metadata", "metadata", value, "a JSON object") from None
+    if not isinstance(meta, Mapping):
+        raise _fail("invalid_metadata", "metadata", value, "a JSON object")
+    for key, rule in METADATA_RULES.items():
+        if meta.get(key) is not None and not _metadata_value_ok(rule.kind, meta[key]):
+            raise _fail("invalid_metadata", f"metadata.{key}", meta[key], rule.text)
+    return dict(meta)
+
+
+def _require(name: str, value: object) -> object:
+    if value is None or (isinstance(value, str) and not value.strip() and name != "session_id"):
+        raise _fail("missing_field", name, value, "required")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One playback event, validated on construction (spec section 1).
+
+    ``event_type`` takes any accepted spelling; ids take any UUID form and are stored
+    canonical; ``event_timestamp`` takes a datetime, ISO or PostgreSQL text, or an
+    epoch number; ``metadata`` takes a mapping or a string holding a JSON object.
+    ``id`` is derived when not given. A bad value raises :class:`EventValidationError`.
+
+    Example:
+        >>> Event(event_type="pause", recording_id="r", user_id="u", session_id="s",
+        ...       event_timestamp=0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.EventValidationError: unknown_event_type: event_type='pause' breaks the rule: ...
+    """
+
+    event_type: EventType
+    recording_id: str
+    user_id: str
+    session_id: str
+    event_timestamp: datetime
+    metadata: dict[str, Any] | None = None
+    id: str = field(default="")
+    max_clock_skew: timedelta = field(default=DEFAULT_MAX_CLOCK_SKEW, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        for name in ("event_type", "recording_id", "user_id", "session_id", "event_timestamp"):
+            _require(name, getattr(self, name))
+        event_type = parse_event_type(self.event_type)
+        if event_type is None:
+            raise _fail("unknown_event_type", "event_type", self.event_type, f"one of {', '.join(EventType)}")
+        put(self, "event_type", event_type)
+        ids = {"id": self.id or None, "recording_id": self.recording_id, "user_id": self.user_id}
+        for name, value in ids.items():
+            if value is not None:
+                canonical = parse_uuid(value)
+                if canonical is None:
+                    raise _fail("invalid_uuid", name, value, "a UUID like 6ba7b811-9dad-11d1-80b4-00c04fd430c8")
+                ids[name] = canonical
+        for name in ("recording_id", "user_id"):
+            if ids[name] == NIL_UUID:
+                raise _fail("nil_uuid", name, ids[name], "not the nil UUID")
+            put(self, name, ids[name])
+        session_id = self.session_id
+        if not isinstance(session_id, str) or not session_id.strip() or len(session_id.strip()) > 255:
+            raise _fail("empty_session_id", "session_id", session_id, "non-empty after trimming, at most 255 chars")
+        put(self, "session_id", session_id.strip())
+        ts = parse_timestamp(self.event_timestamp)
+        if ts is None:
+            raise _fail(
+                "invalid_timestamp", "event_timestamp", self.event_timestamp, "ISO 8601, Postgres text or epoch"
+            )
+        if ts > datetime.now(UTC) + self.max_clock_skew:
+            raise _fail(
+                "future_timestamp", "event_timestamp", ts.isoformat(), f"not later than now + {self.max_clock_skew}"
+            )
+        put(self, "event_timestamp", ts)
+        put(self, "metadata", _check_metadata(self.metadata))
+        if ids["id"] is None:
+            ids["id"] = derive_event_id(
+                event_type=event_type,
+                recording_id=self.recording_id,
+                user_id=self.user_id,
+                session_id=self.session_id,
+                event_timestamp=ts,
+                metadata=self.metadata,
+            )
+        put(self, "id", ids["id"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with canonical keys.
+
+        Example:
+            >>> sorted(Event(event_type="session_ended", recording_id=str(NAMESPACE),
+            ...     user_id=str(NAMESPACE), session_id="s", event_timestamp=0).to_dict())
+            ['event_timestamp', 'event_type', 'id', 'metadata', 'recording_id', 'session_id', 'user_id']
+        """
+        return {
+            "id": self.id,
+            "event_type": self.event_type.value,
+            "recording_id": self.recording_id,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "event_timestamp": format_timestamp(self.event_timestamp),
+            "metadata": self.metadata,
+        }
+
+    def to_json(self) -> str:
+        """This event as a JSON object.
+
+        Example:
+            >>> '"event_type":"session_ended"' in Event(event_type="session_ended",
+            ...     recording_id=str(NAMESPACE), user_id=str(NAMESPACE), session_id="s",
+            ...     event_timestamp=0).to_json()
+            True
+        """
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> Event:
+        """An event from a mapping with canonical keys, aliases or the Go serializer's keys.
+
+        Example:
+            >>> Event.from_dict({"EventType": "EventSessionEnded", "RecordingID": str(NAMESPACE),
+            ...     "UserID": str(NAMESPACE), "SessionID": "s", "EventTime": 0}).event_type
+            <EventType.SESSION_ENDED: 'session_ended'>
+        """
+        if not isinstance(data, Mapping):
+            raise _fail("malformed", None, data, "a JSON object")
+        values: dict[str, Any] = {}
+        for name, keys in FIELD_ALIASES.items():
+            values[name] = next((data[k] for k in keys if k in data), None)
+        return cls(
+            id=values.pop("id") or "",
+            max_clock_skew=max_clock_skew,
+            **values,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        """Parse one event from JSON (the inverse of :meth:`to_json`).
+
+        Example:
+            >>> Event.from_json('{"event_type": "x"}')  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            vtp_lab.errors.EventValidationError: missing_field: recording_id=None ...
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _fail("malformed", None, text, f"valid JSON ({exc.msg})") from None
+        return cls.from_dict(data)
+
+
+def events_to_json(events: Iterable[Event]) -> str:
+    """A JSON array of events.
+
+    Example:
+        >>> events_to_json([])
+        '[]'
+    """
+    return "[" + ",".join(e.to_json() for e in events) + "]"
+
+
+def events_from_json(text: str | bytes) -> list[Event]:
+    """Events from a JSON array (the inverse of :func:`events_to_json`).
+
+    Example:
+        >>> events_from_json("[]")
+        []
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail("malformed", None, text, f"valid JSON ({exc.msg})") from None
+    if not isinstance(data, list):
+        raise _fail("malformed", None, text, "a JSON array of event objects")
+    return [Event.from_dict(d) for d in data]

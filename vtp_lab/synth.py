@@ -1,0 +1,317 @@
+"""Synthetic semesters: believable viewing, for demos, tests and benchmarks.
+
+A semester has courses of weekly lectures and students of four kinds:
+
+- ``steady``: watches most lectures within days of publication, mostly to the end;
+- ``binger``: lets lectures pile up and watches them in bursts before the midterm
+  and the final;
+- ``behind``: starts well, then falls further behind and finishes less;
+- ``dropout``: watches like ``steady`` until a week, then stops.
+
+Each viewing is one or more sessions. In a session the student plays, pauses,
+seeks back over the lecture's hard parts, skips ahead, changes speed; the player
+switches quality as the student's bandwidth changes and buffers on poor links;
+errors happen (a few fatal). Some sessions are abandoned without an end event
+(still open). ``bad_rows`` and ``duplicates`` add broken and repeated rows.
+
+Example:
+    >>> s = semester(courses=1, lectures_per_course=2, students=3, seed=1)
+    >>> sorted(s.events["event_type"].unique())[:2]
+    ['buffer_end', 'buffer_start']
+    >>> s.recordings.height
+    2
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+
+import polars as pl
+
+from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS
+
+__all__ = ["BITRATES", "Persona", "Semester", "semester"]
+
+Persona = Literal["steady", "binger", "behind", "dropout"]
+
+BITRATES: Final[dict[str, int]] = {"360p": 800, "480p": 1400, "720p": 2800, "1080p": 5000}
+"""The bitrate ladder (kbit/s) of the synthetic player."""
+
+_LADDER: Final = list(BITRATES)
+_PERSONAS: Final[tuple[Persona, ...]] = ("steady", "binger", "behind", "dropout")
+_PERSONA_WEIGHTS: Final = (0.45, 0.2, 0.2, 0.15)
+
+
+@dataclass(frozen=True)
+class Semester:
+    """A synthetic semester: events (``analytics_events`` columns) and the recordings catalogue.
+
+    Example:
+        >>> semester(courses=1, lectures_per_course=1, students=1, seed=0).events.columns[:2]
+        ['id', 'event_type']
+    """
+
+    events: pl.DataFrame
+    recordings: pl.DataFrame
+
+
+class _Sim:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.cols: dict[str, list[object]] = {c: [] for c in ANALYTICS_EVENTS.column_names}
+
+    def uid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def emit(self, kind: str, who: tuple[str, str, str], t: datetime, meta: dict[str, object] | None) -> None:
+        """Append one event; ``who`` is (recording_id, user_id, session_id)."""
+        c = self.cols
+        c["id"].append(self.uid())
+        c["event_type"].append(kind)
+        c["recording_id"].append(who[0])
+        c["user_id"].append(who[1])
+        c["session_id"].append(who[2])
+        c["event_timestamp"].append(t)
+        c["metadata"].append(None if meta is None else json.dumps(meta, separators=(",", ":")))
+
+    def session(
+        self,
+        *,
+        rec: str,
+        user: str,
+        start: datetime,
+        duration: float,
+        position: float,
+        hard: list[float],
+        bandwidth: float,
+    ) -> float:
+        """Simulate one session; return the content position where it stopped."""
+        rng = self.rng
+        who = (rec, user, f"sess-{self.uid()[:13]}")
+        t, pos, rate = start, position, 1.0
+        level = max(0, min(3, round(bandwidth * 3 + rng.uniform(-0.5, 0.5))))
+        quality = _LADDER[level]
+        emit = self.emit
+        emit(
+            "playback_started",
+            who,
+            t,
+            {
+                "position": round(pos, 3),
+                "quality": quality,
+                "bitrate": BITRATES[quality],
+                "playback_rate": rate,
+                "duration": duration,
+            },
+        )
+        patience = rng.expovariate(1 / (duration * (0.4 + 0.8 * bandwidth)))
+        watched = 0.0
+        while True:
+            step = min(rng.expovariate(1 / 240), duration - pos) / rate
+            if step <= 0 or watched + step > patience:
+                step = max(0.0, min(step, patience - watched))
+                t += timedelta(seconds=step)
+                pos = min(duration, pos + step * rate)
+                if pos >= duration - 1:
+                    emit("playback_completed", who, t, {"position": round(duration, 3)})
+                elif rng.random() < 0.8:
+                    emit("session_ended", who, t, {"position": round(pos, 3)})
+                return pos
+            t += timedelta(seconds=step)
+            pos += step * rate
+            watched += step
+            roll = rng.random()
+            if roll < 0.25:
+                emit("playback_paused", who, t, {"position": round(pos, 3)})
+                t += timedelta(seconds=rng.expovariate(1 / 90))
+                emit("playback_resumed", who, t, {"position": round(pos, 3)})
+            elif roll < 0.45 and any(h < pos for h in hard):
+                target = max(0.0, max(h for h in hard if h < pos) - rng.uniform(5, 60))
+                emit(
+                    "engagement_action",
+                    who,
+                    t,
+                    {"action": "seek", "from_position": round(pos, 3), "to_position": round(target, 3)},
+                )
+                pos = target
+            elif roll < 0.52:
+                target = min(duration - 1, pos + rng.uniform(30, 300))
+                emit(
+                    "engagement_action",
+                    who,
+                    t,
+                    {"action": "seek", "from_position": round(pos, 3), "to_position": round(target, 3)},
+                )
+                pos = target
+            elif roll < 0.58:
+                rate = rng.choice([1.0, 1.25, 1.5, 2.0])
+                emit(
+                    "engagement_action",
+                    who,
+                    t,
+                    {"action": "speed_change", "playback_rate": rate, "position": round(pos, 3)},
+                )
+            elif roll < 0.72:
+                new_level = max(0, min(3, level + rng.choice([-1, 1]) * (1 if rng.random() < bandwidth else -1)))
+                if new_level != level:
+                    new = _LADDER[new_level]
+                    reason = "bandwidth_increase" if new_level > level else "bandwidth_drop"
+                    emit(
+                        "quality_changed",
+                        who,
+                        t,
+                        {
+                            "old_quality": quality,
+                            "new_quality": new,
+                            "old_bitrate": BITRATES[quality],
+                            "new_bitrate": BITRATES[new],
+                            "reason": reason,
+                            "position": round(pos, 3),
+                        },
+                    )
+                    level, quality = new_level, new
+            elif roll < 0.72 + 0.25 * (1 - bandwidth):
+                emit("buffer_start", who, t, {"position": round(pos, 3)})
+                t += timedelta(seconds=rng.uniform(0.3, 4 + 10 * (1 - bandwidth)))
+                emit("buffer_end", who, t, {"position": round(pos, 3)})
+            elif roll < 0.985:
+                emit(
+                    "engagement_action",
+                    who,
+                    t,
+                    {
+                        "action": rng.choice(["caption_toggle", "note_taken", "transcript_opened"]),
+                        "position": round(pos, 3),
+                    },
+                )
+            else:
+                fatal = rng.random() < 0.3
+                emit(
+                    "error_occurred",
+                    who,
+                    t,
+                    {
+                        "code": rng.choice(["E_NETWORK", "E_DECODE", "E_DRM"]),
+                        "message": "playback error",
+                        "fatal": fatal,
+                        "position": round(pos, 3),
+                    },
+                )
+                if fatal:
+                    return pos
+
+
+def _view_delay(persona: Persona, week: int, weeks: int, dropout_week: int, rng: random.Random) -> float | None:
+    """Days between publication and the first viewing, or None when not watched."""
+    if persona == "dropout" and week > dropout_week:
+        return None
+    if persona == "binger":
+        exam = weeks // 2 if week <= weeks // 2 else weeks
+        return max(0.5, (exam - week) * 7 + rng.uniform(-3, 0)) if rng.random() < 0.85 else None
+    if persona == "behind":
+        return rng.uniform(1, 4) + week * rng.uniform(0.5, 1.5) if rng.random() < 0.9 - week * 0.03 else None
+    return rng.uniform(0.2, 4) if rng.random() < 0.92 else None
+
+
+def _corrupt(events: pl.DataFrame, fraction: float, rng: random.Random) -> pl.DataFrame:
+    """Break a fraction of rows, each in one of the ways the contract rejects."""
+    if fraction <= 0:
+        return events
+    text = events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    rows = text.to_dicts()
+    breakers = [
+        ("event_type", lambda v: "playback_exploded"),
+        ("recording_id", lambda v: "not-a-uuid"),
+        ("user_id", lambda v: "00000000-0000-0000-0000-000000000000"),
+        ("session_id", lambda v: "   "),
+        ("event_timestamp", lambda v: "yesterday-ish"),
+        ("event_timestamp", lambda v: "2999-01-01T00:00:00Z"),
+        ("metadata", lambda v: '{"position": -5}'),
+        ("metadata", lambda v: "[1, 2, 3]"),
+        ("user_id", lambda v: None),
+    ]
+    for i in rng.sample(range(len(rows)), round(len(rows) * fraction)):
+        column, breaker = rng.choice(breakers)
+        rows[i][column] = breaker(rows[i][column])
+    return pl.DataFrame(rows, schema={c: pl.String for c in events.columns})
+
+
+def semester(
+    *,
+    courses: int = 3,
+    lectures_per_course: int = 12,
+    students: int = 120,
+    seed: int = 0,
+    start: datetime = datetime(2026, 2, 2, 9, tzinfo=UTC),
+    bad_rows: float = 0.0,
+    duplicates: float = 0.0,
+) -> Semester:
+    """Simulate a semester of viewing.
+
+    With ``bad_rows`` or ``duplicates`` above 0, the events come back as text
+    columns (as a dump would be), with that fraction of rows broken or repeated.
+
+    Example:
+        >>> s = semester(courses=1, lectures_per_course=2, students=4, seed=3, bad_rows=0.1)
+        >>> s.events.schema["event_timestamp"]
+        String
+    """
+    if not 0 <= bad_rows < 1 or not 0 <= duplicates < 1:
+        raise ValueError(f"bad_rows={bad_rows} and duplicates={duplicates} must be fractions in [0, 1)")
+    sim = _Sim(seed)
+    rng = sim.rng
+    weeks = lectures_per_course
+    catalogue: dict[str, list[object]] = {c: [] for c in RECORDINGS.column_names}
+    lectures: list[tuple[str, str, float, datetime, list[float]]] = []
+    for c in range(courses):
+        course = sim.uid()
+        for week in range(1, lectures_per_course + 1):
+            rec = sim.uid()
+            duration = float(rng.randint(20, 75) * 60)
+            published = start + timedelta(weeks=week - 1, days=c % 5, hours=rng.randint(0, 8))
+            title = f"Course {c + 1}, lecture {week}"
+            for name, value in zip(RECORDINGS.column_names, (rec, course, title, duration, published), strict=True):
+                catalogue[name].append(value)
+            hard = sorted(rng.uniform(0.1, 0.9) * duration for _ in range(rng.randint(1, 3)))
+            lectures.append((course, rec, duration, published, hard))
+            sim.emit(
+                "recording_started",
+                rec,
+                sim.uid(),
+                f"rec-{rec[:8]}",
+                published - timedelta(minutes=1),
+                {"course_id": course, "title": title, "duration": duration},
+            )
+    course_ids = sorted({course for course, *_ in lectures})
+    for _ in range(students):
+        user = sim.uid()
+        persona = rng.choices(_PERSONAS, _PERSONA_WEIGHTS)[0]
+        bandwidth = rng.betavariate(4, 2)
+        dropout_week = rng.randint(1, max(1, weeks - 1))
+        enrolled = set(rng.sample(course_ids, k=min(len(course_ids), rng.randint(1, 3))))
+        for course, rec, duration, published, hard in lectures:
+            if course not in enrolled:
+                continue
+            week = int((published - start).days // 7) + 1
+            delay = _view_delay(persona, week, weeks, dropout_week, rng)
+            if delay is None:
+                continue
+            t = published + timedelta(days=delay, hours=rng.uniform(0, 10))
+            pos = 0.0
+            for _session in range(rng.choice([1, 1, 1, 2, 2, 3])):
+                pos = sim.session(
+                    rec=rec, user=user, start=t, duration=duration, position=pos, hard=hard, bandwidth=bandwidth
+                )
+                if pos >= duration - 1:
+                    break
+                t += timedelta(hours=rng.uniform(1, 48))
+    events = pl.DataFrame(sim.cols, schema=ANALYTICS_EVENTS.polars_schema).sort("event_timestamp")
+    if duplicates > 0:
+        events = pl.concat([events, events.sample(fraction=duplicates, seed=seed)]).sort("event_timestamp")
+    events = _corrupt(events, bad_rows, rng)
+    return Semester(events=events, recordings=pl.DataFrame(catalogue, schema=RECORDINGS.polars_schema))

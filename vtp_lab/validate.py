@@ -1,0 +1,396 @@
+"""Parse and validate whole frames of raw events (spec section 1), vectorised.
+
+:func:`validate` takes a polars frame of raw events (any accepted column spelling,
+any timestamp form, metadata as an object or a JSON string) and splits it into the
+accepted rows, in the columns of ``analytics_events``, and the rejected rows, in the
+columns of ``rejected_events``, each with its reason code and field. Nothing is
+dropped: ``accepted.height + rejected.height == frame.height``.
+
+Parsing is one polars pass plus one DuckDB pass (timestamps given as text, JSON
+metadata); the rules are pandera checks over the parsed frame, one per reason and
+field, in priority order (:data:`vtp_lab.events.REASONS`), so a row that breaks
+several rules is rejected with the first. The accepted frame is then checked against
+the ``analytics_events`` pandera model generated from :mod:`vtp_lab.tables`.
+
+Optional input columns: ``_raw`` (the row's raw text; else the row as JSON),
+``_source`` (else the ``source`` argument) and ``_row`` (else 1, 2, 3, ...).
+
+Example:
+    >>> import polars as pl
+    >>> raw = pl.DataFrame({
+    ...     "EventType": ["EventPlaybackStarted", "nonsense"],
+    ...     "RecordingID": ["6ba7b811-9dad-11d1-80b4-00c04fd430c8"] * 2,
+    ...     "UserID": ["6ba7b812-9dad-11d1-80b4-00c04fd430c8"] * 2,
+    ...     "SessionID": ["s1", "s1"],
+    ...     "EventTime": ["2026-09-01T10:00:00Z"] * 2,
+    ... })
+    >>> v = validate(raw)
+    >>> v.accepted["event_type"].to_list(), v.rejected["reason"].to_list()
+    (['playback_started'], ['unknown_event_type'])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.duck import connect
+from vtp_lab.events import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    EVENT_TYPE_SPELLINGS,
+    FIELD_ALIASES,
+    METADATA_RULES,
+    NIL_UUID,
+    EventType,
+    uuid5_series,
+)
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
+
+__all__ = ["Validated", "canonical_uuid", "rules", "validate"]
+
+_REQUIRED: Final = ("event_type", "recording_id", "user_id", "session_id", "event_timestamp")
+_SPECIAL: Final = ("_raw", "_source", "_row")
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The result of :func:`validate`: accepted and rejected rows.
+
+    Example:
+        >>> v = validate(pl.DataFrame({"event_type": ["x"]}))
+        >>> v.rows_read, v.accepted.height, v.rejected.height
+        (1, 0, 1)
+    """
+
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame
+
+    @property
+    def rows_read(self) -> int:
+        """Rows in: accepted plus rejected."""
+        return self.accepted.height + self.rejected.height
+
+
+_CANONICAL = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def _uuid_column(frame: pl.DataFrame, column: str | None) -> pl.Series:
+    """Canonical UUIDs of a raw column: a regex fast path, the full normaliser only where needed."""
+    if column is None:
+        return pl.Series(values=[None] * frame.height, dtype=pl.String)
+    text = frame[column].cast(pl.String, strict=False)
+    fast = text.str.contains(_CANONICAL).fill_null(False)
+    result = text.to_frame("u").select(pl.when(fast).then(pl.col("u"))).to_series()
+    slow = text.is_not_null() & ~fast
+    if not slow.any():
+        return result
+    fixed = text.filter(slow).to_frame("u").select(canonical_uuid(pl.col("u"))).to_series()
+    return result.scatter(slow.arg_true(), fixed)
+
+
+def canonical_uuid(expr: pl.Expr) -> pl.Expr:
+    """The canonical lowercase form of UUID strings (any case, dashes, braces, urn), else null.
+
+    The vectorised twin of :func:`vtp_lab.events.parse_uuid`.
+
+    Example:
+        >>> pl.select(canonical_uuid(pl.lit("{6BA7B8119DAD11D180B400C04FD430C8}"))).item()
+        '6ba7b811-9dad-11d1-80b4-00c04fd430c8'
+    """
+    text = _uuid_text(expr)
+    hex_ = text.str.replace_all(r"[{}\-]", "")
+    dashed = pl.concat_str(
+        [
+            hex_.str.slice(0, 8),
+            hex_.str.slice(8, 4),
+            hex_.str.slice(12, 4),
+            hex_.str.slice(16, 4),
+            hex_.str.slice(20, 12),
+        ],
+        separator="-",
+    )
+    return pl.when(_is_uuid_text(text)).then(dashed)
+
+
+def _uuid_text(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.String).str.strip_chars().str.to_lowercase().str.strip_prefix("urn:uuid:")
+
+
+def _is_uuid_text(text: pl.Expr) -> pl.Expr:
+    """32 hex digits, dashes anywhere between them, braces at the ends (as :func:`parse_uuid`)."""
+    return text.str.contains(r"^[{}]*(-*[0-9a-f]){32}-*[{}]*$")
+
+
+def _event_type_column(frame: pl.DataFrame, column: str | None) -> pl.Series:
+    """Canonical event types of a raw column: canonical spellings pass as they are, others are mapped."""
+    if column is None:
+        return pl.Series(values=[None] * frame.height, dtype=pl.String)
+    text = frame[column].cast(pl.String, strict=False)
+    canonical = text.is_in([t.value for t in EventType])
+    other = text.is_not_null() & ~canonical
+    result = text.to_frame("t").select(pl.when(canonical).then(pl.col("t"))).to_series()
+    if not other.any():
+        return result
+    mapping = {k: v.value for k, v in EVENT_TYPE_SPELLINGS.items()}
+    compact = text.filter(other).str.replace_all(r"[\s_\-]", "").str.to_lowercase().str.strip_prefix("event")
+    return result.scatter(other.arg_true(), compact.replace_strict(mapping, default=None, return_dtype=pl.String))
+
+
+def _epoch(expr: pl.Expr) -> pl.Expr:
+    x = expr.cast(pl.Float64, strict=False)
+    micros = pl.when(x.abs() < 1e11).then(x * 1e6).when(x.abs() < 1e14).then(x * 1e3).otherwise(x)
+    return pl.from_epoch(micros.round(0).cast(pl.Int64, strict=False), time_unit="us").dt.replace_time_zone("UTC")
+
+
+def _timestamp_plan(dtype: pl.DataType, raw: pl.Expr) -> tuple[pl.Expr | None, pl.Expr | None]:
+    """(a parsed expression, a text expression for DuckDB to parse) for a raw timestamp column."""
+    if isinstance(dtype, pl.Datetime):
+        parsed = raw.dt.convert_time_zone("UTC") if dtype.time_zone else raw.dt.replace_time_zone("UTC")
+        return parsed.dt.cast_time_unit("us"), None
+    if isinstance(dtype, pl.Date):
+        return raw.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None
+    if dtype.is_numeric():
+        return _epoch(raw), None
+    text = raw.cast(pl.String, strict=False).str.strip_chars()
+    numeric = text.str.contains(r"^-?\d+(\.\d+)?$")
+    return pl.when(numeric).then(_epoch(text)), pl.when(~numeric).then(text)
+
+
+def _metadata_text(dtype: pl.DataType, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(metadata as JSON text or null, whether a non-null value can be an object)."""
+    if isinstance(dtype, pl.Struct):
+        return raw.struct.json_encode(), pl.lit(True)
+    if dtype == pl.String:
+        text = raw.str.strip_chars()
+        return pl.when(text != "").then(text), pl.lit(True)
+    if dtype == pl.Null:
+        return pl.lit(None, pl.String), pl.lit(True)
+    return raw.cast(pl.String, strict=False), pl.lit(False)
+
+
+def _stage(frame: pl.DataFrame) -> pl.DataFrame:
+    """Raw columns in any spelling to raw text (``r_*``) and parsed canonical columns."""
+    schema = frame.schema
+    source = {name: next((k for k in keys if k in schema), None) for name, keys in FIELD_ALIASES.items()}
+
+    def raw(name: str) -> pl.Expr:
+        col = source[name]
+        return pl.col(col) if col else pl.lit(None)
+
+    def present(name: str) -> pl.Expr:
+        """Not null, and (for text) not blank; session_id blank is a rule of its own."""
+        col = source[name]
+        if col is None:
+            return pl.lit(False).alias(f"p_{name}")
+        if schema[col] == pl.String and name != "session_id":
+            return (pl.col(col).str.strip_chars() != "").fill_null(False).alias(f"p_{name}")
+        return pl.col(col).is_not_null().alias(f"p_{name}")
+
+    ts_col, meta_col = source["event_timestamp"], source["metadata"]
+    ts_parsed, ts_text = _timestamp_plan(schema[ts_col], raw("event_timestamp")) if ts_col else (None, None)
+    meta_text, meta_object = (
+        _metadata_text(schema[meta_col], raw("metadata")) if meta_col else (pl.lit(None, pl.String), pl.lit(True))
+    )
+
+    staged = frame.select(
+        *(present(name) for name in FIELD_ALIASES if name != "metadata"),
+        _uuid_column(frame, source["id"]).alias("id"),
+        _event_type_column(frame, source["event_type"]).alias("event_type"),
+        _uuid_column(frame, source["recording_id"]).alias("recording_id"),
+        _uuid_column(frame, source["user_id"]).alias("user_id"),
+        raw("session_id").cast(pl.String, strict=False).str.strip_chars().alias("session_id"),
+        (ts_parsed if ts_parsed is not None else pl.lit(None, pl.Datetime("us", "UTC"))).alias("event_timestamp"),
+        (ts_text if ts_text is not None else pl.lit(None, pl.String)).alias("_ts_text"),
+        meta_text.alias("metadata"),
+        meta_object.alias("_meta_can_be_object"),
+    )
+    return _parse_in_duckdb(staged)
+
+
+def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
+    """Parse text timestamps and JSON metadata in one DuckDB pass (row order preserved).
+
+    Each known metadata key comes back as its raw JSON text (``_m_<key>``), for the
+    rules to check.
+    """
+    keys = list(METADATA_RULES)
+    if staged["_ts_text"].null_count() == staged.height and staged["metadata"].null_count() == staged.height:
+        return staged.drop("_ts_text").with_columns(
+            pl.lit(None, pl.String).alias("_meta_type"), *(pl.lit(None, pl.String).alias(f"_m_{k}") for k in keys)
+        )
+    struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
+    fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
+    con = connect()
+    inputs = staged.select("_ts_text", "metadata")  # noqa: F841 - read by DuckDB below
+    parsed = con.sql(
+        f"""
+        SELECT _ts_parsed, _meta_type, {fields}
+        FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed, json_type(j) AS _meta_type,
+                     from_json(j, '{struct}') AS m
+              FROM (SELECT _ts_text, CASE WHEN json_valid(metadata) THEN metadata END AS j FROM inputs))
+        """
+    ).pl()
+    con.close()
+    ts = parsed["_ts_parsed"].cast(pl.Datetime("us", "UTC"))
+    return (
+        staged.drop("_ts_text")
+        .hstack(parsed.drop("_ts_parsed").cast(pl.String))
+        .with_columns(pl.coalesce("event_timestamp", ts).alias("event_timestamp"))
+    )
+
+
+def _metadata_ok(key: str) -> pl.Expr:
+    """True where metadata key ``key`` is absent, JSON null, or valid by its rule."""
+    kind = METADATA_RULES[key].kind
+    v = pl.col(f"_m_{key}")
+    number = v.cast(pl.Float64, strict=False)
+    if kind == "boolean":
+        ok = v.is_in(["true", "false"])
+    elif kind == "uuid":
+        ok = v.str.starts_with('"') & _is_uuid_text(_uuid_text(v.str.strip_chars('"')))
+    elif kind == "nonneg_integer":
+        ok = number.is_finite() & (number == number.floor()) & (number >= 0)
+    elif kind == "positive_number":
+        ok = number.is_finite() & (number > 0)
+    else:
+        ok = number.is_finite() & (number >= 0)
+    return (v.is_null() | (v == "null") | ok).fill_null(False)
+
+
+def rules(now: datetime, max_clock_skew: timedelta) -> list[tuple[str, str, pl.Expr]]:
+    """The rules as (reason, field, expression true where a staged row passes), in priority order.
+
+    Example:
+        >>> [r for r, _, _ in rules(datetime.now(UTC), DEFAULT_MAX_CLOCK_SKEW)][:2]
+        ['missing_field', 'missing_field']
+    """
+    present = {name: pl.col(f"p_{name}") for name in FIELD_ALIASES}
+    rules: list[tuple[str, str, pl.Expr]] = [("missing_field", name, present[name]) for name in _REQUIRED]
+    rules.append(("unknown_event_type", "event_type", pl.col("event_type").is_not_null()))
+    for name in ("id", "recording_id", "user_id"):
+        rules.append(("invalid_uuid", name, ~present[name] | pl.col(name).is_not_null()))
+    rules += [("nil_uuid", name, pl.col(name) != NIL_UUID) for name in ("recording_id", "user_id")]
+    length = pl.col("session_id").str.len_chars()
+    rules.append(("empty_session_id", "session_id", (length >= 1) & (length <= 255)))
+    rules.append(("invalid_timestamp", "event_timestamp", pl.col("event_timestamp").is_not_null()))
+    limit = pl.lit(now + max_clock_skew, pl.Datetime("us", "UTC"))
+    rules.append(("future_timestamp", "event_timestamp", pl.col("event_timestamp") <= limit))
+    is_object = pl.col("metadata").is_null() | (pl.col("_meta_can_be_object") & (pl.col("_meta_type") == "OBJECT"))
+    rules.append(("invalid_metadata", "metadata", is_object))
+    rules += [("invalid_metadata", f"metadata.{key}", _metadata_ok(key)) for key in METADATA_RULES]
+    return rules
+
+
+def _check(expr: pl.Expr, name: str) -> object:
+    import pandera.polars as pa
+
+    def run(data: pa.PolarsData, e: pl.Expr = expr) -> pl.LazyFrame:
+        return data.lazyframe.select(e.fill_null(False))
+
+    return pa.Check(run, name=name, error=name)
+
+
+def _failures(staged: pl.DataFrame, rules: list[tuple[str, str, pl.Expr]]) -> pl.DataFrame:
+    """One row per failing row index: (index, check_number) of its first failed rule."""
+    import pandera.polars as pa
+    from pandera.errors import SchemaErrors
+
+    schema = pa.DataFrameSchema(checks=[_check(expr, f"{r}:{f}") for r, f, expr in rules], name="event_rules")
+    try:
+        schema.validate(staged, lazy=True)
+    except SchemaErrors as err:
+        return (
+            err.failure_cases.select(pl.col("index").cast(pl.Int64), pl.col("check_number").cast(pl.Int64))
+            .group_by("index")
+            .agg(pl.col("check_number").min())
+        )
+    return pl.DataFrame(schema={"index": pl.Int64, "check_number": pl.Int64})
+
+
+def _canonical_json(text: str) -> str:
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
+    """Event ids, derived (spec section 1) where the input had none."""
+    missing = accepted["id"].is_null()
+    if not missing.any():
+        return accepted["id"]
+    todo = accepted.filter(missing)
+    meta: list[str] = [_canonical_json(m) if m is not None else "" for m in todo["metadata"].to_list()]
+    names = todo.select(
+        pl.concat_str(
+            [
+                pl.lit("event"),
+                "event_type",
+                "recording_id",
+                "user_id",
+                "session_id",
+                pl.col("event_timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                pl.Series(meta),
+            ],
+            separator="|",
+        )
+    ).to_series()
+    derived = uuid5_series(names)
+    return accepted["id"].scatter(missing.arg_true(), derived)
+
+
+def validate(
+    frame: pl.DataFrame,
+    *,
+    source: str = "frame",
+    now: datetime | None = None,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+) -> Validated:
+    """Split raw events into accepted (``analytics_events``) and rejected (``rejected_events``) rows.
+
+    Example:
+        >>> v = validate(pl.DataFrame({"event_type": ["session_ended"], "recording_id": ["x"]}))
+        >>> v.rejected.select("reason", "field").row(0)
+        ('missing_field', 'user_id')
+    """
+    now = now or datetime.now(UTC)
+    originals = [c for c in frame.columns if c not in _SPECIAL]
+    staged = _stage(frame)
+    checks = rules(now, max_clock_skew)
+    failed = _failures(staged, checks)
+    reason_of = pl.DataFrame(
+        {
+            "check_number": range(len(checks)),
+            "reason": [r for r, _, _ in checks],
+            "field": [f for _, f, _ in checks],
+        },
+        schema={"check_number": pl.Int64, "reason": pl.String, "field": pl.String},
+    )
+    failed = failed.join(reason_of, on="check_number").sort("index")
+    bad = pl.Series("bad", [False] * frame.height).scatter(failed["index"], True) if failed.height else None
+    accepted = staged if bad is None else staged.filter(~bad)
+    accepted = accepted.with_columns(_derive_ids(accepted).alias("id"))
+    accepted = ANALYTICS_EVENTS.conform(accepted)
+    ANALYTICS_EVENTS.model.validate(accepted)
+
+    idx = failed["index"]
+    rows = frame[idx]
+    raw = (
+        rows["_raw"] if "_raw" in frame.columns else rows.select(pl.struct(originals).struct.json_encode()).to_series()
+    )
+    sources = rows["_source"] if "_source" in frame.columns else pl.repeat(source, idx.len(), eager=True)
+    numbers = rows["_row"] if "_row" in frame.columns else idx + 1
+    rejected = REJECTED_EVENTS.conform(
+        pl.DataFrame(
+            {
+                "raw": raw,
+                "source": sources,
+                "row_number": numbers,
+                "reason": failed["reason"],
+                "field": failed["field"],
+                "rejected_at": pl.repeat(now, idx.len(), eager=True, dtype=pl.Datetime("us", "UTC")),
+            }
+        )
+    )
+    return Validated(accepted=accepted, rejected=rejected)
