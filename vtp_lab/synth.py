@@ -130,7 +130,9 @@ class _Sim:
                 emit("playback_paused", who, t, {"position": round(pos, 3)})
                 t += timedelta(seconds=rng.expovariate(1 / 90))
                 emit("playback_resumed", who, t, {"position": round(pos, 3)})
-            elif roll < 0.45 and any(h < pos for h in hard):
+            elif roll < 0.45:
+                if not any(h < pos for h in hard):
+                    continue
                 target = max(0.0, max(h for h in hard if h < pos) - rng.uniform(5, 60))
                 emit(
                     "engagement_action",
@@ -281,9 +283,7 @@ def semester(
             lectures.append((course, rec, duration, published, hard))
             sim.emit(
                 "recording_started",
-                rec,
-                sim.uid(),
-                f"rec-{rec[:8]}",
+                (rec, sim.uid(), f"rec-{rec[:8]}"),
                 published - timedelta(minutes=1),
                 {"course_id": course, "title": title, "duration": duration},
             )

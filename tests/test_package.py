@@ -1,0 +1,80 @@
+"""Package hygiene: exports, laziness, typing marker, one-way imports."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+
+import vtp_lab
+from conftest import ROOT
+
+# design.md: events (contract) <- io, collect, store <- sessions <- stats, metrics <- reports, plot <- widgets <- lab <- cli
+LAYERS = {
+    "errors": 0,
+    "tables": 0,
+    "duck": 0,
+    "events": 1,
+    "validate": 2,
+    "synth": 2,
+    "io": 3,
+    "collect": 3,
+    "store": 3,
+    "sessions": 4,
+    "stats": 5,
+    "metrics": 5,
+    "reports": 6,
+    "plot": 6,
+    "widgets": 7,
+    "lab": 8,
+    "cli": 9,
+}
+
+
+def isort_key(name: str) -> tuple[int, str]:
+    """ruff's RUF022 order: CONSTANTS, then Classes, then functions, each alphabetical."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def test_all_is_sorted_and_matches_exports():
+    assert vtp_lab.__all__ == sorted(vtp_lab.__all__)
+    for name in vtp_lab.__all__:
+        assert getattr(vtp_lab, name) is not None
+    assert sorted(dir(vtp_lab)) == vtp_lab.__all__
+
+
+def test_every_module_has_a_sorted_all_of_existing_names():
+    import importlib
+
+    for path in sorted((ROOT / "vtp_lab").glob("*.py")):
+        if path.stem in {"__init__"}:
+            continue
+        module = importlib.import_module(f"vtp_lab.{path.stem}")
+        assert module.__all__ == sorted(module.__all__, key=isort_key), path.stem
+        for name in module.__all__:
+            assert hasattr(module, name), f"{path.stem}.{name}"
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                assert obj.__doc__ and ">>>" in obj.__doc__, f"{path.stem}.{name} needs a docstring with an example"
+
+
+def test_imports_flow_one_way():
+    for path in sorted((ROOT / "vtp_lab").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vtp_lab."):
+                target = node.module.split(".")[1]
+                assert LAYERS[target] <= LAYERS[path.stem], f"{path.stem} imports upward from {target}"
+
+
+def test_import_is_light():
+    code = "import sys, vtp_lab; print(','.join(m for m in ('polars','duckdb','pandera','altair','ipywidgets','vtp_lab.cli') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_typed_marker_ships():
+    assert (ROOT / "vtp_lab" / "py.typed").exists()
