@@ -16,7 +16,6 @@ from vtp_lab.events import (
     REASONS,
     Event,
     EventType,
-    derive_event_id,
     events_from_json,
     events_to_json,
     parse_event_type,

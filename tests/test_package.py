@@ -7,8 +7,9 @@ import inspect
 import subprocess
 import sys
 
-import vtp_lab
 from conftest import ROOT
+
+import vtp_lab
 
 # design.md: events (contract) <- io, collect, store <- sessions <- stats, metrics <- reports, plot <- widgets <- lab <- cli
 LAYERS = {

@@ -74,5 +74,5 @@ def test_bad_rows_and_duplicates():
 
 
 def test_bad_fraction_is_checked():
-    with pytest.raises(ValueError, match="bad_rows=1.5"):
+    with pytest.raises(ValueError, match=r"bad_rows=1\.5"):
         semester(bad_rows=1.5)
