@@ -95,7 +95,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from vtp_lab.io import write_events
+    from vtp_lab.io import format_of, write_events
     from vtp_lab.synth import semester
 
     sem = semester(
@@ -107,7 +107,7 @@ def _synth(args: argparse.Namespace) -> int:
         duplicates=args.duplicates,
     )
     path = write_events(sem.events, args.output, format=args.format)
-    print(f"wrote {sem.events.height:,} events to {path} ({args.format or path.name.split('.')[1]})")
+    print(f"wrote {sem.events.height:,} events to {path} ({args.format or format_of(path)})")
     if args.recordings:
         args.recordings.parent.mkdir(parents=True, exist_ok=True)
         sem.recordings.write_csv(args.recordings)
