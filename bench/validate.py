@@ -41,7 +41,9 @@ def main() -> None:
     students = max(10, args.rows // 270)
     events = semester(courses=4, lectures_per_course=14, students=students, seed=1).events
     while events.height < args.rows:
-        copy = events.with_columns(pl.concat_str(pl.lit(f"{len(events) % 16:x}"), pl.col("id").str.slice(1)).alias("id"))
+        copy = events.with_columns(
+            pl.concat_str(pl.lit(f"{len(events) % 16:x}"), pl.col("id").str.slice(1)).alias("id")
+        )
         events = pl.concat([events, copy])
     events = events.head(args.rows)
     text = events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"))

@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vtp_lab import synth
+    from vtp_lab.collect import Collector
     from vtp_lab.errors import EventValidationError, InputFormatError, StoreError, StoreLockedError, VtpLabError
     from vtp_lab.events import Event, EventType, events_from_json, events_to_json
     from vtp_lab.io import write_events
+    from vtp_lab.lab import Lab
     from vtp_lab.validate import Validated, validate
 
 __all__ = [
+    "Collector",
     "Event",
     "EventType",
     "EventValidationError",
     "InputFormatError",
+    "Lab",
     "StoreError",
     "StoreLockedError",
     "Validated",
@@ -39,6 +43,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Collector": "vtp_lab.collect",
+    "Lab": "vtp_lab.lab",
     "Event": "vtp_lab.events",
     "EventType": "vtp_lab.events",
     "events_from_json": "vtp_lab.events",

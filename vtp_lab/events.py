@@ -45,13 +45,16 @@ __all__ = [
     "NIL_UUID",
     "REASONS",
     "SESSION_EVENT_ORDER",
+    "CheckedFields",
     "Event",
     "EventType",
     "MetadataRule",
     "Reason",
     "canonical_metadata",
+    "check_fields",
     "course_statistics_id",
     "derive_event_id",
+    "derive_event_ids",
     "engagement_metrics_id",
     "events_from_json",
     "events_to_json",
@@ -260,6 +263,8 @@ def parse_timestamp(value: object) -> datetime | None:
         >>> parse_timestamp(1788256800).isoformat()
         '2026-09-01T10:00:00+00:00'
     """
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, datetime):
@@ -424,6 +429,35 @@ def course_statistics_id(course_id: str) -> str:
     return _uuid5(f"course|{course_id}")
 
 
+def derive_event_ids(events: pl.DataFrame, metadata: pl.Series) -> pl.Series:
+    """Derived ids (spec section 1) for a frame of canonical events, vectorised.
+
+    ``metadata`` is each row's metadata as canonical JSON (:func:`canonical_metadata`),
+    ``""`` when absent.
+
+    Example:
+        >>> frame = pl.DataFrame({"event_type": ["playback_started"], "recording_id": ["r"], "user_id": ["u"],
+        ...     "session_id": ["s"], "event_timestamp": [datetime(2026, 9, 1, tzinfo=UTC)]})
+        >>> derive_event_ids(frame, pl.Series([""])).item()
+        'edcd3121-471d-505e-9fd7-70f4fcbfd200'
+    """
+    names = events.select(
+        pl.concat_str(
+            [
+                pl.lit("event"),
+                "event_type",
+                "recording_id",
+                "user_id",
+                "session_id",
+                pl.col("event_timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                pl.lit(metadata.fill_null("")),
+            ],
+            separator="|",
+        )
+    ).to_series()
+    return uuid5_series(names).rename("id")
+
+
 def _metadata_value_ok(kind: MetadataKind, value: object) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)
@@ -467,6 +501,93 @@ def _require(name: str, value: object) -> object:
     return value
 
 
+_CANONICAL_UUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_BY_VALUE: Final = {t.value: t for t in EventType}
+
+
+def _uuid_field(name: str, value: object) -> str:
+    if type(value) is str and _CANONICAL_UUID.match(value):
+        return value
+    canonical = parse_uuid(value)
+    if canonical is None:
+        raise _fail("invalid_uuid", name, value, "a UUID like 6ba7b811-9dad-11d1-80b4-00c04fd430c8")
+    return canonical
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedFields:
+    """The canonical values of one event's fields, as :func:`check_fields` returns them.
+
+    Example:
+        >>> check_fields(event_type="BufferEnd", recording_id=str(NAMESPACE), user_id=str(NAMESPACE),
+        ...     session_id=" s ", event_timestamp=0).session_id
+        's'
+    """
+
+    event_type: EventType
+    recording_id: str
+    user_id: str
+    session_id: str
+    event_timestamp: datetime
+    metadata: dict[str, Any] | None
+    event_id: str | None
+
+
+def check_fields(
+    *,
+    event_type: object,
+    recording_id: object,
+    user_id: object,
+    session_id: object,
+    event_timestamp: object,
+    metadata: object = None,
+    event_id: object = None,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    now: datetime | None = None,
+) -> CheckedFields:
+    """Check one event's fields by the rules of spec section 1, in priority order.
+
+    Returns the canonical values; raises :class:`EventValidationError` naming the
+    reason, field, value and rule of the first rule broken. ``event_id`` stays None
+    when not given (derive it with :func:`derive_event_id`).
+
+    Example:
+        >>> check_fields(event_type="x", recording_id=None, user_id=None, session_id="s",
+        ...     event_timestamp=0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.EventValidationError: missing_field: recording_id=None breaks the rule: required
+    """
+    for name, value in (
+        ("event_type", event_type),
+        ("recording_id", recording_id),
+        ("user_id", user_id),
+        ("session_id", session_id),
+        ("event_timestamp", event_timestamp),
+    ):
+        _require(name, value)
+    kind = _BY_VALUE.get(event_type) if type(event_type) is str else None  # type: ignore[call-overload]
+    kind = kind or parse_event_type(event_type)
+    if kind is None:
+        raise _fail("unknown_event_type", "event_type", event_type, f"one of {', '.join(EventType)}")
+    eid = None if event_id is None or event_id == "" else _uuid_field("id", event_id)
+    rec = _uuid_field("recording_id", recording_id)
+    user = _uuid_field("user_id", user_id)
+    if rec == NIL_UUID:
+        raise _fail("nil_uuid", "recording_id", rec, "not the nil UUID")
+    if user == NIL_UUID:
+        raise _fail("nil_uuid", "user_id", user, "not the nil UUID")
+    session = session_id.strip() if isinstance(session_id, str) else ""
+    if not session or len(session) > 255:
+        raise _fail("empty_session_id", "session_id", session_id, "non-empty after trimming, at most 255 chars")
+    ts = parse_timestamp(event_timestamp)
+    if ts is None:
+        raise _fail("invalid_timestamp", "event_timestamp", event_timestamp, "ISO 8601, Postgres text or epoch")
+    if ts > (now or datetime.now(UTC)) + max_clock_skew:
+        raise _fail("future_timestamp", "event_timestamp", ts.isoformat(), f"not later than now + {max_clock_skew}")
+    return CheckedFields(kind, rec, user, session, ts, _check_metadata(metadata), eid)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """One playback event, validated on construction (spec section 1).
@@ -494,49 +615,27 @@ class Event:
     max_clock_skew: timedelta = field(default=DEFAULT_MAX_CLOCK_SKEW, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        put = object.__setattr__
-        for name in ("event_type", "recording_id", "user_id", "session_id", "event_timestamp"):
-            _require(name, getattr(self, name))
-        event_type = parse_event_type(self.event_type)
-        if event_type is None:
-            raise _fail("unknown_event_type", "event_type", self.event_type, f"one of {', '.join(EventType)}")
-        put(self, "event_type", event_type)
-        ids = {"id": self.id or None, "recording_id": self.recording_id, "user_id": self.user_id}
-        for name, value in ids.items():
-            if value is not None:
-                canonical = parse_uuid(value)
-                if canonical is None:
-                    raise _fail("invalid_uuid", name, value, "a UUID like 6ba7b811-9dad-11d1-80b4-00c04fd430c8")
-                ids[name] = canonical
-        for name in ("recording_id", "user_id"):
-            if ids[name] == NIL_UUID:
-                raise _fail("nil_uuid", name, ids[name], "not the nil UUID")
-            put(self, name, ids[name])
-        session_id = self.session_id
-        if not isinstance(session_id, str) or not session_id.strip() or len(session_id.strip()) > 255:
-            raise _fail("empty_session_id", "session_id", session_id, "non-empty after trimming, at most 255 chars")
-        put(self, "session_id", session_id.strip())
-        ts = parse_timestamp(self.event_timestamp)
-        if ts is None:
-            raise _fail(
-                "invalid_timestamp", "event_timestamp", self.event_timestamp, "ISO 8601, Postgres text or epoch"
-            )
-        if ts > datetime.now(UTC) + self.max_clock_skew:
-            raise _fail(
-                "future_timestamp", "event_timestamp", ts.isoformat(), f"not later than now + {self.max_clock_skew}"
-            )
-        put(self, "event_timestamp", ts)
-        put(self, "metadata", _check_metadata(self.metadata))
-        if ids["id"] is None:
-            ids["id"] = derive_event_id(
-                event_type=event_type,
-                recording_id=self.recording_id,
-                user_id=self.user_id,
-                session_id=self.session_id,
-                event_timestamp=ts,
-                metadata=self.metadata,
-            )
-        put(self, "id", ids["id"])
+        fields = check_fields(
+            event_type=self.event_type,
+            recording_id=self.recording_id,
+            user_id=self.user_id,
+            session_id=self.session_id,
+            event_timestamp=self.event_timestamp,
+            metadata=self.metadata,
+            event_id=self.id or None,
+            max_clock_skew=self.max_clock_skew,
+        )
+        event_id = fields.event_id or derive_event_id(
+            event_type=fields.event_type,
+            recording_id=fields.recording_id,
+            user_id=fields.user_id,
+            session_id=fields.session_id,
+            event_timestamp=fields.event_timestamp,
+            metadata=fields.metadata,
+        )
+        for name in ("event_type", "recording_id", "user_id", "session_id", "event_timestamp", "metadata"):
+            object.__setattr__(self, name, getattr(fields, name))
+        object.__setattr__(self, "id", event_id)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with canonical keys.

@@ -46,7 +46,8 @@ from vtp_lab.events import (
     METADATA_RULES,
     NIL_UUID,
     EventType,
-    uuid5_series,
+    canonical_metadata,
+    derive_event_ids,
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
 
@@ -311,33 +312,14 @@ def _failures(staged: pl.DataFrame, rules: list[tuple[str, str, pl.Expr]]) -> pl
     return pl.DataFrame(schema={"index": pl.Int64, "check_number": pl.Int64})
 
 
-def _canonical_json(text: str) -> str:
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-
-
 def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
     """Event ids, derived (spec section 1) where the input had none."""
     missing = accepted["id"].is_null()
     if not missing.any():
         return accepted["id"]
     todo = accepted.filter(missing)
-    meta: list[str] = [_canonical_json(m) if m is not None else "" for m in todo["metadata"].to_list()]
-    names = todo.select(
-        pl.concat_str(
-            [
-                pl.lit("event"),
-                "event_type",
-                "recording_id",
-                "user_id",
-                "session_id",
-                pl.col("event_timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                pl.Series(meta),
-            ],
-            separator="|",
-        )
-    ).to_series()
-    derived = uuid5_series(names)
-    return accepted["id"].scatter(missing.arg_true(), derived)
+    canonical = [canonical_metadata(json.loads(m)) if m is not None else "" for m in todo["metadata"].to_list()]
+    return accepted["id"].scatter(missing.arg_true(), derive_event_ids(todo, pl.Series(canonical, dtype=pl.String)))
 
 
 def validate(

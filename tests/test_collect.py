@@ -1,0 +1,138 @@
+"""The Collector: checked at record(), buffered, flushed by size and time, thread-safe, never dropping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+from conftest import REC, USER
+
+from vtp_lab.collect import Collector
+from vtp_lab.errors import EventValidationError, StoreError
+from vtp_lab.events import Event
+from vtp_lab.lab import Lab
+
+
+def test_invalid_event_raises_at_record():
+    with Collector(lambda a, r: None) as c, pytest.raises(EventValidationError) as info:
+        c.record("playback_started", REC, USER, "s", {"playback_rate": 0})
+    assert (info.value.reason, info.value.field) == ("invalid_metadata", "metadata.playback_rate")
+
+
+def test_quarantine_mode_keeps_the_invalid_event():
+    lab = Lab(":memory:")
+    with lab.collector(on_invalid="quarantine") as c:
+        c.record("playback_started", REC, USER, "s1")
+        c.record("playback_started", "0" * 32, USER, "s1")
+    rejected = lab.rejected_events()
+    assert rejected.select("source", "row_number", "reason", "field").row(0) == (
+        "collector",
+        2,
+        "nil_uuid",
+        "recording_id",
+    )
+    assert '"recording_id": "00000000000000000000000000000000"' in rejected["raw"].item()
+    assert lab.events().height == 1
+
+
+def test_flush_by_size_and_by_time():
+    batches: list[int] = []
+    c = Collector(lambda a, r: batches.append(a.height), batch_size=3, flush_interval=0.2)
+    for i in range(4):
+        c.record("buffer_start", REC, USER, f"s{i}")
+    time.sleep(0.05)
+    assert batches == [3]
+    time.sleep(0.4)
+    assert batches == [3, 1]
+    c.close()
+
+
+def test_ids_are_derived_like_single_events():
+    lab = Lab(":memory:")
+    ts = datetime(2026, 9, 1, 10, tzinfo=UTC)
+    with lab.collector() as c:
+        c.record("PlaybackStarted", REC.upper(), USER, " s1 ", {"quality": "720p", "position": 0}, event_timestamp=ts)
+        c.add(Event(event_type="session_ended", recording_id=REC, user_id=USER, session_id="s1", event_timestamp=ts))
+    expected = Event(
+        event_type="playback_started",
+        recording_id=REC,
+        user_id=USER,
+        session_id="s1",
+        event_timestamp=ts,
+        metadata={"position": 0, "quality": "720p"},
+    )
+    got = lab.events().sort("event_type")
+    assert got["id"].to_list() == [
+        expected.id,
+        Event(event_type="session_ended", recording_id=REC, user_id=USER, session_id="s1", event_timestamp=ts).id,
+    ]
+    assert got["metadata"][0] == '{"position":0,"quality":"720p"}'
+
+
+def test_four_threads_store_exactly_200000():
+    lab = Lab(":memory:")
+    c = lab.collector(batch_size=10_000)
+
+    def worker(k: int) -> None:
+        for i in range(50_000):
+            c.record("engagement_action", REC, USER, f"thread{k}", {"position": i, "action": "note_taken"})
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c.close()
+    stored = lab.events()
+    assert stored.height == 200_000
+    assert stored.group_by("session_id").len().sort("session_id")["len"].to_list() == [50_000] * 4
+
+
+def test_slow_store_makes_record_wait_not_drop():
+    stored: list[int] = []
+
+    def slow(acc: pl.DataFrame, rej: pl.DataFrame) -> None:
+        time.sleep(0.05)
+        stored.append(acc.height)
+
+    c = Collector(slow, batch_size=10, max_pending=1)
+    start = time.perf_counter()
+    for i in range(100):
+        c.record("buffer_end", REC, USER, f"s{i}")
+    assert time.perf_counter() - start > 0.3  # record() waited for the store
+    c.close()
+    assert sum(stored) == 100
+
+
+def test_failing_store_keeps_events_and_says_how_to_retry():
+    calls = {"n": 0}
+    kept: list[int] = []
+
+    def flaky(acc: pl.DataFrame, rej: pl.DataFrame) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+        kept.append(acc.height)
+
+    c = Collector(flaky, batch_size=5)
+    for i in range(5):
+        c.record("buffer_end", REC, USER, f"s{i}")
+    time.sleep(0.1)
+    with pytest.raises(StoreError, match="call flush\\(\\) to try again"):
+        c.record("buffer_end", REC, USER, "s5")
+    c.flush()
+    c.record("buffer_end", REC, USER, "s6")
+    c.close()
+    assert kept == [5, 1]
+
+
+def test_closed_collector_refuses_and_bad_settings_are_named():
+    c = Collector(lambda a, r: None)
+    c.close()
+    with pytest.raises(StoreError, match="closed"):
+        c.record("buffer_end", REC, USER, "s")
+    with pytest.raises(ValueError, match="batch_size=0"):
+        Collector(lambda a, r: None, batch_size=0)

@@ -1,0 +1,207 @@
+"""Faults: kill -9 mid-write, failures mid-batch, a second writer. Nothing half-written, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from vtp_lab.errors import StoreLockedError
+from vtp_lab.lab import Lab
+from vtp_lab.store import DuckDBStore, ParquetLake, open_store
+from vtp_lab.synth import semester
+from vtp_lab.tables import REJECTED_EVENTS, TABLES
+
+BATCH = 500
+
+WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import vtp_lab.store as S
+    from vtp_lab.synth import semester
+    mode, path = sys.argv[1], sys.argv[2]
+    events = semester(courses=1, lectures_per_course=4, students=100, seed=3).events
+    state = {"batch": 0, "parquet_renames": 0}
+    real_replace = os.replace
+
+    def replace(src, dst):
+        kill = state["batch"] == 3 and (
+            (mode == "staged" and str(dst).endswith(".parquet"))
+            or (mode == "renamed" and str(dst).endswith(".parquet") and state["parquet_renames"] == 1)
+            or (mode == "ledger" and str(dst).endswith(".json"))
+        )
+        if kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+        if str(dst).endswith(".parquet") and state["batch"] == 3:
+            state["parquet_renames"] += 1
+
+    S.os.replace = replace
+    store = S.open_store(path)
+    for start in range(0, events.height, %d):
+        state["batch"] += 1
+        store.append(events.slice(start, %d))
+        print("batch", state["batch"], flush=True)
+    print("done", flush=True)
+    """
+    % (BATCH, BATCH)
+)
+
+
+@pytest.fixture(scope="module")
+def events() -> pl.DataFrame:
+    return semester(courses=1, lectures_per_course=4, students=100, seed=3).events
+
+
+def run_writer(mode: str, path: Path, kill_after_batch: int | None = None) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, mode, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if kill_after_batch is not None:
+        for line in proc.stdout:
+            if line.strip() == f"batch {kill_after_batch}":
+                time.sleep(random.uniform(0, 0.05))
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.stdout.read()
+    return proc.wait(timeout=120)
+
+
+def assert_lake_clean_and_readable(path: Path) -> None:
+    reader = ParquetLake(path, read_only=True)
+    for name in TABLES:
+        reader.read(name)  # only committed files, all readable
+    ParquetLake(path).close()  # a writer opening the lake clears what the crash left
+    assert not (path / "_staging").exists()
+    committed = {
+        str(path / f)
+        for entry in (path / "_ledger").glob("*.json")
+        for f in __import__("json").loads(entry.read_text())["files"]
+    }
+    for name in TABLES:
+        for file in (path / name).rglob("*.parquet"):
+            assert str(file) in committed, f"{file} is visible but not committed"
+            pq.read_metadata(file)
+
+
+def rewrite_and_check_exact(path: Path, events: pl.DataFrame) -> None:
+    store = open_store(path)
+    for start in range(0, events.height, 700):
+        store.append(events.slice(start, 700))
+    stored = store.read("analytics_events")
+    assert stored.height == events["id"].n_unique()
+    assert stored["id"].n_unique() == stored.height
+    assert stored.sort("id").equals(events.unique("id", keep="first").sort("id"))
+    store.close()
+
+
+@pytest.mark.parametrize("mode", ["staged", "renamed", "ledger"])
+def test_lake_writer_killed_inside_a_batch(tmp_path, events, mode):
+    lake = tmp_path / "lake"
+    assert run_writer(mode, lake) == -signal.SIGKILL
+    stored = ParquetLake(lake, read_only=True).read("analytics_events")
+    assert stored.height == 2 * BATCH  # batches 1 and 2 whole, batch 3 absent
+    assert_lake_clean_and_readable(lake)
+    rewrite_and_check_exact(lake, events)
+
+
+@pytest.mark.parametrize("kill_after", [1, 3, 6])
+def test_lake_writer_killed_at_a_random_moment(tmp_path, events, kill_after):
+    lake = tmp_path / "lake"
+    run_writer("none", lake, kill_after_batch=kill_after)
+    stored = ParquetLake(lake, read_only=True).read("analytics_events")
+    assert stored.height >= kill_after * BATCH
+    assert stored.height % BATCH == 0 or stored.height == events.height
+    assert_lake_clean_and_readable(lake)
+    rewrite_and_check_exact(lake, events)
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])
+def test_duckdb_writer_killed_at_a_random_moment(tmp_path, events, kill_after):
+    db = tmp_path / "lab.duckdb"
+    run_writer("none", db, kill_after_batch=kill_after)
+    stored = DuckDBStore(db, read_only=True)
+    assert stored.read("analytics_events").height % BATCH == 0
+    stored.close()
+    rewrite_and_check_exact(db, events)
+
+
+def test_duckdb_failure_mid_batch_leaves_store_as_it_was(tmp_path, events):
+    store = DuckDBStore(tmp_path / "lab.duckdb")
+    store.append(events.head(100))
+    before = store.read("analytics_events")
+    broken = REJECTED_EVENTS.empty().vstack(
+        pl.DataFrame(
+            {
+                "raw": [None],
+                "source": ["x"],
+                "row_number": [1],
+                "reason": ["malformed"],
+                "field": [None],
+                "rejected_at": [None],
+            },
+            schema=REJECTED_EVENTS.polars_schema,
+        )
+    )
+    with pytest.raises(Exception, match="NOT NULL"):
+        store.append(events.slice(100, 300), broken)  # events insert first, then the quarantine insert fails
+    assert store.read("analytics_events").equals(before)
+    assert store.read("rejected_events").height == 0
+
+
+def test_lake_failure_mid_batch_leaves_store_as_it_was(tmp_path, events, monkeypatch):
+    lake = ParquetLake(tmp_path / "lake")
+    lake.append(events.head(100))
+    real = ParquetLake._publish
+    calls = {"n": 0}
+
+    def failing(self, frame, final):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(self, frame, final)
+
+    monkeypatch.setattr(ParquetLake, "_publish", failing)
+    many_days = events.slice(100, 2000)
+    assert many_days["event_timestamp"].dt.date().n_unique() > 1
+    with pytest.raises(OSError, match="disk full"):
+        lake.append(many_days)
+    monkeypatch.setattr(ParquetLake, "_publish", real)
+    assert lake.read("analytics_events").height == 100
+    lake.close()
+    assert_lake_clean_and_readable(tmp_path / "lake")
+    rewrite_and_check_exact(tmp_path / "lake", events)
+
+
+HOLDER = (
+    "import sys, time; from vtp_lab.lab import Lab; lab = Lab(sys.argv[1]); print('ready', flush=True); time.sleep(60)"
+)
+
+
+@pytest.mark.parametrize("name", ["lab.duckdb", "lake"])
+def test_second_writer_gets_a_clear_error(tmp_path, name):
+    path = tmp_path / name
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError) as info:
+            Lab(path)
+        message = str(info.value)
+        assert str(path) in message
+        assert f"PID {proc.pid}" in message
+        assert "one writer" in message or "DuckDB allows one writer" in message
+        assert info.value.path == str(path)
+    finally:
+        proc.kill()
+        proc.wait()
+    with Lab(path, read_only=True) as reader:
+        assert reader.events().height == 0
+    os.sync()

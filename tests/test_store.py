@@ -1,0 +1,127 @@
+"""Both stores: same tables, atomic batches, de-duplication, quarantine, filters, recordings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from vtp_lab.errors import StoreError
+from vtp_lab.store import DuckDBStore, Filter, ParquetLake, open_store
+from vtp_lab.synth import semester
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES
+from vtp_lab.validate import validate
+
+
+@pytest.fixture(scope="module")
+def sem():
+    return semester(courses=1, lectures_per_course=3, students=15, seed=9, bad_rows=0.05)
+
+
+@pytest.fixture(params=["duckdb", "memory", "lake"])
+def store(request, tmp_path):
+    path = {"duckdb": tmp_path / "s.duckdb", "memory": ":memory:", "lake": tmp_path / "lake"}[request.param]
+    s = open_store(path)
+    yield s
+    s.close()
+
+
+def test_open_store_picks_by_path(tmp_path):
+    assert isinstance(open_store(tmp_path / "a.duckdb"), DuckDBStore)
+    assert isinstance(open_store(":memory:"), DuckDBStore)
+    assert isinstance(open_store(tmp_path / "lake"), ParquetLake)
+
+
+def test_every_table_reads_with_its_declared_schema(store):
+    for name, table in TABLES.items():
+        assert store.read(name).schema == table.polars_schema
+
+
+def test_append_stores_accepted_and_quarantines_rejected(store, sem):
+    v = validate(sem.events)
+    result = store.append(v.accepted, v.rejected)
+    assert result.inserted == v.accepted["id"].n_unique()
+    assert result.rejected == v.rejected.height > 0
+    assert result.rows == v.rows_read
+    stored = store.read("analytics_events").sort("id")
+    assert stored.equals(v.accepted.unique("id", keep="first").sort("id"))
+    assert store.read("rejected_events").sort("row_number").equals(v.rejected.sort("row_number"))
+
+
+def test_duplicates_within_batch_and_against_store_are_stored_once(store, sem):
+    ev = validate(sem.events).accepted.head(500)
+    doubled = pl.concat([ev, ev.head(100)])
+    first = store.append(doubled)
+    assert (first.inserted, first.duplicates) == (500, 100)
+    again = store.append(ev)
+    assert (again.inserted, again.duplicates) == (0, 500)
+    assert store.read("analytics_events").height == 500
+
+
+def test_first_copy_of_a_repeated_id_wins(store, sem):
+    ev = validate(sem.events).accepted.head(1)
+    changed = ev.with_columns(pl.lit("other-session").alias("session_id"))
+    store.append(pl.concat([ev, changed]))
+    assert store.read("analytics_events")["session_id"].to_list() == ev["session_id"].to_list()
+
+
+def test_filters_push_down(store, sem):
+    ev = validate(sem.events).accepted
+    store.append(ev)
+    user = ev["user_id"][5]
+    got = store.read("analytics_events", [Filter(column="user_id", op="==", value=user)])
+    assert got.sort("id").equals(ev.filter(pl.col("user_id") == user).sort("id"))
+    cut = datetime(2026, 3, 1, tzinfo=UTC)
+    got = store.read("analytics_events", [Filter(column="event_timestamp", op="<", value=cut)])
+    assert got.height == ev.filter(pl.col("event_timestamp") < cut).height
+    types = ["buffer_start", "buffer_end"]
+    assert (
+        store.read("analytics_events", [Filter(column="event_type", op="in", value=types)]).height
+        == ev.filter(pl.col("event_type").is_in(types)).height
+    )
+
+
+def test_recordings_are_replaced_whole(store, sem):
+    store.write_recordings(sem.recordings)
+    store.write_recordings(sem.recordings.head(1))
+    assert store.read("recordings").equals(sem.recordings.head(1))
+
+
+def test_unknown_table_names_the_tables(store):
+    with pytest.raises(StoreError, match="no table 'events'; the tables are analytics_events"):
+        store.read("events")
+
+
+def test_lake_layout_is_hive_partitioned_zstd(tmp_path, sem):
+    lake = ParquetLake(tmp_path / "lake")
+    v = validate(sem.events)
+    lake.append(v.accepted, v.rejected)
+    parts = sorted((tmp_path / "lake" / "analytics_events").glob("event_date=*/*.parquet"))
+    assert parts
+    import pyarrow.parquet as pq
+
+    assert pq.read_metadata(parts[0]).row_group(0).column(0).compression == "ZSTD"
+    hive = pl.scan_parquet(
+        tmp_path / "lake" / "analytics_events" / "**" / "*.parquet", hive_partitioning=True
+    ).collect()
+    assert hive.height == v.accepted["id"].n_unique()
+    assert (hive["event_date"] == hive["event_timestamp"].dt.date()).all()
+    assert list((tmp_path / "lake" / "rejected_events").glob("*.parquet"))
+    lake.close()
+
+
+def test_lake_read_only_sees_what_the_writer_committed(tmp_path, sem):
+    with pytest.raises(StoreError, match="not a vtp_lab Parquet lake"):
+        ParquetLake(tmp_path / "nothing", read_only=True)
+    lake = ParquetLake(tmp_path / "lake")
+    lake.append(validate(sem.events).accepted)
+    reader = ParquetLake(tmp_path / "lake", read_only=True)
+    assert reader.read("analytics_events").height == lake.read("analytics_events").height
+    with pytest.raises(StoreError, match="read-only"):
+        reader.append(ANALYTICS_EVENTS.empty())
+    lake.close()
+
+
+def test_empty_batches_are_fine(store):
+    assert store.append(ANALYTICS_EVENTS.empty(), REJECTED_EVENTS.empty()).rows == 0

@@ -1,0 +1,308 @@
+"""The Collector: live events, checked one by one, buffered as columns, stored in batches.
+
+``record()`` checks an event by the contract at once (a bad one raises
+:class:`EventValidationError`, or is quarantined with ``on_invalid="quarantine"``),
+appends it to in-memory columns, and hands a full batch to a background thread that
+derives missing ids (vectorised), checks the batch against the ``analytics_events``
+pandera model and passes it to the sink (the store). A batch is flushed when it
+reaches ``batch_size`` events or ``flush_interval`` seconds after the last flush.
+
+Memory is bounded: at most ``max_pending`` full batches wait for the sink; when the
+store is slower, ``record()`` waits. Nothing is dropped: if the sink fails, the batch
+is kept, the error is raised from the next call, and ``flush()`` tries it again.
+
+Example:
+    >>> got = []
+    >>> with Collector(lambda acc, rej: got.append((acc.height, rej.height)), batch_size=2) as c:
+    ...     for i in range(3):
+    ...         c.record("playback_paused", "6ba7b811-9dad-11d1-80b4-00c04fd430c8",
+    ...                  "6ba7b812-9dad-11d1-80b4-00c04fd430c8", f"s{i}", {"position": i})
+    >>> got
+    [(2, 0), (1, 0)]
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, Literal
+
+import polars as pl
+
+from vtp_lab.errors import EventValidationError, StoreError
+from vtp_lab.events import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    Event,
+    canonical_metadata,
+    check_fields,
+    derive_event_ids,
+)
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
+
+__all__ = ["Collector", "OnInvalid", "Sink"]
+
+OnInvalid = Literal["raise", "quarantine"]
+Sink = Callable[[pl.DataFrame, pl.DataFrame], object]
+"""Receives (accepted events, rejected rows) for one batch; must store both or raise."""
+
+_COLUMNS: Final = ANALYTICS_EVENTS.column_names
+_STOP: Final = object()
+
+
+class Collector:
+    """Buffer live events and flush them to a sink in batches (the seed's EventCollector).
+
+    Thread-safe: any number of threads may call :meth:`record` and :meth:`add`.
+
+    Example:
+        >>> Collector(lambda a, r: None, on_invalid="ignore")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: on_invalid='ignore' is not one of 'raise', 'quarantine'
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        batch_size: int = 10_000,
+        flush_interval: float = 5.0,
+        max_pending: int = 4,
+        on_invalid: OnInvalid = "raise",
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    ) -> None:
+        if on_invalid not in ("raise", "quarantine"):
+            raise ValueError(f"on_invalid={on_invalid!r} is not one of 'raise', 'quarantine'")
+        if batch_size < 1 or flush_interval <= 0 or max_pending < 1:
+            raise ValueError(
+                f"batch_size={batch_size}, flush_interval={flush_interval} and max_pending={max_pending} "
+                "must all be positive"
+            )
+        self.sink = sink
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.on_invalid = on_invalid
+        self.max_clock_skew = max_clock_skew
+        self.recorded = 0
+        self._lock = threading.Lock()
+        self._columns: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+        self._rejected: list[dict[str, Any]] = []
+        self._pending: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._failed: list[tuple[dict[str, list[Any]], list[dict[str, Any]]]] = []
+        self._error: BaseException | None = None
+        self._closed = False
+        self._last_flush = time.monotonic()
+        self._worker = threading.Thread(target=self._run, name="vtp-lab-collector", daemon=True)
+        self._worker.start()
+
+    def record(
+        self,
+        event_type: object,
+        recording_id: object,
+        user_id: object,
+        session_id: object,
+        metadata: Mapping[str, Any] | str | None = None,
+        *,
+        event_timestamp: object = None,
+        event_id: object = None,
+    ) -> None:
+        """Record one event, stamped now unless ``event_timestamp`` is given.
+
+        Example:
+            >>> c = Collector(lambda a, r: None)
+            >>> c.record("rewind", "r", "u", "s")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            vtp_lab.errors.EventValidationError: unknown_event_type: event_type='rewind' ...
+            >>> c.close()
+        """
+        self._raise_pending_error()
+        now = datetime.now(UTC)
+        try:
+            fields = check_fields(
+                event_type=event_type,
+                recording_id=recording_id,
+                user_id=user_id,
+                session_id=session_id,
+                event_timestamp=now if event_timestamp is None else event_timestamp,
+                metadata=metadata,
+                event_id=event_id,
+                max_clock_skew=self.max_clock_skew,
+                now=now,
+            )
+        except EventValidationError as exc:
+            if self.on_invalid == "raise":
+                raise
+            raw = {
+                "event_type": event_type,
+                "recording_id": recording_id,
+                "user_id": user_id,
+                "session_id": session_id,
+                "metadata": metadata,
+                "event_timestamp": event_timestamp,
+                "id": event_id,
+            }
+            self._append_rejected(raw, exc, now)
+            return
+        meta = None if fields.metadata is None else canonical_metadata(fields.metadata)
+        self._append(
+            fields.event_id, fields.event_type.value, fields.recording_id, fields.user_id,
+            fields.session_id, fields.event_timestamp, meta,
+        )  # fmt: skip
+
+    def add(self, event: Event) -> None:
+        """Record a :class:`vtp_lab.Event` (already checked).
+
+        Example:
+            >>> c = Collector(lambda a, r: None)
+            >>> c.add(Event(event_type="buffer_end", recording_id="6ba7b811-9dad-11d1-80b4-00c04fd430c8",
+            ...     user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8", session_id="s", event_timestamp=0))
+            >>> c.close()
+        """
+        self._raise_pending_error()
+        meta = None if event.metadata is None else canonical_metadata(event.metadata)
+        self._append(
+            event.id, event.event_type.value, event.recording_id, event.user_id,
+            event.session_id, event.event_timestamp, meta,
+        )  # fmt: skip
+
+    def _append(self, *values: Any) -> None:
+        full = None
+        with self._lock:
+            if self._closed:
+                raise StoreError("this Collector is closed; make a new one with lab.collector()")
+            for column, value in zip(self._columns.values(), values, strict=True):
+                column.append(value)
+            self.recorded += 1
+            if len(self._columns["id"]) >= self.batch_size:
+                full = self._take()
+        if full is not None:
+            self._pending.put(full)
+
+    def _append_rejected(self, raw: dict[str, Any], exc: EventValidationError, now: datetime) -> None:
+        with self._lock:
+            self.recorded += 1
+            self._rejected.append(
+                {
+                    "raw": json.dumps(raw, default=str),
+                    "source": "collector",
+                    "row_number": self.recorded,
+                    "reason": exc.reason,
+                    "field": exc.field,
+                    "rejected_at": now,
+                }
+            )
+
+    def _buffered(self) -> bool:
+        return bool(self._columns["id"] or self._rejected)
+
+    def _take(self) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+        """Swap out the buffer (the lock is held by the caller)."""
+        batch = (self._columns, self._rejected)
+        self._columns = {c: [] for c in _COLUMNS}
+        self._rejected = []
+        self._last_flush = time.monotonic()
+        return batch
+
+    def _frames(
+        self, columns: dict[str, list[Any]], rejected: list[dict[str, Any]]
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        events = pl.DataFrame(columns, schema=ANALYTICS_EVENTS.polars_schema)
+        missing = events["id"].is_null()
+        if missing.any():
+            derived = derive_event_ids(events.filter(missing), events.filter(missing)["metadata"])
+            events = events.with_columns(events["id"].scatter(missing.arg_true(), derived))
+        ANALYTICS_EVENTS.model.validate(events)
+        return events, pl.DataFrame(rejected, schema=REJECTED_EVENTS.polars_schema)
+
+    def _deliver(self, batch: tuple[dict[str, list[Any]], list[dict[str, Any]]]) -> None:
+        try:
+            self.sink(*self._frames(*batch))
+        except BaseException as exc:
+            self._failed.append(batch)
+            self._error = exc
+
+    def _run(self) -> None:
+        while True:
+            timeout = max(0.0, self._last_flush + self.flush_interval - time.monotonic())
+            try:
+                item = self._pending.get(timeout=timeout)
+            except queue.Empty:
+                with self._lock:
+                    item = self._take() if self._buffered() else None
+                    self._last_flush = time.monotonic()
+                if item is not None and not self._failed:
+                    self._deliver(item)
+                elif item is not None:
+                    self._failed.append(item)
+                continue
+            if item is _STOP:
+                self._pending.task_done()
+                return
+            if self._failed:
+                self._failed.append(item)
+            else:
+                self._deliver(item)
+            self._pending.task_done()
+
+    def _raise_pending_error(self) -> None:
+        """Refuse new events while a batch waits to be stored again (memory stays bounded)."""
+        if self._failed:
+            raise StoreError(
+                f"storing a batch failed ({self._error!r}); its events are kept: call flush() to try again"
+            ) from self._error
+
+    def flush(self) -> None:
+        """Store everything recorded so far, retrying batches that failed before.
+
+        Example:
+            >>> c = Collector(lambda a, r: None)
+            >>> c.flush(); c.close()
+        """
+        with self._lock:
+            batch = self._take() if self._buffered() else None
+        if batch is not None:
+            self._pending.put(batch)
+        self._pending.join()
+        while self._failed:
+            retry = self._failed.pop(0)
+            try:
+                self.sink(*self._frames(*retry))
+            except BaseException as exc:
+                self._failed.insert(0, retry)
+                self._error = exc
+                raise StoreError(f"storing a batch failed again ({exc!r}); its events are kept") from exc
+        self._error = None
+
+    def close(self) -> None:
+        """Flush everything and stop the background thread.
+
+        Example:
+            >>> Collector(lambda a, r: None).close()
+        """
+        if self._closed:
+            return
+        self.flush()
+        with self._lock:
+            self._closed = True
+        self._pending.put(_STOP)
+        self._worker.join()
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Collector(recorded={self.recorded}, buffered={len(self._columns['id'])}, "
+            f"batch_size={self.batch_size}, flush_interval={self.flush_interval})"
+        )

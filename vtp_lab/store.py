@@ -1,0 +1,463 @@
+"""Where events live: one embedded DuckDB file, or a Parquet lake.
+
+Both stores hold the same tables with the same columns (:mod:`vtp_lab.tables`) and
+offer the same small interface: :meth:`append` a batch of accepted events plus its
+rejected rows (committed whole or not at all, events de-duplicated by id against
+what is stored and within the batch), :meth:`read` a table as a polars frame with
+simple filters, and :meth:`write_recordings`.
+
+- :class:`DuckDBStore`: one transaction per batch; de-duplication is one anti-join.
+  DuckDB allows one writer process: a second gets :class:`StoreLockedError`.
+- :class:`ParquetLake`: a directory. ``analytics_events/event_date=YYYY-MM-DD/`` holds
+  hive-partitioned zstd Parquet; the other tables have folders of their own. A batch is
+  written into ``_staging/``, its footers checked, renamed to a name derived from its
+  content, then recorded in ``_ledger/``; readers see only files in the ledger. Opening
+  for writing takes ``_writer.lock`` and clears what a crashed writer left behind.
+
+Example:
+    >>> store = open_store(":memory:")
+    >>> store.read("analytics_events").height
+    0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+
+from vtp_lab.duck import connect
+from vtp_lab.errors import StoreError, StoreLockedError
+from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS, TABLES, Table
+
+__all__ = ["AppendResult", "DuckDBStore", "Filter", "ParquetLake", "Store", "open_store"]
+
+Op = Literal["==", ">=", "<", "in"]
+_LOCK_HOLDER: Final = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Filter:
+    """One condition on a column, pushed down to the store.
+
+    Example:
+        >>> Filter(column="user_id", op="==", value="u").expr().meta.output_name()
+        'user_id'
+    """
+
+    column: str
+    op: Op
+    value: Any
+
+    def expr(self) -> pl.Expr:
+        """The condition as a polars expression."""
+        col = pl.col(self.column)
+        if self.op == "in":
+            return col.is_in(list(self.value))
+        if self.op == ">=":
+            return col >= self.value
+        if self.op == "<":
+            return col < self.value
+        return col == self.value
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The condition as SQL with its parameters."""
+        if self.op == "in":
+            values = list(self.value)
+            return f"{self.column} IN ({', '.join('?' * len(values)) or 'NULL'})", values
+        return f"{self.column} {'=' if self.op == '==' else self.op} ?", [self.value]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one :meth:`Store.append` did.
+
+    Example:
+        >>> AppendResult(inserted=3, duplicates=1, rejected=2).rows
+        6
+    """
+
+    inserted: int
+    duplicates: int
+    rejected: int
+
+    @property
+    def rows(self) -> int:
+        """Rows handed in: inserted + duplicates + rejected."""
+        return self.inserted + self.duplicates + self.rejected
+
+
+class Store(Protocol):
+    """What both stores offer.
+
+    Example:
+        >>> isinstance(open_store(":memory:"), DuckDBStore)
+        True
+    """
+
+    path: str
+
+    def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
+        """Store a batch of accepted events and rejected rows, whole or not at all."""
+        ...
+
+    def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
+        """A table (or the rows matching ``filters``) as a polars frame."""
+        ...
+
+    def write_recordings(self, recordings: pl.DataFrame) -> None:
+        """Replace the recordings catalogue."""
+        ...
+
+    def close(self) -> None:
+        """Release the store (and its writer lock)."""
+        ...
+
+
+def _table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise StoreError(f"no table {name!r}; the tables are {', '.join(TABLES)}") from None
+
+
+def _first_per_id(events: pl.DataFrame) -> pl.DataFrame:
+    return events.unique(subset="id", keep="first", maintain_order=True)
+
+
+class DuckDBStore:
+    """The tables in one DuckDB database file (or in memory with ``":memory:"``).
+
+    Example:
+        >>> s = DuckDBStore(":memory:")
+        >>> s.read("recordings").columns[:2]
+        ['recording_id', 'course_id']
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            match = _LOCK_HOLDER.search(str(exc))
+            if match:
+                raise StoreLockedError(path=self.path, holder=f"{match[1]} (PID {match[2]})") from None
+            raise StoreError(f"cannot open the DuckDB store {self.path}: {exc}") from None
+        self._lock = threading.Lock()
+        if not read_only:
+            for table in TABLES.values():
+                self.con.execute(table.duckdb_ddl())
+
+    @contextlib.contextmanager
+    def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
+        for name, frame in frames.items():
+            self.con.register(name, frame.to_arrow())
+        try:
+            yield
+        finally:
+            for name in frames:
+                self.con.unregister(name)
+
+    def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
+        """Insert a batch in one transaction; duplicate ids (stored or repeated) are counted, not stored.
+
+        Example:
+            >>> from vtp_lab.synth import semester
+            >>> s, ev = DuckDBStore(), semester(courses=1, lectures_per_course=1, students=2).events
+            >>> s.append(ev).inserted == ev.height, s.append(ev).duplicates == ev.height
+            (True, True)
+        """
+        batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
+        rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+        columns = ", ".join(ANALYTICS_EVENTS.column_names)
+        with self._lock, self._registered(batch=batch, rej=rej):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                inserted = self.con.execute(
+                    f"INSERT INTO analytics_events SELECT {columns} FROM batch b "
+                    "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id::UUID)"
+                ).fetchone()
+                self.con.execute("INSERT INTO rejected_events SELECT * FROM rej")
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        n = int(inserted[0]) if inserted else 0
+        return AppendResult(inserted=n, duplicates=events.height - n, rejected=rej.height)
+
+    def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
+        """Rows of ``table`` matching every filter (pushed down into DuckDB).
+
+        Example:
+            >>> DuckDBStore().read("analytics_events", [Filter(column="user_id", op="==", value="u")]).height
+            0
+        """
+        spec = _table(table)
+        clauses, params = zip(*(f.sql() for f in filters), strict=True) if filters else ((), ())
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM {spec.name}{where}"
+        with self._lock:
+            frame = self.con.sql(sql, params=[p for ps in params for p in ps]).pl()
+        return spec.conform(frame)
+
+    def write_recordings(self, recordings: pl.DataFrame) -> None:
+        """Replace the catalogue in one transaction.
+
+        Example:
+            >>> DuckDBStore().write_recordings(RECORDINGS.empty())
+        """
+        frame = RECORDINGS.conform(recordings)
+        with self._lock, self._registered(frame=frame):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self.con.execute("DELETE FROM recordings")
+                self.con.execute("INSERT INTO recordings SELECT * FROM frame")
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        """Close the connection (releasing DuckDB's file lock).
+
+        Example:
+            >>> DuckDBStore().close()
+        """
+        with self._lock:
+            self.con.close()
+
+
+def _digest(*parts: pl.Series) -> str:
+    """A short content hash of some columns: the deterministic name of a batch's files."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for part in parts:
+        array = part.cast(pl.String).fill_null("").rechunk().to_arrow()
+        for buffer in array.buffers()[1:]:
+            if buffer is not None:
+                h.update(buffer)
+    return h.hexdigest()[:20]
+
+
+class ParquetLake:
+    """The tables as Parquet files in a directory, hive-partitioned by event date.
+
+    Example:
+        >>> import tempfile
+        >>> lake = ParquetLake(tempfile.mkdtemp())
+        >>> lake.read("analytics_events").height
+        0
+        >>> lake.close()
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.root = Path(path)
+        self.path = str(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._lock_file: Any = None
+        self._ids: pl.Series | None = None
+        if read_only:
+            if not (self.root / "_ledger").is_dir():
+                raise StoreError(f"{self.root} is not a vtp_lab Parquet lake (no _ledger folder)")
+            return
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} is a file; a Parquet lake is a directory (or name a .duckdb file)")
+        (self.root / "_ledger").mkdir(parents=True, exist_ok=True)
+        self._take_writer_lock()
+        self._recover()
+
+    def _take_writer_lock(self) -> None:
+        handle = open(self.root / "_writer.lock", "a+")  # noqa: SIM115 - held open for the store's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreLockedError(path=self.path, holder=holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"python (PID {os.getpid()})")
+        handle.flush()
+        self._lock_file = handle
+
+    def _ledger(self) -> list[dict[str, Any]]:
+        entries = []
+        for entry in sorted((self.root / "_ledger").glob("*.json")):
+            entries.append(json.loads(entry.read_text()))
+        return entries
+
+    def _files(self, table: str) -> list[Path]:
+        files: list[Path] = []
+        for entry in self._ledger():
+            if table == "recordings" and entry["table"] == "recordings":
+                files = [self.root / f for f in entry["files"]]
+            elif entry["table"] == "batch":
+                files += [self.root / f for f in entry["files"] if f.startswith(f"{table}/")]
+        return files
+
+    def _recover(self) -> None:
+        """Clear staging and remove files a crashed writer renamed but never recorded."""
+        shutil.rmtree(self.root / "_staging", ignore_errors=True)
+        committed = {str(p) for name in TABLES for p in self._files(name)}
+        for name in TABLES:
+            for path in (self.root / name).rglob("*.parquet"):
+                if str(path) not in committed:
+                    path.unlink()
+
+    def _stored_ids(self) -> pl.Series:
+        if self._ids is None:
+            files = self._files("analytics_events")
+            self._ids = (
+                pl.scan_parquet(files, hive_partitioning=False).select("id").collect()["id"]
+                if files
+                else pl.Series("id", [], pl.String)
+            )
+        return self._ids
+
+    @staticmethod
+    def _sync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _publish(self, frame: pl.DataFrame, final: Path) -> str:
+        """Write to staging, check the footer, fsync, rename into place; return the relative path."""
+        staging = self.root / "_staging"
+        staging.mkdir(exist_ok=True)
+        tmp = staging / final.name
+        frame.write_parquet(tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if pq.read_metadata(tmp).num_rows != frame.height:
+            raise StoreError(f"the Parquet file {tmp} did not read back whole; nothing was committed")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        self._sync_dir(final.parent)
+        return str(final.relative_to(self.root))
+
+    def _commit(self, entry: dict[str, Any], name: str) -> None:
+        staging = self.root / "_staging"
+        staging.mkdir(exist_ok=True)
+        tmp = staging / f"{name}.json"
+        tmp.write_text(json.dumps(entry))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.root / "_ledger" / f"{name}.json")
+        self._sync_dir(self.root / "_ledger")
+
+    def _next_name(self, digest: str) -> str:
+        return f"{len(list((self.root / '_ledger').glob('*.json'))):012d}-{digest}"
+
+    def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
+        """Write a batch: staged files, footers checked, renamed, then one ledger entry.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.synth import semester
+            >>> lake, ev = ParquetLake(tempfile.mkdtemp()), semester(courses=1, lectures_per_course=1, students=2).events
+            >>> lake.append(ev).inserted == ev.height, lake.append(ev).inserted
+            (True, 0)
+        """
+        if self.read_only:
+            raise StoreError(f"the lake {self.root} was opened read-only; open it without read_only=True to write")
+        batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
+        rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+        with self._lock:
+            new = batch.filter(~pl.col("id").is_in(self._stored_ids().implode()))
+            if new.height == 0 and rej.height == 0:
+                return AppendResult(inserted=0, duplicates=events.height, rejected=0)
+            digest = _digest(new["id"].sort(), rej["raw"], rej["source"], rej["row_number"])
+            files = []
+            by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
+            for (day,), part in sorted(by_date.items()):
+                final = self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet"
+                files.append(self._publish(part.drop("_d"), final))
+            if rej.height:
+                files.append(self._publish(rej, self.root / "rejected_events" / f"part-{digest}.parquet"))
+            entry = {
+                "table": "batch",
+                "files": files,
+                "inserted": new.height,
+                "rejected": rej.height,
+                "committed_at": datetime.now(UTC).isoformat(),
+            }
+            self._commit(entry, self._next_name(digest))
+            self._ids = pl.concat([self._stored_ids(), new["id"]])
+        return AppendResult(inserted=new.height, duplicates=events.height - new.height, rejected=rej.height)
+
+    def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
+        """Rows of ``table`` matching every filter; only committed files are read.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).read("rejected_events").columns[-1]
+            'rejected_at'
+        """
+        spec = _table(table)
+        files = self._files(spec.name)
+        if not files:
+            return spec.empty()
+        scan = pl.scan_parquet(files, hive_partitioning=False, schema=spec.polars_schema)
+        for f in filters:
+            scan = scan.filter(f.expr())
+        return spec.conform(scan.collect())
+
+    def write_recordings(self, recordings: pl.DataFrame) -> None:
+        """Replace the catalogue: a new file, then a ledger entry that supersedes the last.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).write_recordings(RECORDINGS.empty())
+        """
+        frame = RECORDINGS.conform(recordings)
+        digest = _digest(frame["recording_id"], frame["title"])
+        with self._lock:
+            name = self._next_name(digest)
+            rel = self._publish(frame, self.root / "recordings" / f"part-{name}.parquet")
+            self._commit({"table": "recordings", "files": [rel]}, name)
+
+    def close(self) -> None:
+        """Release the writer lock.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).close()
+        """
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def open_store(path: str | Path, *, read_only: bool = False) -> DuckDBStore | ParquetLake:
+    """The store a path names: ``*.duckdb`` or ``":memory:"`` is DuckDB, anything else a lake directory.
+
+    Example:
+        >>> type(open_store(":memory:")).__name__
+        'DuckDBStore'
+    """
+    text = str(path)
+    if text == ":memory:" or text.endswith(".duckdb"):
+        return DuckDBStore(text, read_only=read_only)
+    return ParquetLake(path, read_only=read_only)
