@@ -38,15 +38,22 @@ def test_quarantine_mode_keeps_the_invalid_event():
     assert lab.events().height == 1
 
 
+def wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_flush_by_size_and_by_time():
     batches: list[int] = []
-    c = Collector(lambda a, r: batches.append(a.height), batch_size=3, flush_interval=0.2)
+    c = Collector(lambda a, r: batches.append(a.height), batch_size=3, flush_interval=1.0)
+    start = time.monotonic()
     for i in range(4):
         c.record("buffer_start", REC, USER, f"s{i}")
-    time.sleep(0.05)
-    assert batches == [3]
-    time.sleep(0.4)
-    assert batches == [3, 1]
+    wait_for(lambda: batches == [3])
+    wait_for(lambda: batches == [3, 1])
+    assert time.monotonic() - start >= 0.9  # the leftover waited for the interval
     c.close()
 
 

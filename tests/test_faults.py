@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -28,7 +29,7 @@ WRITER = textwrap.dedent(
     import os, signal, sys
     import vtp_lab.store as S
     from vtp_lab.synth import semester
-    mode, path = sys.argv[1], sys.argv[2]
+    mode, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
     events = semester(courses=1, lectures_per_course=4, students=100, seed=3).events
     state = {"batch": 0, "parquet_renames": 0}
     real_replace = os.replace
@@ -47,13 +48,12 @@ WRITER = textwrap.dedent(
 
     S.os.replace = replace
     store = S.open_store(path)
-    for start in range(0, events.height, %d):
+    for start in range(0, events.height, size):
         state["batch"] += 1
-        store.append(events.slice(start, %d))
+        store.append(events.slice(start, size))
         print("batch", state["batch"], flush=True)
     print("done", flush=True)
     """
-    % (BATCH, BATCH)
 )
 
 
@@ -63,7 +63,9 @@ def events() -> pl.DataFrame:
 
 
 def run_writer(mode: str, path: Path, kill_after_batch: int | None = None) -> int:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, mode, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, mode, str(path), str(BATCH)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     if kill_after_batch is not None:
         for line in proc.stdout:
