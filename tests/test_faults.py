@@ -84,9 +84,7 @@ def assert_lake_clean_and_readable(path: Path) -> None:
     ParquetLake(path).close()  # a writer opening the lake clears what the crash left
     assert not (path / "_staging").exists()
     committed = {
-        str(path / f)
-        for entry in (path / "_ledger").glob("*.json")
-        for f in __import__("json").loads(entry.read_text())["files"]
+        str(path / f) for entry in (path / "_ledger").glob("*.json") for f in json.loads(entry.read_text())["files"]
     }
     for name in TABLES:
         for file in (path / name).rglob("*.parquet"):
