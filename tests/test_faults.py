@@ -160,7 +160,7 @@ def test_duckdb_failure_mid_batch_leaves_store_as_it_was(tmp_path, events):
 def test_lake_failure_mid_batch_leaves_store_as_it_was(tmp_path, events, monkeypatch):
     lake = ParquetLake(tmp_path / "lake")
     lake.append(events.head(100))
-    real = ParquetLake._publish
+    real = ParquetLake._stage
     calls = {"n": 0}
 
     def failing(self, frame, final):
@@ -169,12 +169,12 @@ def test_lake_failure_mid_batch_leaves_store_as_it_was(tmp_path, events, monkeyp
             raise OSError("disk full")
         return real(self, frame, final)
 
-    monkeypatch.setattr(ParquetLake, "_publish", failing)
+    monkeypatch.setattr(ParquetLake, "_stage", failing)
     many_days = events.slice(100, 2000)
     assert many_days["event_timestamp"].dt.date().n_unique() > 1
     with pytest.raises(OSError, match="disk full"):
         lake.append(many_days)
-    monkeypatch.setattr(ParquetLake, "_publish", real)
+    monkeypatch.setattr(ParquetLake, "_stage", real)
     assert lake.read("analytics_events").height == 100
     lake.close()
     assert_lake_clean_and_readable(tmp_path / "lake")

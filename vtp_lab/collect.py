@@ -50,8 +50,9 @@ OnInvalid = Literal["raise", "quarantine"]
 Sink = Callable[[pl.DataFrame, pl.DataFrame], object]
 """Receives (accepted events, rejected rows) for one batch; must store both or raise."""
 
-_COLUMNS: Final = ANALYTICS_EVENTS.column_names
 _STOP: Final = object()
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 class Collector:
@@ -90,10 +91,10 @@ class Collector:
         self.max_clock_skew = max_clock_skew
         self.recorded = 0
         self._lock = threading.Lock()
-        self._columns: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+        self._rows: list[tuple[Any, ...]] = []
         self._rejected: list[dict[str, Any]] = []
         self._pending: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
-        self._failed: list[tuple[dict[str, list[Any]], list[dict[str, Any]]]] = []
+        self._failed: list[tuple[list[tuple[Any, ...]], list[dict[str, Any]]]] = []
         self._error: BaseException | None = None
         self._closed = False
         self._last_flush = time.monotonic()
@@ -151,8 +152,8 @@ class Collector:
             return
         meta = None if fields.metadata is None else canonical_metadata(fields.metadata)
         self._append(
-            fields.event_id, fields.event_type.value, fields.recording_id, fields.user_id,
-            fields.session_id, fields.event_timestamp, meta,
+            (fields.event_id, fields.event_type.value, fields.recording_id, fields.user_id,
+             fields.session_id, (fields.event_timestamp - _EPOCH) // _MICROSECOND, meta)
         )  # fmt: skip
 
     def add(self, event: Event) -> None:
@@ -167,19 +168,19 @@ class Collector:
         self._raise_pending_error()
         meta = None if event.metadata is None else canonical_metadata(event.metadata)
         self._append(
-            event.id, event.event_type.value, event.recording_id, event.user_id,
-            event.session_id, event.event_timestamp, meta,
+            (event.id, event.event_type.value, event.recording_id, event.user_id,
+             event.session_id, (event.event_timestamp - _EPOCH) // _MICROSECOND, meta)
         )  # fmt: skip
 
-    def _append(self, *values: Any) -> None:
+    def _append(self, row: tuple[Any, ...]) -> None:
         full = None
         with self._lock:
             if self._closed:
                 raise StoreError("this Collector is closed; make a new one with lab.collector()")
-            for column, value in zip(self._columns.values(), values, strict=True):
-                column.append(value)
+            rows = self._rows
+            rows.append(row)
             self.recorded += 1
-            if len(self._columns["id"]) >= self.batch_size:
+            if len(rows) >= self.batch_size:
                 full = self._take()
         if full is not None:
             self._pending.put(full)
@@ -199,20 +200,23 @@ class Collector:
             )
 
     def _buffered(self) -> bool:
-        return bool(self._columns["id"] or self._rejected)
+        return bool(self._rows or self._rejected)
 
-    def _take(self) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    def _take(self) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
         """Swap out the buffer (the lock is held by the caller)."""
-        batch = (self._columns, self._rejected)
-        self._columns = {c: [] for c in _COLUMNS}
+        batch = (self._rows, self._rejected)
+        self._rows = []
         self._rejected = []
         self._last_flush = time.monotonic()
         return batch
 
-    def _frames(
-        self, columns: dict[str, list[Any]], rejected: list[dict[str, Any]]
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        events = pl.DataFrame(columns, schema=ANALYTICS_EVENTS.polars_schema)
+    def _frames(self, rows: list[tuple[Any, ...]], rejected: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The batch as frames; rows carry the timestamp as epoch microseconds (cheap to convert)."""
+        columns = dict(zip(ANALYTICS_EVENTS.column_names, zip(*rows, strict=True), strict=True)) if rows else {}
+        schema = {**ANALYTICS_EVENTS.polars_schema, "event_timestamp": pl.Int64}
+        events = pl.DataFrame(columns or None, schema=schema).with_columns(
+            pl.from_epoch("event_timestamp", time_unit="us").dt.replace_time_zone("UTC")
+        )
         missing = events["id"].is_null()
         if missing.any():
             derived = derive_event_ids(events.filter(missing), events.filter(missing)["metadata"])
@@ -220,7 +224,7 @@ class Collector:
         ANALYTICS_EVENTS.model.validate(events)
         return events, pl.DataFrame(rejected, schema=REJECTED_EVENTS.polars_schema)
 
-    def _deliver(self, batch: tuple[dict[str, list[Any]], list[dict[str, Any]]]) -> None:
+    def _deliver(self, batch: tuple[list[tuple[Any, ...]], list[dict[str, Any]]]) -> None:
         try:
             self.sink(*self._frames(*batch))
         except BaseException as exc:
@@ -303,6 +307,6 @@ class Collector:
 
     def __repr__(self) -> str:
         return (
-            f"Collector(recorded={self.recorded}, buffered={len(self._columns['id'])}, "
+            f"Collector(recorded={self.recorded}, buffered={len(self._rows)}, "
             f"batch_size={self.batch_size}, flush_interval={self.flush_interval})"
         )

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import polars as pl
 
@@ -303,6 +303,9 @@ def format_timestamp(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_CANONICAL_JSON: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
     """Metadata as JSON with sorted keys and no spaces, or ``""`` when absent.
 
@@ -312,7 +315,7 @@ def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
     """
     if metadata is None:
         return ""
-    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL_JSON.encode(metadata)
 
 
 def _uuid5(name: str) -> str:
@@ -329,11 +332,11 @@ def uuid5_series(names: pl.Series) -> pl.Series:
         >>> uuid5_series(pl.Series(["course|c"])).item() == course_statistics_id("c")
         True
     """
-    from vtp_lab.duck import connect
+    from vtp_lab.duck import compute
 
-    con = connect()
-    frame = pl.DataFrame({"name": names.cast(pl.String)})  # noqa: F841 - read by DuckDB
-    digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM frame").pl()["h"]
+    con = compute()
+    con.register("names", pl.DataFrame({"name": names.cast(pl.String)}).to_arrow())
+    digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM names").pl()["h"]
     con.close()
     h = pl.col("h")
     return (
@@ -489,10 +492,15 @@ def _check_metadata(value: object) -> dict[str, Any] | None:
             raise _fail("invalid_metadata", "metadata", value, "a JSON object") from None
     if not isinstance(meta, Mapping):
         raise _fail("invalid_metadata", "metadata", value, "a JSON object")
-    for key, rule in METADATA_RULES.items():
-        if meta.get(key) is not None and not _metadata_value_ok(rule.kind, meta[key]):
-            raise _fail("invalid_metadata", f"metadata.{key}", meta[key], rule.text)
+    known = _RULE_KEYS.intersection(meta)
+    if known and not all(meta[k] is None or _metadata_value_ok(METADATA_RULES[k].kind, meta[k]) for k in known):
+        for key, rule in METADATA_RULES.items():  # the first broken key in rule order, as frames report it
+            if meta.get(key) is not None and not _metadata_value_ok(rule.kind, meta[key]):
+                raise _fail("invalid_metadata", f"metadata.{key}", meta[key], rule.text)
     return dict(meta)
+
+
+_RULE_KEYS: Final = frozenset(METADATA_RULES)
 
 
 def _require(name: str, value: object) -> object:
@@ -514,8 +522,7 @@ def _uuid_field(name: str, value: object) -> str:
     return canonical
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedFields:
+class CheckedFields(NamedTuple):
     """The canonical values of one event's fields, as :func:`check_fields` returns them.
 
     Example:
@@ -558,21 +565,33 @@ def check_fields(
         ...
         vtp_lab.errors.EventValidationError: missing_field: recording_id=None breaks the rule: required
     """
-    for name, value in (
-        ("event_type", event_type),
-        ("recording_id", recording_id),
-        ("user_id", user_id),
-        ("session_id", session_id),
-        ("event_timestamp", event_timestamp),
-    ):
-        _require(name, value)
     kind = _BY_VALUE.get(event_type) if type(event_type) is str else None  # type: ignore[call-overload]
-    kind = kind or parse_event_type(event_type)
-    if kind is None:
-        raise _fail("unknown_event_type", "event_type", event_type, f"one of {', '.join(EventType)}")
-    eid = None if event_id is None or event_id == "" else _uuid_field("id", event_id)
-    rec = _uuid_field("recording_id", recording_id)
-    user = _uuid_field("user_id", user_id)
+    if (
+        kind is not None
+        and type(recording_id) is str
+        and type(user_id) is str
+        and _CANONICAL_UUID.match(recording_id)
+        and _CANONICAL_UUID.match(user_id)
+    ):
+        _require("session_id", session_id)
+        _require("event_timestamp", event_timestamp)
+        rec, user = recording_id, user_id
+        eid = None if event_id is None or event_id == "" else _uuid_field("id", event_id)
+    else:
+        for name, value in (
+            ("event_type", event_type),
+            ("recording_id", recording_id),
+            ("user_id", user_id),
+            ("session_id", session_id),
+            ("event_timestamp", event_timestamp),
+        ):
+            _require(name, value)
+        kind = parse_event_type(event_type)
+        if kind is None:
+            raise _fail("unknown_event_type", "event_type", event_type, f"one of {', '.join(EventType)}")
+        eid = None if event_id is None or event_id == "" else _uuid_field("id", event_id)
+        rec = _uuid_field("recording_id", recording_id)
+        user = _uuid_field("user_id", user_id)
     if rec == NIL_UUID:
         raise _fail("nil_uuid", "recording_id", rec, "not the nil UUID")
     if user == NIL_UUID:

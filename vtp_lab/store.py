@@ -31,6 +31,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,7 +137,7 @@ def _table(name: str) -> Table:
 
 
 def _first_per_id(events: pl.DataFrame) -> pl.DataFrame:
-    return events.unique(subset="id", keep="first", maintain_order=True)
+    return events.filter(pl.col("id").is_first_distinct())
 
 
 class DuckDBStore:
@@ -160,6 +161,7 @@ class DuckDBStore:
             if match:
                 raise StoreLockedError(path=self.path, holder=f"{match[1]} (PID {match[2]})") from None
             raise StoreError(f"cannot open the DuckDB store {self.path}: {exc}") from None
+        self.con.execute("SET preserve_insertion_order = false")  # stored row order carries no meaning
         self._lock = threading.Lock()
         if not read_only:
             for table in TABLES.values():
@@ -272,7 +274,7 @@ class ParquetLake:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._lock_file: Any = None
-        self._ids: pl.Series | None = None
+        self._stored: pl.DataFrame | None = None
         if read_only:
             if not (self.root / "_ledger").is_dir():
                 raise StoreError(f"{self.root} is not a vtp_lab Parquet lake (no _ledger folder)")
@@ -322,15 +324,27 @@ class ParquetLake:
                 if str(path) not in committed:
                     path.unlink()
 
-    def _stored_ids(self) -> pl.Series:
-        if self._ids is None:
+    def _stored_ids(self) -> pl.DataFrame:
+        """Stored ids with their 64-bit hashes (loaded once, kept up to date by append)."""
+        if self._stored is None:
             files = self._files("analytics_events")
-            self._ids = (
+            ids = (
                 pl.scan_parquet(files, hive_partitioning=False).select("id").collect()["id"]
                 if files
                 else pl.Series("id", [], pl.String)
             )
-        return self._ids
+            self._stored = pl.DataFrame({"h": ids.hash(), "id": ids})
+        return self._stored
+
+    def _new_rows(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """Rows whose id is not stored: a hash probe, then an exact check of the (few) hash hits."""
+        stored = self._stored_ids()
+        hashes = batch["id"].hash()
+        hit = hashes.is_in(stored["h"].implode())
+        if not hit.any():
+            return batch
+        candidates = stored.filter(pl.col("h").is_in(hashes.filter(hit).implode()))["id"]
+        return batch.filter(~(hit & batch["id"].is_in(candidates.implode())))
 
     @staticmethod
     def _sync_dir(path: Path) -> None:
@@ -340,20 +354,27 @@ class ParquetLake:
         finally:
             os.close(fd)
 
-    def _publish(self, frame: pl.DataFrame, final: Path) -> str:
-        """Write to staging, check the footer, fsync, rename into place; return the relative path."""
-        staging = self.root / "_staging"
-        staging.mkdir(exist_ok=True)
-        tmp = staging / final.name
-        frame.write_parquet(tmp, compression="zstd")
+    def _stage(self, frame: pl.DataFrame, final: Path) -> tuple[Path, Path]:
+        """Write ``frame`` into staging, fsync it and check its footer; return (staged, final)."""
+        tmp = self.root / "_staging" / final.name.replace(".parquet", f"-{final.parent.name}.parquet")
+        frame.write_parquet(tmp, compression="zstd", compression_level=1)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         if pq.read_metadata(tmp).num_rows != frame.height:
             raise StoreError(f"the Parquet file {tmp} did not read back whole; nothing was committed")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        self._sync_dir(final.parent)
-        return str(final.relative_to(self.root))
+        return tmp, final
+
+    def _publish(self, parts: list[tuple[pl.DataFrame, Path]]) -> list[str]:
+        """Stage every file (two at a time), then rename each into place; return relative paths."""
+        (self.root / "_staging").mkdir(exist_ok=True)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            staged = list(pool.map(lambda part: self._stage(*part), parts))
+        for tmp, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        for folder in {final.parent for _, final in staged}:
+            self._sync_dir(folder)
+        return [str(final.relative_to(self.root)) for _, final in staged]
 
     def _commit(self, entry: dict[str, Any], name: str) -> None:
         staging = self.root / "_staging"
@@ -383,17 +404,18 @@ class ParquetLake:
         batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         with self._lock:
-            new = batch.filter(~pl.col("id").is_in(self._stored_ids().implode()))
+            new = self._new_rows(batch)
             if new.height == 0 and rej.height == 0:
                 return AppendResult(inserted=0, duplicates=events.height, rejected=0)
             digest = _digest(new["id"].sort(), rej["raw"], rej["source"], rej["row_number"])
-            files = []
             by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
-            for (day,), part in sorted(by_date.items()):
-                final = self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet"
-                files.append(self._publish(part.drop("_d"), final))
+            parts = [
+                (part.drop("_d"), self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet")
+                for (day,), part in sorted(by_date.items())
+            ]
             if rej.height:
-                files.append(self._publish(rej, self.root / "rejected_events" / f"part-{digest}.parquet"))
+                parts.append((rej, self.root / "rejected_events" / f"part-{digest}.parquet"))
+            files = self._publish(parts)
             entry = {
                 "table": "batch",
                 "files": files,
@@ -402,7 +424,7 @@ class ParquetLake:
                 "committed_at": datetime.now(UTC).isoformat(),
             }
             self._commit(entry, self._next_name(digest))
-            self._ids = pl.concat([self._stored_ids(), new["id"]])
+            self._stored = pl.concat([self._stored_ids(), pl.DataFrame({"h": new["id"].hash(), "id": new["id"]})])
         return AppendResult(inserted=new.height, duplicates=events.height - new.height, rejected=rej.height)
 
     def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
@@ -433,8 +455,8 @@ class ParquetLake:
         digest = _digest(frame["recording_id"], frame["title"])
         with self._lock:
             name = self._next_name(digest)
-            rel = self._publish(frame, self.root / "recordings" / f"part-{name}.parquet")
-            self._commit({"table": "recordings", "files": [rel]}, name)
+            files = self._publish([(frame, self.root / "recordings" / f"part-{name}.parquet")])
+            self._commit({"table": "recordings", "files": files}, name)
 
     def close(self) -> None:
         """Release the writer lock.

@@ -38,7 +38,7 @@ from typing import Final
 
 import polars as pl
 
-from vtp_lab.duck import connect
+from vtp_lab.duck import compute
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
     EVENT_TYPE_SPELLINGS,
@@ -225,8 +225,8 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
         )
     struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
     fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
-    con = connect()
-    inputs = staged.select("_ts_text", "metadata")  # noqa: F841 - read by DuckDB below
+    con = compute()
+    con.register("inputs", staged.select("_ts_text", "metadata").to_arrow())
     parsed = con.sql(
         f"""
         SELECT _ts_parsed, _meta_type, {fields}
