@@ -698,7 +698,7 @@ class Event:
             raise _fail("malformed", None, data, "a JSON object")
         values: dict[str, Any] = {}
         for name, keys in FIELD_ALIASES.items():
-            values[name] = next((data[k] for k in keys if k in data), None)
+            values[name] = next((data[k] for k in keys if data.get(k) is not None), None)
         return cls(
             id=values.pop("id") or "",
             max_clock_skew=max_clock_skew,

@@ -1,9 +1,18 @@
-"""Event files: writing dumps in the platform's formats.
+"""Event files: reading and writing dumps in the platform's formats.
 
-Formats: NDJSON (one event object per line, metadata as a nested object), CSV (as
-PostgreSQL's ``COPY analytics_events TO ... CSV HEADER`` writes it: the table's
-columns in order, timestamps as PostgreSQL text, metadata as JSON text) and Parquet
-(zstd). A ``.gz`` or ``.zst`` suffix compresses the text formats.
+Formats: NDJSON / JSON Lines (one event object per line, metadata nested or as a JSON
+string), a JSON array, CSV (as PostgreSQL's ``COPY analytics_events TO ... CSV
+HEADER`` writes it: the table's columns, timestamps as PostgreSQL text, metadata as
+JSON text; or the same without a header, in the table's column order) and Parquet.
+Text formats may be plain, ``.gz`` or ``.zst``. The format comes from the file name
+or, failing that, from the content.
+
+:func:`read_events` streams a file as :class:`RawBatch` es of bounded size: raw rows
+(``_raw``, ``_source``, ``_row`` and the fields as found) for
+:func:`vtp_lab.validate.validate`, plus the lines that could not be parsed at all,
+already as ``malformed`` rejections with their line numbers. Parsing is vectorised
+(DuckDB for JSON, polars for CSV); only a CSV chunk that polars cannot parse is
+re-read line by line to find the bad lines.
 
 Example:
     >>> import tempfile, pathlib
@@ -16,15 +25,36 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import glob
 import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import IO, Final, Literal
 
 import polars as pl
+import pyarrow.parquet as pq
 
+from vtp_lab.duck import compute
 from vtp_lab.errors import InputFormatError
+from vtp_lab.events import FIELD_ALIASES
+from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
+from vtp_lab.validate import canonical_uuid
 
-__all__ = ["FORMATS", "Format", "format_of", "write_events"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "RawBatch",
+    "detect_format",
+    "expand_paths",
+    "format_of",
+    "read_events",
+    "read_recordings",
+    "write_events",
+]
 
 Format = Literal["ndjson", "json", "csv", "parquet"]
 FORMATS: Final[tuple[Format, ...]] = ("ndjson", "json", "csv", "parquet")
@@ -103,3 +133,351 @@ def write_events(events: pl.DataFrame, path: str | Path, *, format: Format | Non
         data = zstandard.ZstdCompressor(level=6).compress(data)
     path.write_bytes(data)
     return path
+
+
+_GZIP: Final = b"\x1f\x8b"
+_ZSTD: Final = b"\x28\xb5\x2f\xfd"
+_CHUNK_BYTES: Final = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    """Part of a file: raw rows to validate, and lines that could not be parsed.
+
+    Example:
+        >>> RawBatch(rows=pl.DataFrame(), malformed=REJECTED_EVENTS.empty(), bytes_read=0).rows_read
+        0
+    """
+
+    rows: pl.DataFrame
+    malformed: pl.DataFrame
+    bytes_read: int
+
+    @property
+    def rows_read(self) -> int:
+        """Rows in this batch: parsed plus malformed."""
+        return self.rows.height + self.malformed.height
+
+
+def expand_paths(*paths: str | Path) -> list[Path]:
+    """Files named by paths, globs and directories (recursively), sorted, each once.
+
+    Example:
+        >>> expand_paths("/no/such/file.ndjson")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.InputFormatError: no file matches /no/such/file.ndjson; ...
+    """
+    found: dict[Path, None] = {}
+    for spec in paths:
+        path = Path(spec)
+        if path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(spec), recursive=True) if Path(m).is_file())
+        if not matches:
+            raise InputFormatError(
+                f"no file matches {spec}; check the path, or quote a glob so the shell leaves it alone"
+            )
+        found.update(dict.fromkeys(matches))
+    return list(found)
+
+
+def _open_text(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed if it is gzip or zstd (by its magic number)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic.startswith(_GZIP):
+        return gzip.open(path, "rb")
+    if magic == _ZSTD:
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return open(path, "rb")
+
+
+def detect_format(path: str | Path) -> Format:
+    r"""The format of a file: from its name, else from its first bytes.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "dump"
+        >>> _ = p.write_text('{"event_type": "buffer_end"}\n')
+        >>> detect_format(p)
+        'ndjson'
+    """
+    named = format_of(path)
+    if named:
+        return named
+    with open(path, "rb") as fh:
+        if fh.read(4) == b"PAR1":
+            return "parquet"
+    with _open_text(Path(path)) as fh:
+        head = fh.read(4096).lstrip()
+    if head.startswith(b"["):
+        return "json"
+    if head.startswith(b"{"):
+        return "ndjson"
+    return "csv"
+
+
+def _lines(path: Path) -> Iterator[tuple[list[str], int, int]]:
+    """(lines, number of the first line, bytes read so far) in chunks of about 16 MiB."""
+    number = 1
+    tail = b""
+    with _open_text(path) as fh, open(path, "rb") as raw:
+        while True:
+            chunk = fh.read(_CHUNK_BYTES)
+            if not chunk:
+                break
+            data = tail + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                tail = data
+                continue
+            tail = data[cut + 1 :]
+            lines = data[:cut].decode("utf-8", errors="replace").split("\n")
+            yield lines, number, _position(fh, raw)
+            number += len(lines)
+        if tail:
+            yield [tail.decode("utf-8", errors="replace")], number, _position(fh, raw)
+
+
+def _position(fh: IO[bytes], raw: IO[bytes]) -> int:
+    """Compressed bytes consumed so far, for progress (the raw file's size when unknown)."""
+    inner = getattr(fh, "fileobj", None) or getattr(fh, "_fp", None)
+    try:
+        return int((inner or fh).tell())
+    except (OSError, AttributeError, ValueError):
+        raw.seek(0, io.SEEK_END)
+        return raw.tell()
+
+
+def _malformed(raw: pl.Series, rows: pl.Series, source: str) -> pl.DataFrame:
+    return REJECTED_EVENTS.conform(
+        pl.DataFrame(
+            {
+                "raw": raw,
+                "source": pl.repeat(source, raw.len(), eager=True, dtype=pl.String),
+                "row_number": rows.cast(pl.Int64),
+                "reason": pl.repeat("malformed", raw.len(), eager=True, dtype=pl.String),
+                "rejected_at": pl.repeat(datetime.now(UTC), raw.len(), eager=True, dtype=pl.Datetime("us", "UTC")),
+            }
+        )
+    )
+
+
+def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns, in one DuckDB pass."""
+    fields = []
+    for name, keys in FIELD_ALIASES.items():
+        if name == "metadata":
+            continue
+        paths = ", ".join(f"json_extract_string(j, '$.\"{k}\"')" for k in keys)
+        fields.append(f"coalesce({paths}) AS {name}")
+    meta = " ".join(
+        f"WHEN json_type(j, '$.\"{k}\"') = 'VARCHAR' THEN json_extract_string(j, '$.\"{k}\"') "
+        f"WHEN json_type(j, '$.\"{k}\"') NOT IN ('NULL') THEN json_extract(j, '$.\"{k}\"')::VARCHAR"
+        for k in FIELD_ALIASES["metadata"]
+    )
+    con = compute()
+    con.register("texts", texts.to_arrow())
+    parsed = con.sql(
+        f"""
+        SELECT _row, _raw, ok, {", ".join(fields)}, CASE {meta} END AS metadata
+        FROM (SELECT _row, _raw, j, j IS NOT NULL AND json_type(j) = 'OBJECT' AS ok
+              FROM (SELECT _row, _raw, CASE WHEN json_valid(_raw) THEN _raw END AS j FROM texts))
+        """
+    ).pl()
+    con.close()
+    good = parsed.filter(pl.col("ok")).drop("ok").with_columns(pl.lit(source).alias("_source"))
+    bad = parsed.filter(~pl.col("ok"))
+    return good, _malformed(bad["_raw"], bad["_row"], source)
+
+
+def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
+    source = str(path)
+    for lines, first, position in _lines(path):
+        frame = pl.DataFrame({"_raw": lines}).with_row_index("_row", offset=first)
+        frame = frame.filter(pl.col("_raw").str.strip_chars() != "")
+        for start in range(0, max(frame.height, 1), batch_rows):
+            good, bad = _json_objects(
+                frame.slice(start, batch_rows).with_columns(pl.col("_row").cast(pl.Int64)), source
+            )
+            yield RawBatch(rows=good, malformed=bad, bytes_read=position)
+
+
+def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
+    source = str(path)
+    with _open_text(path) as fh:
+        text = fh.read().decode("utf-8", errors="replace")
+    con = compute()
+    con.register("doc", pl.DataFrame({"t": [text]}).to_arrow())
+    valid = con.execute("SELECT json_valid(t) AND json_type(t) = 'ARRAY' FROM doc").fetchall()
+    if not valid[0][0]:
+        con.close()
+        yield RawBatch(
+            rows=pl.DataFrame(),
+            malformed=_malformed(pl.Series([text[:10_000]]), pl.Series([1]), source),
+            bytes_read=path.stat().st_size,
+        )
+        return
+    elements = con.sql("SELECT unnest(json_extract(t, '$[*]'))::VARCHAR AS _raw FROM doc").pl()
+    con.close()
+    elements = elements.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
+    for start in range(0, max(elements.height, 1), batch_rows):
+        good, bad = _json_objects(elements.slice(start, batch_rows), source)
+        yield RawBatch(rows=good, malformed=bad, bytes_read=path.stat().st_size)
+
+
+def _csv_chunk(lines: list[str], first: int, columns: list[str], source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse CSV lines with polars; if polars cannot, find the bad lines one by one."""
+    numbers = pl.Series("_row", range(first, first + len(lines)), dtype=pl.Int64)
+    keep = pl.Series([bool(line.strip()) for line in lines])
+    lines_kept = [line for line, k in zip(lines, keep, strict=True) if k]
+    numbers = numbers.filter(keep)
+    try:
+        frame = pl.read_csv(
+            io.StringIO("\n".join(lines_kept)), has_header=False, new_columns=columns, infer_schema=False,
+            truncate_ragged_lines=False, missing_columns="raise",
+        )  # fmt: skip
+        if frame.height != len(lines_kept) or frame.width != len(columns):
+            raise pl.exceptions.ComputeError("row count changed")
+        bad = REJECTED_EVENTS.empty()
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError):
+        parsed = [next(csv.reader([line]), []) for line in lines_kept]
+        ok = pl.Series([len(p) == len(columns) for p in parsed])
+        frame = pl.DataFrame([p for p, good in zip(parsed, ok, strict=True) if good], schema=columns, orient="row")
+        bad = _malformed(pl.Series(lines_kept).filter(~ok), numbers.filter(~ok), source)
+        lines_kept = [line for line, good in zip(lines_kept, ok, strict=True) if good]
+        numbers = numbers.filter(ok)
+    frame = frame.with_columns(
+        pl.Series("_raw", lines_kept, dtype=pl.String), numbers, pl.lit(source).alias("_source")
+    ).with_columns(pl.col(c).replace("", None) for c in columns)
+    return frame, bad
+
+
+def _csv(path: Path, batch_rows: int) -> Iterator[RawBatch]:
+    source = str(path)
+    columns: list[str] | None = None
+    for lines, first, position in _lines(path):
+        body, number = lines, first
+        if columns is None:
+            header = next(csv.reader([lines[0]]), [])
+            known = {k for keys in FIELD_ALIASES.values() for k in keys}
+            if header and set(header) & known:
+                columns = header
+                body, number = lines[1:], first + 1
+            else:
+                columns = list(ANALYTICS_EVENTS.column_names)
+        for start in range(0, max(len(body), 1), batch_rows):
+            good, bad = _csv_chunk(body[start : start + batch_rows], number + start, columns, source)
+            yield RawBatch(rows=good, malformed=bad, bytes_read=position)
+
+
+def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputFormatError(
+            f"{path} is not a readable Parquet file ({exc}); check the file or name its format"
+        ) from None
+    number, size = 1, path.stat().st_size
+    for i, batch in enumerate(file.iter_batches(batch_size=batch_rows)):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_columns(
+            pl.int_range(number, number + frame.height, dtype=pl.Int64).alias("_row"),
+            pl.lit(str(path)).alias("_source"),
+        )
+        number += frame.height
+        yield RawBatch(
+            rows=frame, malformed=REJECTED_EVENTS.empty(), bytes_read=size * (i + 1) // max(file.num_row_groups, 1)
+        )
+
+
+def read_events(path: str | Path, *, format: Format | None = None, batch_rows: int = 100_000) -> Iterator[RawBatch]:
+    r"""Stream a dump as raw batches of at most ``batch_rows`` rows (memory stays bounded).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.ndjson"
+        >>> _ = p.write_text('{"EventType": "BufferEnd", "UserID": "u"}\nnot json\n')
+        >>> b = next(read_events(p))
+        >>> b.rows.select("event_type", "user_id").row(0), b.malformed.select("row_number", "reason").row(0)
+        (('BufferEnd', 'u'), (2, 'malformed'))
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"no file {path}; check the path")
+    fmt = format or detect_format(path)
+    readers = {"ndjson": _ndjson, "json": _json_array, "csv": _csv, "parquet": _parquet}
+    if fmt not in readers:
+        raise InputFormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    yield from readers[fmt](path, batch_rows)
+
+
+def read_recordings(path: str | Path) -> pl.DataFrame:
+    """The recordings catalogue from CSV or Parquet, checked: ids are UUIDs, durations numbers >= 0.
+
+    Example:
+        >>> read_recordings("data/recordings.csv").columns
+        ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"no file {path}; check the path")
+    fmt = detect_format(path)
+    if fmt not in ("csv", "parquet"):
+        raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
+    raw = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(_open_text(path).read(), infer_schema=False)
+    missing = [c for c in ("recording_id",) if c not in raw.columns]
+    if missing:
+        raise InputFormatError(
+            f"{path} has no column {missing[0]!r}; the columns are {', '.join(RECORDINGS.column_names)}"
+        )
+    text = raw.select(
+        pl.col(c).cast(pl.String) if c in raw.columns else pl.lit(None, pl.String).alias(c)
+        for c in RECORDINGS.column_names
+    )
+    con = compute()
+    con.register("cat", text.to_arrow())
+    published = con.sql("SELECT TRY_CAST(published_at AS TIMESTAMPTZ) AS p FROM cat").pl()["p"]
+    con.close()
+    catalogue = text.with_columns(
+        canonical_uuid(pl.col("recording_id")).alias("recording_id"),
+        canonical_uuid(pl.col("course_id")).alias("course_id"),
+        pl.col("duration_seconds").cast(pl.Float64, strict=False),
+        published.cast(pl.Datetime("us", "UTC")).alias("published_at"),
+    )
+    checks = [
+        ("recording_id", catalogue["recording_id"].is_null(), "a UUID"),
+        ("course_id", catalogue["course_id"].is_null() & text["course_id"].is_not_null(), "a UUID or empty"),
+        (
+            "duration_seconds",
+            (catalogue["duration_seconds"].is_null() & text["duration_seconds"].is_not_null())
+            | (catalogue["duration_seconds"] < 0).fill_null(False),
+            "a number >= 0 or empty",
+        ),
+        (
+            "published_at",
+            catalogue["published_at"].is_null() & text["published_at"].is_not_null(),
+            "a timestamp or empty",
+        ),
+    ]
+    for column, bad, rule in checks:
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise InputFormatError(
+                f"{path}, data row {row + 1}: {column}={text[column][row]!r} is not {rule}; "
+                f"{int(bad.sum())} row(s) like it. Fix the file and load it again (nothing was stored)"
+            )
+    dupes = catalogue["recording_id"].is_duplicated()
+    if dupes.any():
+        raise InputFormatError(
+            f"{path}: recording_id {catalogue['recording_id'].filter(dupes)[0]} appears more than once; "
+            "keep one row per recording (nothing was stored)"
+        )
+    return RECORDINGS.conform(catalogue)

@@ -25,6 +25,8 @@ import polars as pl
 from vtp_lab.collect import Collector, OnInvalid
 from vtp_lab.errors import EventValidationError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, parse_timestamp, parse_uuid
+from vtp_lab.io import Format, read_recordings
+from vtp_lab.load import LoadReport, load_files
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, ParquetLake, open_store
 from vtp_lab.validate import validate
 
@@ -77,6 +79,36 @@ class Lab:
         """
         checked = validate(frame, source=source, max_clock_skew=self.max_clock_skew)
         return self.store.append(checked.accepted, checked.rejected)
+
+    def load(self, *paths: str | Path, format: Format | None = None, progress: bool | None = None) -> LoadReport:
+        """Load dumps (files, globs, directories; NDJSON, JSON, CSV, Parquet; plain, .gz or .zst).
+
+        Example:
+            >>> report = Lab(":memory:").load("data/events.ndjson.gz", progress=False)
+            >>> report.rows_read == report.accepted + report.rejected + report.duplicates
+            True
+        """
+        return load_files(self.store, paths, format=format, progress=progress, max_clock_skew=self.max_clock_skew)
+
+    def load_recordings(self, path: str | Path) -> pl.DataFrame:
+        """Load the recordings catalogue (CSV or Parquet), replacing the stored one; return it.
+
+        Example:
+            >>> Lab(":memory:").load_recordings("data/recordings.csv").height
+            36
+        """
+        catalogue = read_recordings(path)
+        self.store.write_recordings(catalogue)
+        return catalogue
+
+    def loads(self) -> pl.DataFrame:
+        """The load ledger: one row per file loaded, with its counts and any error.
+
+        Example:
+            >>> Lab(":memory:").loads().columns[:3]
+            ['load_id', 'source', 'format']
+        """
+        return self.store.read("loads")
 
     def events(
         self,

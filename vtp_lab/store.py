@@ -124,6 +124,10 @@ class Store(Protocol):
         """Replace the recordings catalogue."""
         ...
 
+    def append_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Append rows to a small table as they are."""
+        ...
+
     def close(self) -> None:
         """Release the store (and its writer lock)."""
         ...
@@ -134,6 +138,17 @@ def _table(name: str) -> Table:
         return TABLES[name]
     except KeyError:
         raise StoreError(f"no table {name!r}; the tables are {', '.join(TABLES)}") from None
+
+
+_KEYS: Final[dict[str, list[str]]] = {
+    "analytics_events": ["id"],
+    "rejected_events": ["source", "row_number", "raw"],
+}
+"""What makes a row a duplicate of a stored one, per table."""
+
+
+def _key_hash(columns: list[str]) -> pl.Expr:
+    return pl.col(columns[0]).hash() if len(columns) == 1 else pl.struct(columns).hash()
 
 
 def _first_per_id(events: pl.DataFrame) -> pl.DataFrame:
@@ -178,7 +193,10 @@ class DuckDBStore:
                 self.con.unregister(name)
 
     def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
-        """Insert a batch in one transaction; duplicate ids (stored or repeated) are counted, not stored.
+        """Insert a batch in one transaction; duplicates are counted, not stored.
+
+        An event is a duplicate when its id is stored or repeated in the batch; a rejected
+        row when the same (source, row number, raw text) is already quarantined.
 
         Example:
             >>> from vtp_lab.synth import semester
@@ -195,14 +213,17 @@ class DuckDBStore:
                 inserted = self.con.execute(
                     f"INSERT INTO analytics_events SELECT {columns} FROM batch b "
                     "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id::UUID)"
-                ).fetchone()
-                self.con.execute("INSERT INTO rejected_events SELECT * FROM rej")
+                ).fetchall()
+                quarantined = self.con.execute(
+                    "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
+                    "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
+                ).fetchall()
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
                 raise
-        n = int(inserted[0]) if inserted else 0
-        return AppendResult(inserted=n, duplicates=events.height - n, rejected=rej.height)
+        n, q = int(inserted[0][0]), int(quarantined[0][0])
+        return AppendResult(inserted=n, duplicates=events.height - n + rej.height - q, rejected=q)
 
     def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
         """Rows of ``table`` matching every filter (pushed down into DuckDB).
@@ -218,6 +239,17 @@ class DuckDBStore:
         with self._lock:
             frame = self.con.sql(sql, params=[p for ps in params for p in ps]).pl()
         return spec.conform(frame)
+
+    def append_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Append rows to a small table (the load ledger) as they are.
+
+        Example:
+            >>> from vtp_lab.tables import LOADS
+            >>> DuckDBStore().append_rows("loads", LOADS.empty())
+        """
+        spec = _table(table)
+        with self._lock, self._registered(rows=spec.conform(frame)):
+            self.con.execute(f"INSERT INTO {spec.name} SELECT * FROM rows")
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue in one transaction.
@@ -274,7 +306,7 @@ class ParquetLake:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._lock_file: Any = None
-        self._stored: pl.DataFrame | None = None
+        self._keys: dict[str, pl.DataFrame] = {}
         if read_only:
             if not (self.root / "_ledger").is_dir():
                 raise StoreError(f"{self.root} is not a vtp_lab Parquet lake (no _ledger folder)")
@@ -307,12 +339,11 @@ class ParquetLake:
         return entries
 
     def _files(self, table: str) -> list[Path]:
+        """The committed files of ``table``: appended by batches, or replaced whole (recordings)."""
         files: list[Path] = []
         for entry in self._ledger():
-            if table == "recordings" and entry["table"] == "recordings":
-                files = [self.root / f for f in entry["files"]]
-            elif entry["table"] == "batch":
-                files += [self.root / f for f in entry["files"] if f.startswith(f"{table}/")]
+            mine = [self.root / f for f in entry["files"] if f.startswith(f"{table}/")]
+            files = mine if mine and entry.get("mode") == "replace" else files + mine
         return files
 
     def _recover(self) -> None:
@@ -324,27 +355,35 @@ class ParquetLake:
                 if str(path) not in committed:
                     path.unlink()
 
-    def _stored_ids(self) -> pl.DataFrame:
-        """Stored ids with their 64-bit hashes (loaded once, kept up to date by append)."""
-        if self._stored is None:
-            files = self._files("analytics_events")
-            ids = (
-                pl.scan_parquet(files, hive_partitioning=False).select("id").collect()["id"]
+    def _stored_keys(self, table: str) -> pl.DataFrame:
+        """The stored rows' keys with their 64-bit hashes (loaded once, kept up to date by append)."""
+        if table not in self._keys:
+            columns = _KEYS[table]
+            files = self._files(table)
+            keys = (
+                pl.scan_parquet(files, hive_partitioning=False).select(columns).collect()
                 if files
-                else pl.Series("id", [], pl.String)
+                else TABLES[table].empty().select(columns)
             )
-            self._stored = pl.DataFrame({"h": ids.hash(), "id": ids})
-        return self._stored
+            self._keys[table] = keys.with_columns(_key_hash(columns).alias("_h"))
+        return self._keys[table]
 
-    def _new_rows(self, batch: pl.DataFrame) -> pl.DataFrame:
-        """Rows whose id is not stored: a hash probe, then an exact check of the (few) hash hits."""
-        stored = self._stored_ids()
-        hashes = batch["id"].hash()
-        hit = hashes.is_in(stored["h"].implode())
+    def _new_rows(self, table: str, batch: pl.DataFrame) -> pl.DataFrame:
+        """Rows whose key is not stored: a hash probe, then an exact check of the (few) hash hits."""
+        columns = _KEYS[table]
+        stored = self._stored_keys(table)
+        hashes = batch.select(_key_hash(columns)).to_series()
+        hit = hashes.is_in(stored["_h"].implode())
         if not hit.any():
             return batch
-        candidates = stored.filter(pl.col("h").is_in(hashes.filter(hit).implode()))["id"]
-        return batch.filter(~(hit & batch["id"].is_in(candidates.implode())))
+        candidates = stored.filter(pl.col("_h").is_in(hashes.filter(hit).implode())).select(columns)
+        repeated = batch.with_row_index("_i").join(candidates, on=columns, how="semi")["_i"]
+        return batch.with_row_index("_i").filter(~pl.col("_i").is_in(repeated.implode())).drop("_i")
+
+    def _remember(self, table: str, rows: pl.DataFrame) -> None:
+        columns = _KEYS[table]
+        fresh = rows.select(columns).with_columns(_key_hash(columns).alias("_h"))
+        self._keys[table] = pl.concat([self._stored_keys(table), fresh])
 
     @staticmethod
     def _sync_dir(path: Path) -> None:
@@ -404,28 +443,31 @@ class ParquetLake:
         batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         with self._lock:
-            new = self._new_rows(batch)
-            if new.height == 0 and rej.height == 0:
-                return AppendResult(inserted=0, duplicates=events.height, rejected=0)
-            digest = _digest(new["id"].sort(), rej["raw"], rej["source"], rej["row_number"])
+            new = self._new_rows("analytics_events", batch)
+            rej_new = self._new_rows("rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True))
+            duplicates = events.height - new.height + rej.height - rej_new.height
+            if new.height == 0 and rej_new.height == 0:
+                return AppendResult(inserted=0, duplicates=duplicates, rejected=0)
+            digest = _digest(new["id"].sort(), rej_new["raw"], rej_new["source"], rej_new["row_number"])
             by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
             parts = [
                 (part.drop("_d"), self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet")
                 for (day,), part in sorted(by_date.items())
             ]
-            if rej.height:
-                parts.append((rej, self.root / "rejected_events" / f"part-{digest}.parquet"))
+            if rej_new.height:
+                parts.append((rej_new, self.root / "rejected_events" / f"part-{digest}.parquet"))
             files = self._publish(parts)
             entry = {
                 "table": "batch",
                 "files": files,
                 "inserted": new.height,
-                "rejected": rej.height,
+                "rejected": rej_new.height,
                 "committed_at": datetime.now(UTC).isoformat(),
             }
             self._commit(entry, self._next_name(digest))
-            self._stored = pl.concat([self._stored_ids(), pl.DataFrame({"h": new["id"].hash(), "id": new["id"]})])
-        return AppendResult(inserted=new.height, duplicates=events.height - new.height, rejected=rej.height)
+            self._remember("analytics_events", new)
+            self._remember("rejected_events", rej_new)
+        return AppendResult(inserted=new.height, duplicates=duplicates, rejected=rej_new.height)
 
     def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
         """Rows of ``table`` matching every filter; only committed files are read.
@@ -444,6 +486,24 @@ class ParquetLake:
             scan = scan.filter(f.expr())
         return spec.conform(scan.collect())
 
+    def append_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Append rows to a small table (the load ledger): one file and one ledger entry.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.tables import LOADS
+            >>> ParquetLake(tempfile.mkdtemp()).append_rows("loads", LOADS.empty())
+        """
+        spec = _table(table)
+        rows = spec.conform(frame)
+        if rows.height == 0:
+            return
+        digest = _digest(*(rows[c] for c in rows.columns))
+        with self._lock:
+            name = self._next_name(digest)
+            files = self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")])
+            self._commit({"table": spec.name, "mode": "append", "files": files}, name)
+
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue: a new file, then a ledger entry that supersedes the last.
 
@@ -456,7 +516,7 @@ class ParquetLake:
         with self._lock:
             name = self._next_name(digest)
             files = self._publish([(frame, self.root / "recordings" / f"part-{name}.parquet")])
-            self._commit({"table": "recordings", "files": files}, name)
+            self._commit({"table": "recordings", "mode": "replace", "files": files}, name)
 
     def close(self) -> None:
         """Release the writer lock.

@@ -42,6 +42,7 @@ __all__ = [
     "COURSE_STATISTICS",
     "ENGAGEMENT_METRICS",
     "LECTURE_STATISTICS",
+    "LOADS",
     "PLAYBACK_SESSIONS",
     "QUALITY_EVENTS",
     "RECORDINGS",
@@ -404,6 +405,25 @@ REJECTED_EVENTS: Final = Table(
     ),
 )
 
+LOADS: Final = Table(
+    name="loads",
+    doc="The load ledger: one row per file loaded, with what became of its rows.",
+    columns=(
+        _uuid("load_id"),
+        Column(name="source", kind="text", nullable=False),
+        _str("format", 16, nullable=False),
+        Column(name="bytes", kind="bigint", nullable=False),
+        Column(name="rows_read", kind="bigint", nullable=False),
+        Column(name="accepted", kind="bigint", nullable=False),
+        Column(name="rejected", kind="bigint", nullable=False),
+        Column(name="duplicates", kind="bigint", nullable=False),
+        Column(name="rejected_by_reason", kind="json", nullable=False),
+        _ts("started_at", nullable=False),
+        _ts("finished_at", nullable=False),
+        Column(name="error", kind="text"),
+    ),
+)
+
 ANALYTICS_TABLES: Final = (
     ANALYTICS_EVENTS,
     PLAYBACK_SESSIONS,
@@ -414,7 +434,7 @@ ANALYTICS_TABLES: Final = (
 )
 """The six tables of the platform's PostgreSQL analytics schema."""
 
-TABLES: Final = {t.name: t for t in (*ANALYTICS_TABLES, RECORDINGS, REJECTED_EVENTS)}
+TABLES: Final = {t.name: t for t in (*ANALYTICS_TABLES, RECORDINGS, REJECTED_EVENTS, LOADS)}
 """Every table vtp_lab stores, by name."""
 
 
@@ -422,11 +442,11 @@ def schema_sql(dialect: Literal["postgres", "duckdb"]) -> str:
     """The text of ``schema/postgres/005_analytics_schema.sql`` or ``schema/duckdb/analytics_schema.sql``.
 
     PostgreSQL gets the six analytics tables with their indexes; DuckDB gets the same
-    six plus ``recordings`` and ``rejected_events``, without indexes.
+    six plus ``recordings``, ``rejected_events`` and the ``loads`` ledger, without indexes.
 
     Example:
         >>> schema_sql("duckdb").count("CREATE TABLE")
-        8
+        9
     """
     if dialect == "postgres":
         header = (
@@ -440,7 +460,7 @@ def schema_sql(dialect: Literal["postgres", "duckdb"]) -> str:
     else:
         header = (
             "-- vtp_lab's DuckDB mirror of schema/postgres/005_analytics_schema.sql, plus the recordings\n"
-            "-- catalogue and the quarantine. No indexes: DuckDB's min-max zonemaps serve the filters,\n"
+            "-- catalogue, the quarantine and the load ledger. No indexes: DuckDB's min-max zonemaps serve the filters,\n"
             "-- and uniqueness of ids is kept by the loader's anti-join.\n"
             "-- Generated from vtp_lab/tables.py (schema_sql); tests/test_tables.py checks they agree.\n"
         )

@@ -173,8 +173,20 @@ def _metadata_text(dtype: pl.DataType, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return raw.cast(pl.String, strict=False), pl.lit(False)
 
 
+def _coalesce_aliases(frame: pl.DataFrame) -> pl.DataFrame:
+    """Where several spellings of a field are columns, the first non-null value per row wins."""
+    for keys in FIELD_ALIASES.values():
+        present = [k for k in keys if k in frame.columns]
+        if len(present) > 1:
+            same = len({frame.schema[k] for k in present}) == 1
+            cols = [pl.col(k) if same else pl.col(k).cast(pl.String) for k in present]
+            frame = frame.with_columns(pl.coalesce(cols).alias(present[0])).drop(present[1:])
+    return frame
+
+
 def _stage(frame: pl.DataFrame) -> pl.DataFrame:
-    """Raw columns in any spelling to raw text (``r_*``) and parsed canonical columns."""
+    """Raw columns in any spelling to presence flags (``p_*``) and parsed canonical columns."""
+    frame = _coalesce_aliases(frame)
     schema = frame.schema
     source = {name: next((k for k in keys if k in schema), None) for name, keys in FIELD_ALIASES.items()}
 

@@ -1,5 +1,5 @@
 -- vtp_lab's DuckDB mirror of schema/postgres/005_analytics_schema.sql, plus the recordings
--- catalogue and the quarantine. No indexes: DuckDB's min-max zonemaps serve the filters,
+-- catalogue, the quarantine and the load ledger. No indexes: DuckDB's min-max zonemaps serve the filters,
 -- and uniqueness of ids is kept by the loader's anti-join.
 -- Generated from vtp_lab/tables.py (schema_sql); tests/test_tables.py checks they agree.
 
@@ -93,4 +93,19 @@ CREATE TABLE IF NOT EXISTS rejected_events (
     reason VARCHAR NOT NULL,
     field VARCHAR,
     rejected_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS loads (
+    load_id UUID NOT NULL,
+    source VARCHAR NOT NULL,
+    format VARCHAR NOT NULL,
+    bytes BIGINT NOT NULL,
+    rows_read BIGINT NOT NULL,
+    accepted BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    duplicates BIGINT NOT NULL,
+    rejected_by_reason JSON NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL,
+    error VARCHAR
 );

@@ -1,0 +1,233 @@
+"""Loading dumps: every format and compression, malformed lines, reloads, corrupt files, bounded memory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import textwrap
+
+import polars as pl
+import pytest
+from conftest import ROOT
+
+from vtp_lab.errors import InputFormatError
+from vtp_lab.io import write_events
+from vtp_lab.lab import Lab
+from vtp_lab.synth import semester
+
+
+@pytest.fixture(scope="module")
+def sem():
+    return semester(courses=1, lectures_per_course=2, students=12, seed=17)
+
+
+def balanced(report) -> bool:
+    return report.rows_read == report.accepted + report.rejected + report.duplicates and all(
+        f.balanced for f in report.files
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["e.ndjson", "e.ndjson.gz", "e.jsonl.zst", "e.json", "e.json.gz", "e.csv", "e.csv.gz", "e.csv.zst", "e.parquet"],
+)
+def test_every_format_and_compression(tmp_path, sem, name):
+    path = write_events(sem.events, tmp_path / name)
+    lab = Lab(":memory:")
+    report = lab.load(path, progress=False)
+    assert balanced(report)
+    assert (report.accepted, report.rejected, report.duplicates) == (sem.events.height, 0, 0)
+    assert lab.events().sort("id").equals(sem.events.sort("id"))
+
+
+def test_headerless_postgres_csv_in_table_order(tmp_path, sem):
+    text = sem.events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")).write_csv(
+        include_header=False
+    )
+    path = tmp_path / "copy_out.csv"
+    path.write_text(text)
+    lab = Lab(":memory:")
+    assert lab.load(path, progress=False).accepted == sem.events.height
+    assert lab.events().sort("id").equals(sem.events.sort("id"))
+
+
+def test_format_from_content_when_the_name_says_nothing(tmp_path, sem):
+    for fmt in ("ndjson", "json", "csv", "parquet"):
+        path = write_events(sem.events, tmp_path / f"dump-{fmt}", format=fmt)
+        report = Lab(":memory:").load(path, progress=False)
+        assert report.files[0].format == fmt
+        assert report.accepted == sem.events.height
+
+
+def test_directories_and_globs(tmp_path, sem):
+    half = sem.events.height // 2
+    write_events(sem.events.head(half), tmp_path / "dumps" / "a.ndjson")
+    write_events(sem.events.tail(sem.events.height - half), tmp_path / "dumps" / "sub" / "b.csv.gz")
+    assert Lab(":memory:").load(tmp_path / "dumps", progress=False).accepted == sem.events.height
+    report = Lab(":memory:").load(str(tmp_path / "dumps" / "**" / "*.csv.gz"), progress=False)
+    assert [f.source for f in report.files] == [str(tmp_path / "dumps" / "sub" / "b.csv.gz")]
+    with pytest.raises(InputFormatError, match="no file matches"):
+        Lab(":memory:").load(tmp_path / "nothing" / "*.ndjson")
+
+
+def test_malformed_lines_are_quarantined_with_line_numbers_and_neighbours_load(tmp_path, sem):
+    lines = write_events(sem.events.head(6), tmp_path / "ok.ndjson").read_text().splitlines()
+    broken = [
+        lines[0],
+        lines[1][:40],
+        "[1, 2]",
+        lines[2],
+        "\x00\x01binary",
+        "",
+        lines[3],
+        '"just a string"',
+        lines[4],
+        lines[5][:-1],
+    ]
+    path = tmp_path / "broken.ndjson"
+    path.write_text("\n".join(broken))
+    lab = Lab(":memory:")
+    report = lab.load(path, progress=False)
+    assert balanced(report)
+    assert (report.accepted, report.rejected) == (4, 5)
+    rejected = lab.rejected_events().sort("row_number")
+    assert rejected.select("row_number", "reason").rows() == [
+        (2, "malformed"),
+        (3, "malformed"),
+        (5, "malformed"),
+        (8, "malformed"),
+        (10, "malformed"),
+    ]
+    assert rejected["raw"][0] == lines[1][:40]
+
+
+def test_ragged_csv_rows_are_malformed_and_the_rest_load(tmp_path, sem):
+    lines = write_events(sem.events.head(4), tmp_path / "ok.csv").read_text().splitlines()
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join([lines[0], lines[1], "a,b,c", lines[2], lines[3] + ',"extra"', lines[4]]) + "\n")
+    lab = Lab(":memory:")
+    report = lab.load(path, progress=False)
+    assert (report.accepted, report.rejected) == (3, 2)
+    assert lab.rejected_events().sort("row_number").select("row_number", "reason").rows() == [
+        (3, "malformed"),
+        (5, "malformed"),
+    ]
+
+
+def test_bad_rows_get_their_reasons(tmp_path):
+    bad = semester(courses=1, lectures_per_course=2, students=10, seed=2, bad_rows=0.1)
+    path = write_events(bad.events, tmp_path / "bad.csv")
+    lab = Lab(":memory:")
+    report = lab.load(path, progress=False)
+    assert balanced(report)
+    assert report.rejected > 0
+    assert set(report.rejected_by_reason) <= {
+        "unknown_event_type",
+        "invalid_uuid",
+        "nil_uuid",
+        "empty_session_id",
+        "invalid_timestamp",
+        "future_timestamp",
+        "invalid_metadata",
+        "missing_field",
+    }
+    assert lab.rejected_events()["source"].unique().to_list() == [str(path)]
+
+
+def test_loading_the_same_file_again_stores_nothing_new(tmp_path):
+    bad = semester(courses=1, lectures_per_course=2, students=10, seed=2, bad_rows=0.05, duplicates=0.02)
+    path = write_events(bad.events, tmp_path / "d.ndjson.gz")
+    lab = Lab(tmp_path / "lab.duckdb")
+    first = lab.load(path, progress=False)
+    again = lab.load(path, progress=False)
+    assert first.duplicates > 0 and first.rejected > 0
+    assert (again.accepted, again.rejected, again.duplicates) == (0, 0, again.rows_read)
+    assert lab.loads().height == 2
+    assert lab.rejected_events().height == first.rejected
+
+
+def test_corrupt_files_are_reported_and_other_files_still_load(tmp_path, sem):
+    write_events(sem.events, tmp_path / "a_good.ndjson")
+    data = gzip.compress(write_events(sem.events, tmp_path / "x.ndjson").read_bytes())
+    (tmp_path / "x.ndjson").unlink()
+    (tmp_path / "b_truncated.ndjson.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "c_corrupt.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    lab = Lab(":memory:")
+    report = lab.load(tmp_path, progress=False)
+    by_name = {f.source.rsplit("/", 1)[-1]: f for f in report.files}
+    assert by_name["a_good.ndjson"].accepted == sem.events.height and by_name["a_good.ndjson"].error is None
+    assert (
+        "EOFError" in by_name["b_truncated.ndjson.gz"].error
+        or "Compressed file ended" in by_name["b_truncated.ndjson.gz"].error
+    )
+    assert "not a readable Parquet file" in by_name["c_corrupt.parquet"].error
+    assert all(f.balanced for f in report.files)
+    assert len(report.errors) == 2
+    assert lab.loads().filter(pl.col("error").is_not_null()).height == 2
+    assert lab.events()["id"].n_unique() == lab.events().height
+
+
+def test_report_renders_as_text_and_html(tmp_path, sem):
+    report = Lab(":memory:").load(write_events(sem.events, tmp_path / "a.ndjson"), progress=False)
+    text = str(report)
+    assert "rows read" in text and f"{sem.events.height:,}" in text and "=" in text.splitlines()[-1]
+    assert report._repr_html_().startswith("<table>")
+    assert json.loads(json.dumps(report.to_dict()))["accepted"] == sem.events.height
+
+
+def test_recordings_catalogue(tmp_path, sem):
+    lab = Lab(":memory:")
+    path = tmp_path / "rec.csv"
+    sem.recordings.write_csv(path)
+    assert lab.load_recordings(path).equals(sem.recordings)
+    assert lab.recordings().equals(sem.recordings)
+    bad = sem.recordings.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(-3.0)).otherwise("duration_seconds").alias("duration_seconds")
+    )
+    bad.write_csv(path)
+    with pytest.raises(InputFormatError, match=r"data row 2: duration_seconds='-3.0' is not a number >= 0"):
+        lab.load_recordings(path)
+    assert lab.recordings().equals(sem.recordings)
+
+
+BOUNDED = textwrap.dedent(
+    """
+    import resource, sys
+    from vtp_lab.lab import Lab
+    report = Lab(sys.argv[2]).load(sys.argv[1], progress=False)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(report.rows_read, report.accepted, round(peak_mb))
+    """
+)
+
+
+@pytest.mark.slow
+def test_five_million_events_load_in_bounded_memory(tmp_path):
+    sem = semester(courses=4, lectures_per_course=14, students=1000, seed=5).events
+    path = tmp_path / "big.ndjson.gz"
+    rows, copy = 0, 0
+    with open(path, "wb") as out:
+        while rows < 5_000_000:
+            chunk = sem.with_columns(
+                pl.concat_str(pl.lit(f"{copy:x}"[-1]), pl.col("id").str.slice(1)).alias("id"),
+                pl.concat_str(pl.col("session_id"), pl.lit(f"-{copy}")).alias("session_id"),
+            )
+            chunk = chunk.head(5_000_000 - rows)
+            out.write(gzip.compress(write_events(chunk, tmp_path / "chunk.ndjson").read_bytes(), compresslevel=1))
+            rows += chunk.height
+            copy += 1
+    out = subprocess.run(
+        [sys.executable, "-c", BOUNDED, str(path), str(tmp_path / "big.duckdb")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=3000,
+    )
+    rows_read, accepted, peak_mb = map(int, out.stdout.split())
+    assert rows_read == 5_000_000
+    assert accepted > 0
+    assert peak_mb < 1536, f"peak RSS {peak_mb} MB"
+    print(f"5M events: peak RSS {peak_mb} MB")

@@ -1,0 +1,310 @@
+"""Loading dumps into a store, with a report and a ledger entry for every file.
+
+Every row of every file ends accepted, rejected (quarantined with its reason) or
+counted as a duplicate: ``rows_read == accepted + rejected + duplicates``, per file
+and in total. Files stream in batches, so memory stays bounded by the batch size;
+each batch is stored whole or not at all, and each file's outcome (or its error) goes
+into the ``loads`` table.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from vtp_lab.store import open_store
+    >>> from vtp_lab.synth import semester
+    >>> from vtp_lab.io import write_events
+    >>> path = write_events(semester(courses=1, lectures_per_course=1, students=3).events,
+    ...                     pathlib.Path(tempfile.mkdtemp()) / "d.ndjson")
+    >>> store = open_store(":memory:")
+    >>> first, again = load_files(store, [path], progress=False), load_files(store, [path], progress=False)
+    >>> first.accepted == again.duplicates > 0, again.accepted
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from vtp_lab.errors import InputFormatError
+from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
+from vtp_lab.io import Format, detect_format, expand_paths, read_events
+from vtp_lab.store import DuckDBStore, ParquetLake
+from vtp_lab.tables import ANALYTICS_EVENTS
+from vtp_lab.validate import validate
+
+__all__ = ["FileReport", "LoadReport", "load_files"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileReport:
+    """What became of one file's rows.
+
+    Example:
+        >>> FileReport(source="a.csv", format="csv", rows_read=3, accepted=1, rejected=1, duplicates=1).balanced
+        True
+    """
+
+    source: str
+    format: str
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        """Whether rows_read == accepted + rejected + duplicates."""
+        return self.rows_read == self.accepted + self.rejected + self.duplicates
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """The outcome of a load: totals, rejections by reason, and a breakdown per file.
+
+    Renders as an HTML table in notebooks and as text in terminals.
+
+    Example:
+        >>> r = LoadReport(files=(FileReport(source="a", format="csv", rows_read=2, accepted=2),))
+        >>> r.rows_read, r.rows_read == r.accepted + r.rejected + r.duplicates
+        (2, True)
+    """
+
+    files: tuple[FileReport, ...]
+    seconds: float = 0.0
+
+    @property
+    def rows_read(self) -> int:
+        """Rows read from every file."""
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def accepted(self) -> int:
+        """Rows stored as new events."""
+        return sum(f.accepted for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        """Rows quarantined, with a reason."""
+        return sum(f.rejected for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        """Rows whose event id was already stored (or seen earlier in the load)."""
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        """Rejections per reason code, most frequent first."""
+        total: Counter[str] = Counter()
+        for f in self.files:
+            total.update(f.rejected_by_reason)
+        return dict(total.most_common())
+
+    @property
+    def errors(self) -> list[str]:
+        """Files that could not be read to the end, with why."""
+        return [f"{f.source}: {f.error}" for f in self.files if f.error]
+
+    def _rows(self) -> list[tuple[str, str, int, int, int, int, str]]:
+        def reasons(d: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "-"
+
+        rows = [
+            (
+                f.source,
+                f.format,
+                f.rows_read,
+                f.accepted,
+                f.rejected,
+                f.duplicates,
+                reasons(f.rejected_by_reason) + (f"; ERROR {f.error}" if f.error else ""),
+            )
+            for f in self.files
+        ]
+        if len(self.files) > 1:
+            rows.append(
+                (
+                    "total",
+                    "",
+                    self.rows_read,
+                    self.accepted,
+                    self.rejected,
+                    self.duplicates,
+                    reasons(self.rejected_by_reason),
+                )
+            )
+        return rows
+
+    def __str__(self) -> str:
+        head = ("file", "format", "rows read", "accepted", "rejected", "duplicates", "rejected by reason")
+        rows = [tuple(f"{v:,}" if isinstance(v, int) else v for v in r) for r in self._rows()]
+        widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+        lines = [
+            "  ".join(
+                str(v).rjust(w) if 1 < i < 6 else str(v).ljust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in [head, *rows]
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        check = "=" if self.rows_read == self.accepted + self.rejected + self.duplicates else "!="
+        lines.append(
+            f"rows read {self.rows_read:,} {check} accepted {self.accepted:,} + rejected {self.rejected:,} "
+            f"+ duplicates {self.duplicates:,}   ({self.seconds:.1f} s)"
+        )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("file", "format", "rows read", "accepted", "rejected", "duplicates", "rejected by reason")
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(f'{v:,}' if isinstance(v, int) else str(v))}</td>" for v in row)
+            + "</tr>"
+            for row in self._rows()
+        )
+        return f"<table><caption>vtp_lab load, {self.seconds:.1f} s</caption><tr>{head}</tr>{body}</table>"
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadReport(files={len(self.files)}, rows_read={self.rows_read}, accepted={self.accepted}, "
+            f"rejected={self.rejected}, duplicates={self.duplicates})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the totals and the files.
+
+        Example:
+            >>> LoadReport(files=()).to_dict()["rows_read"]
+            0
+        """
+        return {
+            "rows_read": self.rows_read,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "rejected_by_reason": self.rejected_by_reason,
+            "seconds": self.seconds,
+            "files": [f.__dict__ for f in self.files],
+        }
+
+
+def _progress_bar(total: int, progress: bool | None) -> Any:
+    from tqdm.auto import tqdm
+
+    in_notebook = "ipykernel" in sys.modules
+    disable = not progress if progress is not None else not (in_notebook or sys.stderr.isatty())
+    return tqdm(total=total, unit="B", unit_scale=True, desc="loading", disable=disable, leave=False)
+
+
+def _load_one(
+    store: DuckDBStore | ParquetLake, path: Path, *, fmt: Format, bar: Any, max_clock_skew: timedelta, batch_rows: int
+) -> FileReport:
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    error = None
+    done = 0
+    try:
+        for batch in read_events(path, format=fmt, batch_rows=batch_rows):
+            accepted, rejected = ANALYTICS_EVENTS.empty(), batch.malformed
+            if batch.rows.height:
+                checked = validate(batch.rows, source=str(path), max_clock_skew=max_clock_skew)
+                accepted, rejected = checked.accepted, pl.concat([batch.malformed, checked.rejected])
+            result = store.append(accepted, rejected)
+            counts.update(
+                rows=batch.rows_read, accepted=result.inserted, rejected=result.rejected, duplicates=result.duplicates
+            )
+            reasons.update(dict(rejected["reason"].value_counts().iter_rows()))
+            bar.update(max(0, batch.bytes_read - done))
+            done = max(done, batch.bytes_read)
+    except (InputFormatError, OSError, EOFError, ValueError, pl.exceptions.PolarsError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    report = FileReport(
+        source=str(path),
+        format=fmt,
+        rows_read=counts["rows"],
+        accepted=counts["accepted"],
+        rejected=counts["rejected"],
+        duplicates=counts["duplicates"],
+        rejected_by_reason=dict(reasons.most_common()),
+        seconds=time.perf_counter() - clock,
+        error=error,
+    )
+    store.append_rows(
+        "loads",
+        pl.DataFrame(
+            {
+                "load_id": [str(uuid.uuid4())],
+                "source": [report.source],
+                "format": [fmt],
+                "bytes": [path.stat().st_size],
+                "rows_read": [report.rows_read],
+                "accepted": [report.accepted],
+                "rejected": [report.rejected],
+                "duplicates": [report.duplicates],
+                "rejected_by_reason": [json.dumps(report.rejected_by_reason)],
+                "started_at": [started],
+                "finished_at": [datetime.now(UTC)],
+                "error": [error],
+            }
+        ),
+    )
+    return report
+
+
+def load_files(
+    store: DuckDBStore | ParquetLake,
+    paths: Sequence[str | Path],
+    *,
+    format: Format | None = None,
+    progress: bool | None = None,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    batch_rows: int = 100_000,
+) -> LoadReport:
+    """Load files, globs or directories into ``store``; return the report.
+
+    A file that cannot be read to the end keeps what was stored before the fault and
+    says why in its report (``error``); the other files still load.
+
+    Example:
+        >>> from vtp_lab.store import open_store
+        >>> load_files(open_store(":memory:"), ["/nowhere/*.ndjson"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.InputFormatError: no file matches /nowhere/*.ndjson; ...
+    """
+    files = expand_paths(*paths)
+    clock = time.perf_counter()
+    bar = _progress_bar(sum(p.stat().st_size for p in files), progress)
+    try:
+        reports = tuple(
+            _load_one(
+                store,
+                path,
+                fmt=format or detect_format(path),
+                bar=bar,
+                max_clock_skew=max_clock_skew,
+                batch_rows=batch_rows,
+            )
+            for path in files
+        )
+    finally:
+        bar.close()
+    return LoadReport(files=reports, seconds=time.perf_counter() - clock)
