@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 from conftest import ROOT
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vtp_lab.cli", *args],
         check=False,
@@ -16,16 +17,62 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=cwd or ROOT,
         timeout=300,
+        env=env,
     )
 
 
-def test_demo_prints_counts_by_type_and_reason():
-    out = run("demo", "--students", "30")
+def test_demo_loads_into_the_default_store_and_reports(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "VTP_LAB_STORE"}
+    out = run("demo", "--students", "30", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    assert "accepted events by type" in out.stdout
-    assert "rejected rows by reason" in out.stdout
-    assert "playback_started" in out.stdout
-    assert "invalid_uuid" in out.stdout
+    assert (tmp_path / "lab.duckdb").exists()
+    assert "rows read" in out.stdout and "accepted" in out.stdout
+    assert "analytics_events" in out.stdout
+    assert "rejected by reason" in out.stdout and "invalid_uuid" in out.stdout
+
+
+def test_load_info_export(tmp_path):
+    dump, rec = tmp_path / "d.ndjson.gz", tmp_path / "rec.csv"
+    assert (
+        run(
+            "synth",
+            "-o",
+            str(dump),
+            "--students",
+            "8",
+            "--courses",
+            "1",
+            "--lectures",
+            "2",
+            "--bad-rows",
+            "0.05",
+            "--recordings",
+            str(rec),
+        ).returncode
+        == 0
+    )
+    store = str(tmp_path / "lake")
+    out = run("load", str(dump), "--recordings", str(rec), "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert "rows read" in out.stdout and "recordings: 2" in out.stdout
+    again = run("load", str(dump), "--store", store)
+    assert "accepted 0" in again.stdout
+    too_many = run("load", str(dump), "--store", str(tmp_path / "x.duckdb"), "--max-rejected", "0")
+    assert too_many.returncode == 1 and "more than --max-rejected 0" in too_many.stderr
+    info = run("info", cwd=tmp_path, env={**os.environ, "VTP_LAB_STORE": store})
+    assert info.returncode == 0 and "analytics_events" in info.stdout and "rejected by reason" in info.stdout
+    exported = run("export", "--to", str(tmp_path / "out"), "--format", "csv", "--store", store)
+    assert exported.returncode == 0 and (tmp_path / "out" / "analytics_events.csv").exists()
+
+
+def test_load_bad_paths_and_missing_stores_are_one_line(tmp_path):
+    out = run("load", str(tmp_path / "nope.ndjson"), "--store", str(tmp_path / "s.duckdb"))
+    assert out.returncode == 1
+    assert out.stderr.startswith("vtp-lab: error: no file matches") and len(out.stderr.strip().splitlines()) == 1
+    out = run("info", "--store", str(tmp_path / "never.duckdb"))
+    assert out.returncode == 2 and "no store at" in out.stderr and "Traceback" not in out.stderr
+    out = run("export", "--store", str(tmp_path / "never.duckdb"))
+    assert out.returncode == 2 and "--to" in out.stderr
 
 
 def test_synth_writes_each_format(tmp_path):

@@ -22,6 +22,8 @@ LAYERS = {
     "io": 3,
     "collect": 3,
     "store": 3,
+    "load": 4,
+    "export": 4,
     "sessions": 4,
     "stats": 5,
     "metrics": 5,

@@ -1,6 +1,7 @@
 """The ``vtp-lab`` command line.
 
 Errors are one line on stderr: exit 2 for usage, 1 for a failure, never a traceback.
+Heavy modules load when a command runs, not when ``vtp_lab`` is imported.
 
 Example:
     >>> main(["synth", "--students", "2", "--courses", "1", "--lectures", "1", "-o", "/tmp/vtp-doc.ndjson"])
@@ -11,44 +12,64 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from vtp_lab.errors import VtpLabError
+from vtp_lab.lab import Lab
+from vtp_lab.tables import TABLES
 
 __all__ = ["main"]
 
 _EXAMPLES = """\
 examples:
-  vtp-lab demo                                   synthetic semester: validate and count
+  vtp-lab demo                                   synthetic semester: load it into lab.duckdb and report
   vtp-lab synth -o semester.ndjson.gz            write a synthetic dump
-  vtp-lab synth -o bad.csv --format csv --bad-rows 0.05 --seed 7
+  vtp-lab load dumps/*.ndjson.gz --recordings recordings.csv
+  vtp-lab load export.csv --store lake/ --max-rejected 100
+  vtp-lab export --to out/ --format csv          CSV for PostgreSQL's COPY
+  vtp-lab info --store lake/
+
+The store is --store, else $VTP_LAB_STORE, else lab.duckdb here: a .duckdb file is one
+DuckDB database, any other path a Parquet lake directory.
 """
 
 
+class _Usage(Exception):
+    """A usage error found after parsing (exit 2)."""
+
+
+def _store_path(args: argparse.Namespace) -> str:
+    return str(args.store or os.environ.get("VTP_LAB_STORE") or "lab.duckdb")
+
+
 def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="vtp-lab",
         description="Study how students watch lecture videos: validated playback events, sessions and metrics.",
         epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=fmt,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser(
-        "demo",
-        help="the main job on a synthetic semester",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=_EXAMPLES, formatter_class=fmt)
+        if name not in ("synth",):
+            p.add_argument(
+                "--store", help="the store: a .duckdb file or a lake directory (default: $VTP_LAB_STORE or lab.duckdb)"
+            )
+        return p
+
+    demo = command("demo", "the main job: a synthetic semester loaded into the store, with its load report")
     demo.add_argument("--students", type=int, default=120, help="number of students (default 120)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
-    synth = sub.add_parser(
-        "synth",
-        help="write a synthetic semester of events",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    synth = command("synth", "write a synthetic semester of events")
     synth.add_argument(
         "-o", "--output", required=True, type=Path, help="output file (.ndjson, .json, .csv, .parquet; .gz/.zst)"
     )
@@ -64,6 +85,20 @@ def _parser() -> argparse.ArgumentParser:
         "--duplicates", type=float, default=0.0, metavar="FRACTION", help="fraction of repeated rows (default 0)"
     )
     synth.add_argument("--recordings", type=Path, help="also write the recordings catalogue (CSV) here")
+
+    load = command("load", "load dumps (files, globs, directories) into the store")
+    load.add_argument("files", nargs="+", help="NDJSON, JSON, CSV or Parquet files; plain, .gz or .zst")
+    load.add_argument("--recordings", type=Path, help="a recordings catalogue (CSV or Parquet) to load too")
+    load.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from each file")
+    load.add_argument("--max-rejected", type=int, metavar="N", help="exit 1 when more than N rows are rejected")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    export = command("export", "export the tables: Parquet (hive-partitioned) or CSV for PostgreSQL's COPY")
+    export.add_argument("--to", required=True, type=Path, help="output directory")
+    export.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="default parquet")
+    export.add_argument("--tables", nargs="+", help="default: all (Parquet) or the six PostgreSQL tables (CSV)")
+
+    command("info", "what the store holds: tables, row counts, date range, rejections by reason")
     return parser
 
 
@@ -74,23 +109,46 @@ def _table(title: str, counts: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def _open_lab(args: argparse.Namespace, *, read_only: bool = False) -> Lab:
+    path = _store_path(args)
+    if read_only and not Path(path).exists():
+        raise _Usage(f"no store at {path}; load something first (vtp-lab load FILES --store {path})")
+    return Lab(path, read_only=read_only)
+
+
+def _info_text(lab: Lab) -> str:
+    counts = {name: lab.store.read(name).height for name in TABLES}
+    events = lab.store.read("analytics_events")
+    lines = [f"store {lab.path}", _table("table", counts)]
+    if events.height:
+        first, last = events["event_timestamp"].min(), events["event_timestamp"].max()
+        lines.append(f"\nevents from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
+    rejected = lab.store.read("rejected_events")
+    if rejected.height:
+        by_reason = rejected.group_by("reason").len().sort("len", descending=True)
+        lines += ["", _table("rejected by reason", dict(by_reason.iter_rows()))]
+    return "\n".join(lines)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    from vtp_lab.io import write_events
     from vtp_lab.synth import semester
-    from vtp_lab.validate import validate
 
     sem = semester(students=args.students, seed=args.seed, bad_rows=0.02, duplicates=0.01)
-    result = validate(sem.events, source="synthetic semester")
-    by_type = result.accepted.group_by("event_type").len().sort("len", descending=True)
-    by_reason = result.rejected.group_by("reason").len().sort("len", descending=True)
-    print(f"synthetic semester: {sem.recordings.height} lectures, {args.students} students, {result.rows_read:,} rows")
+    workdir = Path(tempfile.mkdtemp(prefix="vtp-lab-demo-"))
+    dump = write_events(sem.events, workdir / "semester.ndjson.gz")
+    catalogue = workdir / "recordings.csv"
+    sem.recordings.write_csv(catalogue)
     print(
-        f"rows read {result.rows_read:,} = accepted {result.accepted.height:,} + rejected {result.rejected.height:,}\n"
+        f"synthetic semester: {sem.recordings.height} lectures, {args.students} students, {sem.events.height:,} rows -> {dump}\n"
     )
-    print(_table("accepted events by type", dict(by_type.iter_rows())))
-    print()
-    print(_table("rejected rows by reason", dict(by_reason.iter_rows())))
-    dupes = result.accepted.height - result.accepted["id"].n_unique()
-    print(f"\n{dupes:,} accepted rows repeat an id already seen (stored once when loaded)")
+    with _open_lab(args) as lab:
+        lab.load_recordings(catalogue)
+        report = lab.load(dump, progress=False)
+        print(report)
+        print()
+        print(_info_text(lab))
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
@@ -115,6 +173,41 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    with _open_lab(args) as lab:
+        if args.recordings:
+            catalogue = lab.load_recordings(args.recordings)
+            print(f"recordings: {catalogue.height:,} from {args.recordings}")
+        report = lab.load(*args.files, format=args.format, progress=False if args.no_progress else None)
+        print(report)
+    for error in report.errors:
+        print(f"vtp-lab: error: {error}", file=sys.stderr)
+    if args.max_rejected is not None and report.rejected > args.max_rejected:
+        print(
+            f"vtp-lab: error: {report.rejected:,} rows rejected, more than --max-rejected {args.max_rejected:,}",
+            file=sys.stderr,
+        )
+        return 1
+    return 1 if report.errors else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with _open_lab(args, read_only=True) as lab:
+        if args.format == "csv":
+            written = lab.export_csv(args.to, tables=args.tables)
+        else:
+            written = lab.export_parquet(args.to, tables=args.tables)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    with _open_lab(args, read_only=True) as lab:
+        print(_info_text(lab))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vtp-lab`` with ``argv`` (default: the process arguments); return the exit code.
 
@@ -122,12 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["synth", "--bad-rows", "2", "-o", "/tmp/x.ndjson"])  # prints the error to stderr
         1
     """
-    from vtp_lab.errors import VtpLabError
-
-    args = _parser().parse_args(argv)
-    handlers = {"demo": _demo, "synth": _synth}
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handlers = {"demo": _demo, "synth": _synth, "load": _load, "export": _export, "info": _info}
     try:
         return handlers[args.command](args)
+    except _Usage as exc:
+        parser.exit(2, f"vtp-lab: error: {exc}\n")
     except (VtpLabError, ValueError, OSError) as exc:
         print(f"vtp-lab: error: {exc}", file=sys.stderr)
         return 1

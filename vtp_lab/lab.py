@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,7 @@ import polars as pl
 from vtp_lab.collect import Collector, OnInvalid
 from vtp_lab.errors import EventValidationError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, parse_timestamp, parse_uuid
+from vtp_lab.export import export_csv, export_parquet
 from vtp_lab.io import Format, read_recordings
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, ParquetLake, open_store
@@ -100,6 +102,31 @@ class Lab:
         catalogue = read_recordings(path)
         self.store.write_recordings(catalogue)
         return catalogue
+
+    def export_parquet(
+        self,
+        directory: str | Path,
+        tables: Sequence[str] | None = None,
+        partition_by: Sequence[str] = ("event_date",),
+    ) -> list[Path]:
+        """Write the tables as hive-partitioned Parquet (see :func:`vtp_lab.export.export_parquet`).
+
+        Example:
+            >>> import tempfile
+            >>> [p.name for p in Lab(":memory:").export_parquet(tempfile.mkdtemp(), tables=["recordings"])]
+            ['recordings']
+        """
+        return export_parquet(self.store, directory, tables=tables, partition_by=partition_by)
+
+    def export_csv(self, directory: str | Path, tables: Sequence[str] | None = None) -> list[Path]:
+        """Write the tables as CSV for PostgreSQL's COPY (see :func:`vtp_lab.export.export_csv`).
+
+        Example:
+            >>> import tempfile
+            >>> len(Lab(":memory:").export_csv(tempfile.mkdtemp()))
+            6
+        """
+        return export_csv(self.store, directory, tables=tables)
 
     def loads(self) -> pl.DataFrame:
         """The load ledger: one row per file loaded, with its counts and any error.

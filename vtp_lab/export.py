@@ -1,0 +1,131 @@
+"""Exports: hive-partitioned Parquet for analysis tools, CSV for PostgreSQL's COPY.
+
+- :func:`export_parquet` writes ``DIR/analytics_events/event_date=YYYY-MM-DD/*.parquet``
+  (zstd; polars, DuckDB, pyarrow and Spark read the folder as is, with ``event_date``
+  from the path) and ``DIR/<table>/data.parquet`` for the other tables.
+- :func:`export_csv` writes ``DIR/<table>.csv`` in the column order of
+  ``schema/postgres/005_analytics_schema.sql``, as ``COPY <table> FROM ... CSV HEADER``
+  takes it: timestamps as PostgreSQL text, JSON as text, UUID arrays as ``{a,b}``,
+  NULL as an unquoted empty field and every string quoted (so an empty string stays one).
+
+Example:
+    >>> import tempfile
+    >>> from vtp_lab.store import open_store
+    >>> written = export_csv(open_store(":memory:"), tempfile.mkdtemp())
+    >>> sorted(p.name for p in written)[:2]
+    ['analytics_events.csv', 'course_statistics.csv']
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.dataset as pa_ds
+
+from vtp_lab.errors import InputFormatError
+from vtp_lab.store import DuckDBStore, ParquetLake
+from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, TABLES
+
+__all__ = ["export_csv", "export_parquet"]
+
+
+def _tables(names: Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    chosen = list(names) if names else list(default)
+    unknown = [n for n in chosen if n not in TABLES]
+    if unknown:
+        raise InputFormatError(f"no table {unknown[0]!r}; the tables are {', '.join(TABLES)}")
+    return chosen
+
+
+def export_parquet(
+    store: DuckDBStore | ParquetLake,
+    directory: str | Path,
+    *,
+    tables: Sequence[str] | None = None,
+    partition_by: Sequence[str] = ("event_date",),
+) -> list[Path]:
+    """Write tables as Parquet under ``directory``; events hive-partitioned by ``partition_by``.
+
+    ``partition_by`` names columns of ``analytics_events``, or ``event_date`` (the UTC date
+    of ``event_timestamp``). A table's folder is replaced whole.
+
+    Example:
+        >>> import tempfile
+        >>> from vtp_lab.store import open_store
+        >>> export_parquet(open_store(":memory:"), tempfile.mkdtemp(), partition_by=["week"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.InputFormatError: cannot partition by 'week'; use event_date or columns of analytics_events: ...
+    """
+    valid = {"event_date", *ANALYTICS_EVENTS.column_names}
+    for column in partition_by:
+        if column not in valid:
+            raise InputFormatError(
+                f"cannot partition by {column!r}; use event_date or columns of analytics_events: "
+                f"{', '.join(ANALYTICS_EVENTS.column_names)}"
+            )
+    root = Path(directory)
+    written = []
+    for name in _tables(tables, list(TABLES)):
+        frame = store.read(name)
+        target = root / name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        if name == "analytics_events" and partition_by:
+            frame = frame.with_columns(pl.col("event_timestamp").dt.date().cast(pl.String).alias("event_date"))
+            pa_ds.write_dataset(
+                frame.to_arrow(),
+                target,
+                format="parquet",
+                partitioning=list(partition_by),
+                partitioning_flavor="hive",
+                basename_template="part-{i}.parquet",
+                existing_data_behavior="delete_matching",
+                file_options=pa_ds.ParquetFileFormat().make_write_options(compression="zstd"),
+            )
+        else:
+            frame.write_parquet(target / "data.parquet", compression="zstd")
+        written.append(target)
+    return written
+
+
+def _postgres_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns as PostgreSQL's CSV input reads them."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            exprs.append(col.dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00").alias(name))
+        elif isinstance(dtype, pl.List):
+            exprs.append(pl.concat_str([pl.lit("{"), col.list.join(","), pl.lit("}")]).alias(name))
+        else:
+            exprs.append(col)
+    return frame.select(exprs)
+
+
+def export_csv(
+    store: DuckDBStore | ParquetLake, directory: str | Path, *, tables: Sequence[str] | None = None
+) -> list[Path]:
+    """Write tables as CSV files that PostgreSQL's ``COPY ... FROM ... CSV HEADER`` loads as is.
+
+    By default the six tables of ``schema/postgres/``.
+
+    Example:
+        >>> import tempfile
+        >>> from vtp_lab.store import open_store
+        >>> export_csv(open_store(":memory:"), tempfile.mkdtemp(), tables=["events"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.InputFormatError: no table 'events'; the tables are analytics_events, ...
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in _tables(tables, [t.name for t in ANALYTICS_TABLES]):
+        path = root / f"{name}.csv"
+        _postgres_text(store.read(name)).write_csv(path, quote_style="non_numeric", null_value="")
+        written.append(path)
+    return written
