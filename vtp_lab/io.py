@@ -137,7 +137,7 @@ def write_events(events: pl.DataFrame, path: str | Path, *, format: Format | Non
 
 _GZIP: Final = b"\x1f\x8b"
 _ZSTD: Final = b"\x28\xb5\x2f\xfd"
-_CHUNK_BYTES: Final = 16 * 1024 * 1024
+_CHUNK_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def detect_format(path: str | Path) -> Format:
 
 
 def _lines(path: Path) -> Iterator[tuple[list[str], int, int]]:
-    """(lines, number of the first line, bytes read so far) in chunks of about 16 MiB."""
+    """(lines, number of the first line, bytes read so far) in chunks of about 64 MiB."""
     number = 1
     tail = b""
     with _open_text(path) as fh, open(path, "rb") as raw:
@@ -270,30 +270,32 @@ def _malformed(raw: pl.Series, rows: pl.Series, source: str) -> pl.DataFrame:
 
 
 def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns, in one DuckDB pass."""
-    fields = []
-    for name, keys in FIELD_ALIASES.items():
-        if name == "metadata":
-            continue
-        paths = ", ".join(f"json_extract_string(j, '$.\"{k}\"')" for k in keys)
-        fields.append(f"coalesce({paths}) AS {name}")
-    meta = " ".join(
-        f"WHEN json_type(j, '$.\"{k}\"') = 'VARCHAR' THEN json_extract_string(j, '$.\"{k}\"') "
-        f"WHEN json_type(j, '$.\"{k}\"') NOT IN ('NULL') THEN json_extract(j, '$.\"{k}\"')::VARCHAR"
-        for k in FIELD_ALIASES["metadata"]
+    """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns: one parse per line.
+
+    Every accepted key (:data:`vtp_lab.events.FIELD_ALIASES`) comes back as text: strings
+    unquoted, numbers as written, a nested object (metadata) as compact JSON; the first
+    non-null spelling of a field wins.
+    """
+    keys = [k for spellings in FIELD_ALIASES.values() for k in spellings]
+    paths = ", ".join(f"'$.\"{k}\"'" for k in keys)
+    position = {k: i + 1 for i, k in enumerate(keys)}
+    fields = ", ".join(
+        f"coalesce({', '.join(f'm[{position[k]}]' for k in spellings)}) AS {name}"
+        for name, spellings in FIELD_ALIASES.items()
     )
     con = compute()
-    con.register("texts", texts.to_arrow())
+    con.register("texts", texts.select("_raw").to_arrow())
     parsed = con.sql(
         f"""
-        SELECT _row, _raw, ok, {", ".join(fields)}, CASE {meta} END AS metadata
-        FROM (SELECT _row, _raw, j, j IS NOT NULL AND json_type(j) = 'OBJECT' AS ok
-              FROM (SELECT _row, _raw, CASE WHEN json_valid(_raw) THEN _raw END AS j FROM texts))
+        SELECT ok, {fields}
+        FROM (SELECT ok, CASE WHEN ok THEN json_extract_string(_raw, [{paths}]) END AS m
+              FROM (SELECT _raw, json_valid(_raw) AND starts_with(ltrim(_raw), '{{') AS ok FROM texts))
         """
     ).pl()
     con.close()
-    good = parsed.filter(pl.col("ok")).drop("ok").with_columns(pl.lit(source).alias("_source"))
-    bad = parsed.filter(~pl.col("ok"))
+    frame = texts.hstack(parsed)
+    good = frame.filter(pl.col("ok")).drop("ok").with_columns(pl.lit(source).alias("_source"))
+    bad = frame.filter(~pl.col("ok"))
     return good, _malformed(bad["_raw"], bad["_row"], source)
 
 
@@ -301,7 +303,7 @@ def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     source = str(path)
     for lines, first, position in _lines(path):
         frame = pl.DataFrame({"_raw": lines}).with_row_index("_row", offset=first)
-        frame = frame.filter(pl.col("_raw").str.strip_chars() != "")
+        frame = frame.filter(~pl.col("_raw").str.contains(r"^\s*$"))
         for start in range(0, max(frame.height, 1), batch_rows):
             good, bad = _json_objects(
                 frame.slice(start, batch_rows).with_columns(pl.col("_row").cast(pl.Int64)), source
@@ -398,7 +400,7 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         )
 
 
-def read_events(path: str | Path, *, format: Format | None = None, batch_rows: int = 100_000) -> Iterator[RawBatch]:
+def read_events(path: str | Path, *, format: Format | None = None, batch_rows: int = 250_000) -> Iterator[RawBatch]:
     r"""Stream a dump as raw batches of at most ``batch_rows`` rows (memory stays bounded).
 
     Example:

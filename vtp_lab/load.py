@@ -276,7 +276,7 @@ def load_files(
     format: Format | None = None,
     progress: bool | None = None,
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
-    batch_rows: int = 100_000,
+    batch_rows: int = 250_000,
 ) -> LoadReport:
     """Load files, globs or directories into ``store``; return the report.
 

@@ -1,0 +1,119 @@
+"""Loading a 1M-event NDJSON dump: vtp_lab against DuckDB's own reader and the original design on PostgreSQL.
+
+    python bench/load.py [--rows 1000000] [--pg-sample 20000]
+
+Prints, on the same file in the same run:
+- vtp_lab's ``Lab.load`` into a DuckDB store (read, validate every row, quarantine,
+  de-duplicate, store) in rows/s;
+- DuckDB's own ``read_json`` into a table of the same schema (no validation, no
+  quarantine), and the ratio (target: vtp_lab at least 0.5 of DuckDB);
+- the original design on a real PostgreSQL started here on loopback: one INSERT per
+  event in transactions of 100 rows (timed on ``--pg-sample`` rows) and ``COPY`` of the
+  whole file as CSV, and vtp_lab's ratio to the transactional inserts (goal: 50x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pgserver import PostgresUnavailable, running_postgres  # noqa: E402
+
+from vtp_lab.duck import connect  # noqa: E402
+from vtp_lab.io import write_events  # noqa: E402
+from vtp_lab.lab import Lab  # noqa: E402
+from vtp_lab.synth import semester  # noqa: E402
+from vtp_lab.tables import ANALYTICS_EVENTS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--pg-sample", type=int, default=20_000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-load-"))
+
+    events = semester(courses=4, lectures_per_course=14, students=max(10, args.rows // 270), seed=1).events
+    copy = 0
+    while events.height < args.rows:
+        copy += 1
+        events = pl.concat(
+            [events, events.with_columns(pl.concat_str(pl.lit(f"{copy:x}"[-1]), pl.col("id").str.slice(1)).alias("id"))]
+        )
+    events = events.head(args.rows)
+    dump = write_events(events, tmp / "events.ndjson")
+    print(f"{events.height:,} events, {dump.stat().st_size / 1e6:,.0f} MB of NDJSON")
+
+    start = time.perf_counter()
+    with Lab(tmp / "vtp.duckdb") as lab:
+        report = lab.load(dump, progress=False)
+    vtp_s = time.perf_counter() - start
+    assert report.accepted == events.height, report
+
+    con = connect(tmp / "duck.duckdb")
+    con.execute(ANALYTICS_EVENTS.duckdb_ddl())
+    columns = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in ANALYTICS_EVENTS.columns)
+    start = time.perf_counter()
+    con.execute(
+        f"INSERT INTO analytics_events SELECT * FROM read_json('{dump}', format = 'newline_delimited', columns = {{{columns}}})"
+    )
+    duck_s = time.perf_counter() - start
+    assert con.execute("SELECT count(*) FROM analytics_events").fetchall() == [(events.height,)]
+    con.close()
+    ratio = duck_s / vtp_s
+    print(f"vtp_lab load into DuckDB: {events.height / vtp_s:,.0f} rows/s ({vtp_s:.2f}s)")
+    print(f"DuckDB read_json into a table: {events.height / duck_s:,.0f} rows/s ({duck_s:.2f}s)")
+    print(f"ratio vtp_lab / DuckDB: {ratio:.2f} (target 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+
+    try:
+        import psycopg
+
+        with running_postgres() as dsn, psycopg.connect(dsn) as pg:
+            pg.execute((ROOT / "schema/postgres/005_analytics_schema.sql").read_text())
+            pg.commit()
+            sample = events.head(args.pg_sample).rows()
+            start = time.perf_counter()
+            with pg.cursor() as cur:
+                for i in range(0, len(sample), 100):
+                    for row in sample[i : i + 100]:
+                        cur.execute("INSERT INTO analytics_events VALUES (%s, %s, %s, %s, %s, %s, %s)", row)
+                    pg.commit()
+            insert_rate = len(sample) / (time.perf_counter() - start)
+            pg.execute("TRUNCATE analytics_events")
+            pg.commit()
+            csv = events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")).write_csv(
+                quote_style="non_numeric"
+            )
+            start = time.perf_counter()
+            with pg.cursor().copy("COPY analytics_events FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+                buffer = io.BytesIO(csv.encode())
+                while chunk := buffer.read(1 << 20):
+                    cp.write(chunk)
+            pg.commit()
+            copy_rate = events.height / (time.perf_counter() - start)
+        vtp_rate = events.height / vtp_s
+        print(
+            f"PostgreSQL, INSERT per event in transactions of 100: {insert_rate:,.0f} rows/s (timed on {len(sample):,} rows)"
+        )
+        print(f"PostgreSQL, COPY of the whole file as CSV: {copy_rate:,.0f} rows/s")
+        print(
+            f"ratio vtp_lab / PostgreSQL transactional inserts: {vtp_rate / insert_rate:.0f}x (goal 50x: {'met' if vtp_rate / insert_rate >= 50 else 'NOT met'})"
+        )
+        print(f"ratio vtp_lab / PostgreSQL COPY: {vtp_rate / copy_rate:.2f}")
+    except PostgresUnavailable as exc:
+        print(f"PostgreSQL comparison skipped: {exc}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
