@@ -1,0 +1,525 @@
+"""Playback sessions (spec section 3), vectorised, and the recordings catalogue (section 2).
+
+A session is every event of one ``(session_id, recording_id, user_id)`` except
+``recording_started``, ordered by time, then by :data:`vtp_lab.events.SESSION_EVENT_ORDER`,
+then by id. The spec defines it as a walk over the events with a small state; here the
+walk is computed for all sessions at once, without a Python loop over events:
+
+1. ``playing`` and ``resume_after_buffer`` form a 4-state machine. Each event's effect
+   is a function on the 4 states, packed in a byte; the state after each event is the
+   composition of its session's functions so far, computed by pointer doubling
+   (``log2`` of the longest session rounds of a table lookup).
+2. ``rate``, ``quality`` and ``bitrate`` are the last value set, a forward fill.
+3. The content position is a linear recurrence with resets (an event with a position
+   resets it; playing advances it by rate x time), computed with a cumulative sum and
+   a forward fill.
+4. A playing segment opens at an event that opens one and ends at the next event of the
+   session that closes or reopens it; closed segments give content intervals and play
+   time. Watched seconds are the union of the intervals (a sweep over their ends).
+
+:func:`session_details` gives one row per session with the QoE columns;
+:func:`playback_sessions` the ``playback_sessions`` table. Definitions are in
+``docs/sessions.md``; ``tests/reference.py`` walks events one by one as the spec says,
+and a property test holds the two to the same answers.
+
+Example:
+    >>> from vtp_lab.synth import semester
+    >>> sem = semester(courses=1, lectures_per_course=1, students=3, seed=2)
+    >>> details = session_details(sem.events, recordings=sem.recordings)
+    >>> (details["watched_seconds"] <= details["duration_seconds"]).all()
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.duck import compute
+from vtp_lab.events import SESSION_EVENT_ORDER, EventType, uuid5_series
+from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
+
+__all__ = ["DETAIL_COLUMNS", "SESSION_KEY", "catalogue", "playback_sessions", "session_details", "session_segments"]
+
+SESSION_KEY: Final = ["session_id", "recording_id", "user_id"]
+"""The columns that make a session."""
+
+_META: Final[dict[str, pl.DataType]] = {
+    "position": pl.Float64(),
+    "playback_rate": pl.Float64(),
+    "quality": pl.String(),
+    "bitrate": pl.Float64(),
+    "from_position": pl.Float64(),
+    "to_position": pl.Float64(),
+    "action": pl.String(),
+    "new_quality": pl.String(),
+    "old_bitrate": pl.Float64(),
+    "new_bitrate": pl.Float64(),
+    "fatal": pl.String(),
+    "duration": pl.Float64(),
+}
+
+# The 4 states are playing + 2 * resume_after_buffer; a function maps each to its image.
+_IMAGES: Final[dict[str, tuple[int, int, int, int]]] = {
+    "open": (1, 1, 3, 3),  # started, resumed: playing := true, rab kept
+    "buffer_start": (0, 2, 0, 2),  # rab := playing, playing := false
+    "buffer_end": (0, 1, 1, 1),  # if rab: playing := true; rab := false
+    "clear": (0, 0, 0, 0),  # paused, completed, ended, fatal error
+    "keep": (0, 1, 2, 3),
+}
+
+
+def _encode(images: tuple[int, ...]) -> int:
+    return sum(v << (2 * s) for s, v in enumerate(images))
+
+
+def _decode(code: int) -> tuple[int, ...]:
+    return tuple((code >> (2 * s)) & 3 for s in range(4))
+
+
+_COMPOSE: Final = pl.Series(
+    "compose",
+    [_encode(tuple(_decode(a)[_decode(b)[s]] for s in range(4))) for a in range(256) for b in range(256)],
+    dtype=pl.UInt8,
+)
+"""``_COMPOSE[a * 256 + b]`` is the function a after b (b first)."""
+
+DETAIL_COLUMNS: Final = (
+    "play_time_seconds",
+    "rebuffer_seconds",
+    "rebuffer_ratio",
+    "seeks",
+    "backward_seeks",
+    "pauses",
+    "speed_changes",
+    "quality_changes",
+    "upshifts",
+    "downshifts",
+    "time_weighted_bitrate",
+    "errors",
+    "fatal_errors",
+    "max_position",
+    "rewatched_seconds",
+    "exited_before_start",
+)
+"""The session detail columns beyond ``playback_sessions`` (spec section 3)."""
+
+
+def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+
+
+def _with_metadata(events: pl.DataFrame) -> pl.DataFrame:
+    """The metadata keys the walk reads, as typed columns (one JSON parse per event, in DuckDB)."""
+    keys = list(_META)
+    paths = ", ".join(f"'$.{k}'" for k in keys)
+    con = compute()
+    con.register("ev", events.select("metadata").to_arrow())
+    values = con.sql(f"SELECT json_extract_string(metadata, [{paths}]) AS m FROM ev").pl()["m"]
+    con.close()
+    return events.with_columns(
+        values.list.get(i, null_on_oob=True).cast(dtype, strict=False).alias(f"m_{k}")
+        for i, (k, dtype) in enumerate(_META.items())
+    )
+
+
+def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The recordings catalogue: loaded rows win, then ``recording_started`` events (spec section 2).
+
+    A recording's duration is the catalogue's, else the largest ``duration`` in the metadata
+    of any of its events, else null.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=2, students=1, seed=0)
+        >>> catalogue(sem.events).drop("published_at").sort("recording_id").equals(
+        ...     sem.recordings.drop("published_at").sort("recording_id"))
+        True
+    """
+    lf = _lazy(events).select("recording_id", "event_type", "event_timestamp", "metadata")
+    meta = lf.with_columns(
+        pl.col("metadata").str.json_path_match("$.duration").cast(pl.Float64, strict=False).alias("duration"),
+    )
+    durations = meta.group_by("recording_id").agg(pl.col("duration").max().alias("max_duration"))
+    started = (
+        meta.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
+        .sort("event_timestamp")
+        .group_by("recording_id")
+        .agg(
+            pl.col("metadata").str.json_path_match("$.course_id").first().alias("course_id"),
+            pl.col("metadata").str.json_path_match("$.title").first().alias("title"),
+            pl.col("event_timestamp").first().alias("published_at"),
+        )
+    )
+    loaded = (recordings if recordings is not None else RECORDINGS.empty()).lazy()
+    from_events = started.join(loaded.select("recording_id"), on="recording_id", how="anti")
+    merged = pl.concat(
+        [
+            loaded.select(RECORDINGS.column_names),
+            from_events.with_columns(pl.lit(None, pl.Float64).alias("duration_seconds")).select(
+                RECORDINGS.column_names
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    all_ids = durations.select("recording_id").join(merged.select("recording_id"), on="recording_id", how="anti")
+    merged = pl.concat(
+        [merged, all_ids.with_columns(*(pl.lit(None).alias(c) for c in RECORDINGS.column_names[1:]))],
+        how="diagonal_relaxed",
+    )
+    out = merged.join(durations, on="recording_id", how="left").with_columns(
+        pl.coalesce("duration_seconds", "max_duration").alias("duration_seconds")
+    )
+    return RECORDINGS.conform(out.collect().sort("recording_id"))
+
+
+def _state_after(code: pl.Series, first: pl.Series, index: pl.Series, longest: int) -> pl.Series:
+    """The 4-state after each event: prefix composition within sessions by pointer doubling."""
+    prefix = code
+    step = 1
+    while step < longest:
+        frame = pl.DataFrame(
+            {"p": prefix, "e": prefix.shift(step, fill_value=0), "v": (index.cast(pl.Int64) - step) >= first}
+        )
+        lookup = frame.select(
+            pl.when(pl.col("v")).then(pl.col("p").cast(pl.UInt32) * 256 + pl.col("e").cast(pl.UInt32)).otherwise(0)
+        ).to_series()
+        prefix = (
+            frame.with_columns(composed=_COMPOSE.gather(lookup))
+            .select(pl.when(pl.col("v")).then(pl.col("composed")).otherwise(pl.col("p")))
+            .to_series()
+        )
+        step *= 2
+    return prefix & 3  # the image of the start state (not playing, no rab)
+
+
+def _walk(events: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
+    """One row per event with the walk's state: playing before/after, positions, opens and closes."""
+    rank = {t.value: i for i, t in enumerate(SESSION_EVENT_ORDER)}
+    ev = (
+        events.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value)
+        .with_columns(pl.col("event_type").replace_strict(rank, return_dtype=pl.Int8).alias("_rank"))
+        .sort([*SESSION_KEY, "event_timestamp", "_rank", "id"])
+    )
+    ev = _with_metadata(ev).join(durations, on="recording_id", how="left")
+    kind = pl.col("event_type")
+    action = pl.col("m_action")
+    fatal = (kind == "error_occurred") & (pl.col("m_fatal") == "true")
+    seek = (kind == "engagement_action") & (action == "seek")
+    speed = (kind == "engagement_action") & (action == "speed_change")
+    new_session = pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in SESSION_KEY).fill_null(True)
+    ev = ev.with_columns(
+        new_session.alias("_new"),
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
+        pl.when(kind.is_in(["playback_started", "playback_resumed"])).then(_encode(_IMAGES["open"]))
+        .when(kind == "buffer_start").then(_encode(_IMAGES["buffer_start"]))
+        .when(kind == "buffer_end").then(_encode(_IMAGES["buffer_end"]))
+        .when(kind.is_in(["playback_paused", "playback_completed", "session_ended"]) | fatal).then(_encode(_IMAGES["clear"]))
+        .otherwise(_encode(_IMAGES["keep"])).cast(pl.UInt8).alias("_f"),
+        fatal.alias("_fatal"), seek.alias("_seek"), speed.alias("_speed"),
+    )  # fmt: skip
+    ev = ev.with_columns(
+        pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"),
+        pl.col("_new").cum_sum().alias("_s"),
+    )
+    longest = int(ev.group_by("_s").len()["len"].max() or 1)
+    state = _state_after(ev["_f"], ev["_first"], ev["_i"], longest)
+    ev = ev.with_columns(
+        (state & 1).cast(pl.Boolean).alias("playing_after"),
+        (state // 2).cast(pl.Boolean).alias("rab_after"),
+    )
+    by_session = ["_s"]
+    ev = ev.with_columns(
+        pl.col("playing_after").shift(1).over(by_session).fill_null(False).alias("playing_before"),
+        pl.col("rab_after").shift(1).over(by_session).fill_null(False).alias("rab_before"),
+        ((pl.col("event_timestamp") - pl.col("event_timestamp").first().over(by_session)).dt.total_microseconds() / 1e6).alias("t"),
+        pl.when((kind == "playback_started") & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate"))
+        .when(speed & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate"))
+        .forward_fill().over(by_session).fill_null(1.0).alias("rate_after"),
+        pl.when(kind == "playback_started").then(pl.col("m_quality"))
+        .when(kind == "quality_changed").then(pl.col("m_new_quality"))
+        .forward_fill().over(by_session).alias("quality_after"),
+        pl.when(kind == "playback_started").then(pl.col("m_bitrate"))
+        .when(kind == "quality_changed").then(pl.col("m_new_bitrate"))
+        .forward_fill().over(by_session).alias("bitrate_after"),
+    )  # fmt: skip
+    playing = pl.col("playing_before")
+    ev = ev.with_columns(
+        pl.col("rate_after").shift(1).over(by_session).fill_null(1.0).alias("rate_before"),
+    )
+    d = (
+        pl.when(playing)
+        .then(pl.col("rate_before") * (pl.col("t") - pl.col("t").shift(1).over(by_session)))
+        .otherwise(0.0)
+        .fill_null(0.0)
+    )
+    ev = ev.with_columns(d.cum_sum().over(by_session).alias("_D"))
+    position = pl.col("m_position")
+    has_p = position.is_not_null()
+    override = (
+        pl.when(kind == "playback_started").then(position.fill_null(0.0))
+        .when(kind.is_in(["playback_resumed", "buffer_start", "playback_paused", "playback_completed", "session_ended"]) & has_p).then(position)
+        .when((kind == "buffer_end") & pl.col("rab_before") & has_p).then(position)
+        .when(pl.col("_fatal") & has_p).then(position)
+        .when((kind == "quality_changed") & playing & has_p).then(position)
+        .when(pl.col("_seek") & pl.col("m_to_position").is_not_null()).then(pl.col("m_to_position"))
+    )  # fmt: skip
+    ev = ev.with_columns((override - pl.col("_D")).alias("_base"))
+    ev = ev.with_columns(pl.col("_base").forward_fill().over(by_session).fill_null(0.0).alias("_base"))
+    ev = ev.with_columns(
+        (pl.col("_base") + pl.col("_D")).alias("x"),
+        (pl.col("_base").shift(1).over(by_session).fill_null(0.0) + pl.col("_D")).alias("cur"),
+    )
+    closing = (
+        kind.is_in(
+            [
+                "playback_started",
+                "playback_resumed",
+                "buffer_start",
+                "playback_paused",
+                "playback_completed",
+                "session_ended",
+                "quality_changed",
+            ]
+        )
+        | pl.col("_fatal")
+        | pl.col("_seek")
+        | pl.col("_speed")
+    )
+    opens = (
+        kind.is_in(["playback_started", "playback_resumed"])
+        | ((kind == "buffer_end") & pl.col("rab_before"))
+        | (playing & (kind == "quality_changed"))
+        | (playing & (pl.col("_seek") | pl.col("_speed")))
+    )
+    end = (
+        pl.when(kind.is_in(["playback_started", "playback_resumed"]) | pl.col("_speed")).then(pl.col("cur"))
+        .when(pl.col("_seek")).then(pl.coalesce("m_from_position", "cur"))
+        .otherwise(pl.coalesce("m_position", "cur"))
+    )  # fmt: skip
+    return ev.with_columns((playing & closing).alias("closes"), opens.alias("opens"), end.alias("close_end"))
+
+
+def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
+    """Closed playing segments: one row each with its session, content interval, play time, quality, bitrate.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=1, students=2, seed=1)
+        >>> segs = session_segments(_walk(sem.events, catalogue(sem.events).select(
+        ...     "recording_id", "duration_seconds")))
+        >>> (segs["play_seconds"] >= 0).all()
+        True
+    """
+    boundary = pl.col("closes") | pl.col("opens")
+    w = walked.with_columns(pl.when(boundary).then(pl.col("_i")).alias("_b"))
+    w = w.with_columns(pl.col("_b").shift(-1).backward_fill().over("_s").alias("_next"))
+    opens = w.filter(pl.col("opens") & pl.col("_next").is_not_null()).select(
+        "_s", *SESSION_KEY, pl.col("_next"), pl.col("t").alias("open_t"), pl.col("x").alias("start"),
+        pl.col("quality_after").alias("quality"), pl.col("bitrate_after").alias("bitrate"), "duration_seconds",
+    )  # fmt: skip
+    closes = w.filter(pl.col("closes")).select(pl.col("_i").alias("_next"), pl.col("t").alias("close_t"), "close_end")
+    segs = opens.join(closes, on="_next", how="inner")
+    capped = (
+        pl.when(pl.col("duration_seconds").is_not_null())
+        .then(pl.min_horizontal("close_end", "duration_seconds"))
+        .otherwise(pl.col("close_end"))
+    )
+    return segs.select(
+        "_s", *SESSION_KEY, "open_t", "quality", "bitrate", "start",
+        capped.alias("end"), (pl.col("close_t") - pl.col("open_t")).alias("play_seconds"),
+    )  # fmt: skip
+
+
+def _coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Per group: content seconds covered at least once (union) and at least twice (rewatched)."""
+    iv = segments.filter(pl.col("end") > pl.col("start"))
+    points = pl.concat(
+        [
+            iv.select(*by, pl.col("start").alias("x"), pl.lit(1).alias("delta")),
+            iv.select(*by, pl.col("end").alias("x"), pl.lit(-1).alias("delta")),
+        ]
+    ).sort([*by, "x", "delta"])
+    points = points.with_columns(
+        pl.col("delta").cum_sum().over(by).alias("depth"),
+        (pl.col("x").shift(-1).over(by) - pl.col("x")).fill_null(0.0).alias("length"),
+    )
+    return points.group_by(by).agg(
+        pl.col("length").filter(pl.col("depth") >= 1).sum().alias("union_seconds"),
+        pl.col("length").filter(pl.col("depth") >= 2).sum().alias("rewatched_seconds"),
+    )
+
+
+def _half_up(expr: pl.Expr) -> pl.Expr:
+    return (expr + 0.5).floor()
+
+
+def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per session: the ``playback_sessions`` columns plus the QoE detail columns.
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> session_details(ANALYTICS_EVENTS.empty()).height
+        0
+    """
+    frame = _lazy(events).collect()
+    cat = catalogue(frame, recordings)
+    durations = cat.select("recording_id", "duration_seconds")
+    if frame.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value).height == 0:
+        return _empty_details()
+    walked = _walk(frame, durations)
+    segs = session_segments(walked)
+    kind = pl.col("event_type")
+    per_session = walked.group_by("_s").agg(
+        *(pl.col(c).first() for c in SESSION_KEY),
+        pl.col("duration_seconds").first(),
+        pl.col("event_timestamp").min().alias("started_at"),
+        pl.col("event_timestamp")
+        .filter(kind.is_in(["playback_completed", "session_ended"]) | pl.col("_fatal"))
+        .max()
+        .alias("ended_at"),
+        (kind == "buffer_start").sum().alias("buffer_events"),
+        pl.col("_seek").sum().alias("seeks"),
+        (pl.col("_seek") & (pl.col("m_to_position") < pl.col("m_from_position"))).sum().alias("backward_seeks"),
+        (kind == "playback_paused").sum().alias("pauses"),
+        pl.col("_speed").sum().alias("speed_changes"),
+        (kind == "quality_changed").sum().alias("quality_changes"),
+        ((kind == "quality_changed") & (pl.col("m_new_bitrate") > pl.col("m_old_bitrate"))).sum().alias("upshifts"),
+        ((kind == "quality_changed") & (pl.col("m_new_bitrate") < pl.col("m_old_bitrate"))).sum().alias("downshifts"),
+        (kind == "error_occurred").sum().alias("errors"),
+        pl.col("_fatal").sum().alias("fatal_errors"),
+        (kind == "playback_started").any().alias("_saw_started"),
+        pl.col("quality_after").drop_nulls().last().alias("_last_quality"),
+        pl.col("m_position").max().alias("_max_event_position"),
+    )
+    play = segs.group_by("_s").agg(
+        pl.col("play_seconds").sum().alias("play_time_seconds"),
+        (pl.col("bitrate") * pl.col("play_seconds")).filter(pl.col("bitrate").is_not_null()).sum().alias("_br_time"),
+        pl.col("play_seconds").filter(pl.col("bitrate").is_not_null()).sum().alias("_br_play"),
+        pl.col("end").max().alias("_max_end"),
+    )
+    top = (
+        segs.filter(pl.col("quality").is_not_null())
+        .group_by("_s", "quality")
+        .agg(pl.col("play_seconds").sum().alias("q_play"), pl.col("open_t").min().alias("q_first"))
+        .filter(pl.col("q_play") > 0)
+        .sort(["_s", "q_play", "q_first"], descending=[False, True, False])
+        .group_by("_s", maintain_order=True)
+        .first()
+        .select("_s", pl.col("quality").alias("_top_quality"))
+    )
+    cover = _coverage(segs, ["_s"])
+    rebuffer = _rebuffer(walked)
+    out = (
+        per_session.join(play, on="_s", how="left")
+        .join(top, on="_s", how="left")
+        .join(cover, on="_s", how="left")
+        .join(rebuffer, on="_s", how="left")
+        .with_columns(
+            pl.col("play_time_seconds").fill_null(0.0),
+            pl.col("union_seconds").fill_null(0.0),
+            pl.col("rewatched_seconds").fill_null(0.0),
+            pl.col("rebuffer_seconds").fill_null(0.0),
+        )
+    )
+    watched = _half_up(pl.col("union_seconds")).cast(pl.Int32)
+    duration_int = _half_up(pl.col("duration_seconds")).cast(pl.Int32)
+    out = out.with_columns(watched.alias("watched_seconds"), duration_int.alias("duration_int"))
+    out = out.with_columns(
+        pl.when(pl.col("duration_int") > 0)
+        .then(pl.min_horizontal((pl.col("watched_seconds") / pl.col("duration_int") * 100).round(2), pl.lit(100.0)))
+        .alias("completion_rate"),
+        pl.coalesce("_top_quality", "_last_quality").alias("quality"),
+        (pl.col("rebuffer_seconds") / (pl.col("play_time_seconds") + pl.col("rebuffer_seconds")))
+        .fill_nan(None)
+        .alias("rebuffer_ratio"),
+        pl.when(pl.col("_br_play") > 0).then(pl.col("_br_time") / pl.col("_br_play")).alias("time_weighted_bitrate"),
+        pl.max_horizontal("_max_end", "_max_event_position").alias("max_position"),
+        (pl.col("_saw_started") & (pl.col("play_time_seconds") == 0) & (pl.col("fatal_errors") == 0)).alias(
+            "exited_before_start"
+        ),
+    )
+    out = out.sort(["recording_id", "user_id", "started_at", "session_id"])
+    ids = uuid5_series(out.select(pl.concat_str([pl.lit("session"), *SESSION_KEY], separator="|")).to_series())
+    out = out.with_columns(ids.alias("id"), pl.col("duration_int").alias("duration_seconds"))
+    counts = [
+        "seeks",
+        "backward_seeks",
+        "pauses",
+        "speed_changes",
+        "quality_changes",
+        "upshifts",
+        "downshifts",
+        "errors",
+        "fatal_errors",
+        "buffer_events",
+    ]
+    out = out.with_columns(pl.col(c).cast(pl.Int32) for c in counts)
+    return out.select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
+
+
+def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
+    """Seconds between a buffer_start and the next buffer_end (the union of such periods)."""
+    kind = pl.col("event_type")
+    buf = walked.filter(kind.is_in(["buffer_start", "buffer_end"])).select(
+        "_s", "t", (kind == "buffer_start").alias("on")
+    )
+    buf = buf.with_columns(pl.col("on").shift(1).over("_s").fill_null(False).alias("was_on"))
+    starts = buf.filter(pl.col("on") & ~pl.col("was_on")).with_columns(pl.col("t").alias("since"))
+    ends = buf.filter(~pl.col("on") & pl.col("was_on"))
+    both = pl.concat(
+        [starts.select("_s", "t", pl.lit(True).alias("start")), ends.select("_s", "t", pl.lit(False).alias("start"))]
+    ).sort(["_s", "t", "start"], descending=[False, False, True])
+    both = both.with_columns(pl.when(pl.col("start")).then(pl.col("t")).forward_fill().over("_s").alias("since"))
+    return (
+        both.filter(~pl.col("start"))
+        .group_by("_s")
+        .agg((pl.col("t") - pl.col("since")).sum().alias("rebuffer_seconds"))
+    )
+
+
+def _empty_details() -> pl.DataFrame:
+    schema = dict(PLAYBACK_SESSIONS.polars_schema)
+    schema.update(
+        {
+            c: pl.Float64
+            for c in (
+                "play_time_seconds",
+                "rebuffer_seconds",
+                "rebuffer_ratio",
+                "time_weighted_bitrate",
+                "max_position",
+                "rewatched_seconds",
+            )
+        }
+    )
+    schema.update(
+        {
+            c: pl.Int32
+            for c in (
+                "seeks",
+                "backward_seeks",
+                "pauses",
+                "speed_changes",
+                "quality_changes",
+                "upshifts",
+                "downshifts",
+                "errors",
+                "fatal_errors",
+            )
+        }
+    )
+    schema["exited_before_start"] = pl.Boolean
+    return pl.DataFrame(schema=schema).select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
+
+
+def playback_sessions(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The ``playback_sessions`` table (spec section 3).
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> playback_sessions(ANALYTICS_EVENTS.empty()).columns == list(PLAYBACK_SESSIONS.column_names)
+        True
+    """
+    return PLAYBACK_SESSIONS.conform(session_details(events, recordings=recordings))
