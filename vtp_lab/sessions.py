@@ -460,23 +460,17 @@ def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataF
 
 
 def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
-    """Seconds between a buffer_start and the next buffer_end (the union of such periods)."""
+    """Seconds from a buffer_start to the next buffer_end: the union of such periods, in walk order."""
     kind = pl.col("event_type")
     buf = walked.filter(kind.is_in(["buffer_start", "buffer_end"])).select(
         "_s", "t", (kind == "buffer_start").alias("on")
     )
     buf = buf.with_columns(pl.col("on").shift(1).over("_s").fill_null(False).alias("was_on"))
-    starts = buf.filter(pl.col("on") & ~pl.col("was_on")).with_columns(pl.col("t").alias("since"))
-    ends = buf.filter(~pl.col("on") & pl.col("was_on"))
-    both = pl.concat(
-        [starts.select("_s", "t", pl.lit(True).alias("start")), ends.select("_s", "t", pl.lit(False).alias("start"))]
-    ).sort(["_s", "t", "start"], descending=[False, False, True])
-    both = both.with_columns(pl.when(pl.col("start")).then(pl.col("t")).forward_fill().over("_s").alias("since"))
-    return (
-        both.filter(~pl.col("start"))
-        .group_by("_s")
-        .agg((pl.col("t") - pl.col("since")).sum().alias("rebuffer_seconds"))
+    buf = buf.with_columns(
+        pl.when(pl.col("on") & ~pl.col("was_on")).then(pl.col("t")).forward_fill().over("_s").alias("since")
     )
+    ends = buf.filter(~pl.col("on") & pl.col("was_on"))
+    return ends.group_by("_s").agg((pl.col("t") - pl.col("since")).sum().alias("rebuffer_seconds"))
 
 
 def _empty_details() -> pl.DataFrame:
