@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
@@ -40,7 +41,16 @@ from vtp_lab.duck import compute
 from vtp_lab.events import SESSION_EVENT_ORDER, EventType, uuid5_series
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
-__all__ = ["DETAIL_COLUMNS", "SESSION_KEY", "catalogue", "playback_sessions", "session_details", "session_segments"]
+__all__ = [
+    "DETAIL_COLUMNS",
+    "SESSION_KEY",
+    "Sessionized",
+    "catalogue",
+    "playback_sessions",
+    "session_details",
+    "session_segments",
+    "sessionize",
+]
 
 SESSION_KEY: Final = ["session_id", "recording_id", "user_id"]
 """The columns that make a session."""
@@ -102,8 +112,11 @@ DETAIL_COLUMNS: Final = (
     "max_position",
     "rewatched_seconds",
     "exited_before_start",
+    "completed",
+    "last_event_at",
 )
-"""The session detail columns beyond ``playback_sessions`` (spec section 3)."""
+"""The session detail columns beyond ``playback_sessions`` (spec section 3), plus whether a
+playback_completed was seen and the time of the session's last event."""
 
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -363,13 +376,60 @@ def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataF
         >>> session_details(ANALYTICS_EVENTS.empty()).height
         0
     """
+    return sessionize(events, recordings=recordings).details
+
+
+@dataclass(frozen=True)
+class Sessionized:
+    """Sessions with what the aggregates need: details, closed segments, the catalogue.
+
+    ``segments`` has one row per closed playing segment: the session key, ``started_at``
+    of its session, ``open_t`` (seconds after the session started), ``quality``,
+    ``bitrate``, the content interval ``[start, end)`` (capped) and ``play_seconds``.
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> sessionize(ANALYTICS_EVENTS.empty()).segments.height
+        0
+    """
+
+    details: pl.DataFrame
+    segments: pl.DataFrame
+    catalogue: pl.DataFrame
+
+
+def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> Sessionized:
+    """Walk every session once; return details, segments and the catalogue.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> s = sessionize(semester(courses=1, lectures_per_course=1, students=2, seed=3).events)
+        >>> abs(s.segments["play_seconds"].sum() - s.details["play_time_seconds"].sum()) < 1e-6
+        True
+    """
     frame = _lazy(events).collect()
     cat = catalogue(frame, recordings)
     durations = cat.select("recording_id", "duration_seconds")
     if frame.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value).height == 0:
-        return _empty_details()
+        return Sessionized(details=_empty_details(), segments=_empty_segments(), catalogue=cat)
     walked = _walk(frame, durations)
     segs = session_segments(walked)
+    details = _details(walked, segs)
+    starts = details.select(*SESSION_KEY, "started_at")
+    return Sessionized(
+        details=details, segments=segs.drop("_s").join(starts, on=SESSION_KEY, how="left"), catalogue=cat
+    )
+
+
+def _empty_segments() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={**{c: pl.String for c in SESSION_KEY}, "open_t": pl.Float64, "quality": pl.String, "bitrate": pl.Float64,
+                "start": pl.Float64, "end": pl.Float64, "play_seconds": pl.Float64, "started_at": pl.Datetime("us", "UTC")}
+    )  # fmt: skip
+
+
+def _details(walked: pl.DataFrame, segs: pl.DataFrame) -> pl.DataFrame:
+    """Aggregate the walk and its segments to one row per session."""
     kind = pl.col("event_type")
     per_session = walked.group_by("_s").agg(
         *(pl.col(c).first() for c in SESSION_KEY),
@@ -392,6 +452,8 @@ def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataF
         (kind == "playback_started").any().alias("_saw_started"),
         pl.col("quality_after").drop_nulls().last().alias("_last_quality"),
         pl.col("m_position").max().alias("_max_event_position"),
+        (kind == "playback_completed").any().alias("completed"),
+        pl.col("event_timestamp").max().alias("last_event_at"),
     )
     play = segs.group_by("_s").agg(
         pl.col("play_seconds").sum().alias("play_time_seconds"),
@@ -505,6 +567,8 @@ def _empty_details() -> pl.DataFrame:
         }
     )
     schema["exited_before_start"] = pl.Boolean
+    schema["completed"] = pl.Boolean
+    schema["last_event_at"] = pl.Datetime("us", "UTC")
     return pl.DataFrame(schema=schema).select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
 
 

@@ -1,0 +1,461 @@
+"""The derived tables of spec section 4: quality events, engagement, lecture and course statistics.
+
+Everything is computed from sessions (:func:`vtp_lab.sessions.sessionize`) once, by
+:func:`derive`, which returns all tables together; the functions named after the tables
+are conveniences that take events and return one frame.
+
+The engagement score is a polars expression over the per-(user, recording) features of
+:func:`engagement_features`; :data:`DEFAULT_SCORE` is documented term by term in
+``docs/metrics.md``. Pass your own ``score=`` and the lecture and course statistics
+follow it.
+
+Example:
+    >>> from vtp_lab.synth import semester
+    >>> sem = semester(courses=1, lectures_per_course=2, students=6, seed=4)
+    >>> t = derive(sem.events, recordings=sem.recordings)
+    >>> t.engagement_metrics["engagement_score"].is_between(0, 100).all()
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.errors import VtpLabError
+from vtp_lab.events import EventType, uuid5_series
+from vtp_lab.sessions import Sessionized, sessionize
+from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
+
+__all__ = [
+    "DEFAULT_ATTENDANCE_THRESHOLD",
+    "DEFAULT_SCORE",
+    "ENGAGEMENT_FEATURES",
+    "Derived",
+    "course_statistics",
+    "derive",
+    "engagement_features",
+    "engagement_metrics",
+    "lecture_statistics",
+    "quality_events",
+]
+
+DEFAULT_ATTENDANCE_THRESHOLD: Final = 0.5
+"""An attendee of a lecture covered at least this fraction of it (spec section 4)."""
+
+
+def _clip01(expr: pl.Expr) -> pl.Expr:
+    return expr.clip(0.0, 1.0).fill_null(0.0)
+
+
+DEFAULT_SCORE: Final = (
+    100
+    * (
+        0.6 * _clip01(pl.col("coverage"))
+        + 0.2 * _clip01(pl.col("play_time_seconds") / pl.col("duration_seconds"))
+        + 0.1 * pl.col("completed").cast(pl.Float64)
+        + 0.1 * _clip01(pl.col("rewatched_seconds") / (0.1 * pl.col("duration_seconds")))
+    )
+).alias("engagement_score")
+"""The default engagement score in [0, 100]: 60 x coverage + 20 x time on task + 10 x completed
++ 10 x revisiting (see ``docs/metrics.md``). Non-decreasing in coverage."""
+
+ENGAGEMENT_FEATURES: Final = (
+    "user_id",
+    "recording_id",
+    "duration_seconds",
+    "total_views",
+    "total_watch_time_seconds",
+    "coverage",
+    "play_time_seconds",
+    "rewatched_seconds",
+    "completed",
+    "pauses",
+    "seeks",
+    "backward_seeks",
+    "buffer_events_total",
+    "rebuffer_seconds",
+    "fatal_errors",
+    "first_watched",
+    "last_watched",
+)
+"""The columns a score expression may read (one row per user and recording)."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """All tables derived from one set of events: the mirror tables plus the session details.
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> derive(ANALYTICS_EVENTS.empty()).course_statistics.height
+        0
+    """
+
+    session_details: pl.DataFrame
+    playback_sessions: pl.DataFrame
+    quality_events: pl.DataFrame
+    engagement_features: pl.DataFrame
+    engagement_metrics: pl.DataFrame
+    lecture_statistics: pl.DataFrame
+    course_statistics: pl.DataFrame
+    recordings: pl.DataFrame
+
+
+def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per quality_changed event (spec section 4).
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> quality_events(ANALYTICS_EVENTS.empty()).columns[-1]
+        'quality_timestamp'
+    """
+    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    q = lf.filter(pl.col("event_type") == EventType.QUALITY_CHANGED.value)
+
+    def meta(key: str) -> pl.Expr:
+        return pl.col("metadata").str.json_path_match(f"$.{key}")
+
+    return QUALITY_EVENTS.conform(
+        q.select(
+            "id", "session_id", "recording_id", "user_id",
+            meta("old_quality").alias("old_quality"), meta("new_quality").alias("new_quality"),
+            meta("old_bitrate").cast(pl.Float64, strict=False).cast(pl.Int32, strict=False).alias("old_bitrate"),
+            meta("new_bitrate").cast(pl.Float64, strict=False).cast(pl.Int32, strict=False).alias("new_bitrate"),
+            meta("reason").alias("reason"), pl.col("event_timestamp").alias("quality_timestamp"),
+        ).collect()
+    )  # fmt: skip
+
+
+def _coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Content seconds covered at least once and at least twice, per group."""
+    iv = segments.filter(pl.col("end") > pl.col("start"))
+    points = pl.concat(
+        [
+            iv.select(*by, pl.col("start").alias("x"), pl.lit(1).alias("d")),
+            iv.select(*by, pl.col("end").alias("x"), pl.lit(-1).alias("d")),
+        ]
+    ).sort([*by, "x", "d"])
+    points = points.with_columns(
+        pl.col("d").cum_sum().over(by).alias("depth"),
+        (pl.col("x").shift(-1).over(by) - pl.col("x")).fill_null(0.0).alias("len"),
+    )
+    return points.group_by(by).agg(
+        pl.col("len").filter(pl.col("depth") >= 1).sum().alias("covered_seconds"),
+        pl.col("len").filter(pl.col("depth") >= 2).sum().alias("rewatched_seconds"),
+    )
+
+
+def _top_quality(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """The quality with most play time per group; ties go to the one played first."""
+    played = segments.filter(pl.col("quality").is_not_null()).with_columns(
+        (pl.col("started_at") + pl.duration(microseconds=(pl.col("open_t") * 1e6).round(0).cast(pl.Int64))).alias("at")
+    )
+    return (
+        played.group_by(*by, "quality")
+        .agg(pl.col("play_seconds").sum().alias("q"), pl.col("at").min().alias("first"))
+        .filter(pl.col("q") > 0)
+        .sort([*by, "q", "first"], descending=[*([False] * len(by)), True, False])
+        .group_by(by, maintain_order=True)
+        .first()
+        .select(*by, "quality")
+    )
+
+
+def _features(s: Sessionized) -> pl.DataFrame:
+    d = s.details
+    by = ["user_id", "recording_id"]
+    agg = d.group_by(by).agg(
+        pl.col("duration_seconds").first(),
+        pl.len().cast(pl.Int32).alias("total_views"),
+        pl.col("watched_seconds").sum().cast(pl.Int32).alias("total_watch_time_seconds"),
+        pl.col("play_time_seconds").sum(),
+        pl.col("completed").any(),
+        pl.col("pauses").sum(),
+        pl.col("seeks").sum(),
+        pl.col("backward_seeks").sum(),
+        pl.col("buffer_events").sum().cast(pl.Int32).alias("buffer_events_total"),
+        pl.col("rebuffer_seconds").sum(),
+        pl.col("fatal_errors").sum(),
+        pl.col("started_at").min().alias("first_watched"),
+        pl.coalesce(pl.col("ended_at").max(), pl.col("last_event_at").max()).alias("last_watched"),
+        pl.col("quality").sort_by("started_at").drop_nulls().last().alias("_last_quality"),
+    )
+    cover = _coverage(s.segments, by)
+    top = _top_quality(s.segments, by).rename({"quality": "_top_quality"})
+    feats = agg.join(cover, on=by, how="left").join(top, on=by, how="left")
+    return feats.with_columns(
+        pl.col("rewatched_seconds").fill_null(0.0),
+        pl.when(pl.col("duration_seconds") > 0)
+        .then((pl.col("covered_seconds").fill_null(0.0) / pl.col("duration_seconds")).clip(0.0, 1.0))
+        .alias("coverage"),
+        pl.coalesce("_top_quality", "_last_quality").alias("average_quality"),
+    )
+
+
+def engagement_features(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per (user, recording) with sessions: the features a score may use (:data:`ENGAGEMENT_FEATURES`).
+
+    ``coverage`` is the union of the content played over all the user's sessions of the
+    recording, divided by its duration (null when unknown).
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> engagement_features(ANALYTICS_EVENTS.empty()).columns[:2]
+        ['user_id', 'recording_id']
+    """
+    return _features(sessionize(events, recordings=recordings)).select(ENGAGEMENT_FEATURES)
+
+
+def _score(features: pl.DataFrame, score: pl.Expr) -> pl.Series:
+    values = features.with_columns(score.cast(pl.Float64).alias("_score"))["_score"]
+    bad = values.is_null() | values.is_nan() | (values < 0) | (values > 100)
+    if bad.any():
+        row = features.filter(bad).row(0, named=True)
+        raise VtpLabError(
+            f"the engagement score gave {values.filter(bad)[0]!r} for user {row['user_id']}, recording "
+            f"{row['recording_id']}; a score must be a number in [0, 100] for every row "
+            "(clip it, and fill nulls for unknown durations)"
+        )
+    return values
+
+
+def _trend(weekly: pl.DataFrame) -> str:
+    if weekly.height < 2:
+        return "stable"
+    x = weekly["week_index"].cast(pl.Float64)
+    y = weekly["score"]
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    return "rising" if slope > 1 else "falling" if slope < -1 else "stable"
+
+
+def _struggle(lectures: pl.DataFrame) -> pl.DataFrame:
+    """Per course, the lectures that meet at least two of the three struggle signals (docs/metrics.md)."""
+    by_course = pl.col("course_id")
+    med = {
+        c: pl.col(c).median().over(by_course)
+        for c in ("rewatch_fraction", "backward_seeks_per_view", "average_completion_rate")
+    }
+    signals = (
+        ((pl.col("rewatch_fraction") >= 1.5 * med["rewatch_fraction"]) & (med["rewatch_fraction"] > 0))
+        .fill_null(False)
+        .cast(pl.Int8)
+        + (
+            (pl.col("backward_seeks_per_view") >= 1.5 * med["backward_seeks_per_view"])
+            & (med["backward_seeks_per_view"] > 0)
+        )
+        .fill_null(False)
+        .cast(pl.Int8)
+        + (pl.col("average_completion_rate") <= 0.75 * med["average_completion_rate"]).fill_null(False).cast(pl.Int8)
+    )
+    return lectures.with_columns(signals.alias("signals")).filter(pl.col("signals") >= 2)
+
+
+def derive(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    recordings: pl.DataFrame | None = None,
+    score: pl.Expr = DEFAULT_SCORE,
+    attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+) -> Derived:
+    """Every derived table from events (and the loaded catalogue), computed once.
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> derive(ANALYTICS_EVENTS.empty(), attendance_threshold=2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: attendance_threshold=2 must be a fraction in (0, 1], e.g. 0.5 for half the lecture
+    """
+    if not 0 < attendance_threshold <= 1:
+        raise ValueError(
+            f"attendance_threshold={attendance_threshold} must be a fraction in (0, 1], e.g. 0.5 for half the lecture"
+        )
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    s = sessionize(frame, recordings=recordings)
+    feats = _features(s)
+    feats = feats.with_columns(_score(feats, score).alias("engagement_score"))
+    ids = uuid5_series(
+        feats.select(pl.concat_str([pl.lit("engagement"), "user_id", "recording_id"], separator="|")).to_series()
+    )
+    engagement = ENGAGEMENT_METRICS.conform(feats.with_columns(ids.alias("id")))
+
+    cat = s.catalogue.select("recording_id", "course_id", "duration_seconds")
+    d = s.details
+    quality_seconds = (
+        s.segments.filter(pl.col("quality").is_not_null())
+        .group_by("recording_id", "quality")
+        .agg(pl.col("play_seconds").sum().round(0).cast(pl.Int64).alias("q"))
+        .sort("recording_id", "quality")
+        .group_by("recording_id", maintain_order=True)
+        .agg(pl.struct("quality", "q").alias("dist"))
+    )
+    lectures = (
+        d.group_by("recording_id")
+        .agg(
+            pl.len().cast(pl.Int32).alias("total_viewers"),
+            pl.col("user_id").n_unique().cast(pl.Int32).alias("unique_viewers"),
+            pl.col("watched_seconds").mean().alias("average_watch_time"),
+            pl.col("completion_rate").mean().alias("average_completion_rate"),
+            pl.col("buffer_events").sum().cast(pl.Int32).alias("buffer_events_total"),
+            pl.col("rewatched_seconds").sum().alias("_rewatched"),
+            pl.col("backward_seeks").mean().alias("backward_seeks_per_view"),
+        )
+        .join(
+            feats.group_by("recording_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
+            on="recording_id",
+            how="left",
+        )
+        .join(cat, on="recording_id", how="left")
+        .join(quality_seconds, on="recording_id", how="left")
+    )
+    dist = [
+        "{" + ",".join(f'"{q["quality"]}":{q["q"]}' for q in (row or [])) + "}" for row in lectures["dist"].to_list()
+    ]
+    lectures = lectures.with_columns(
+        pl.Series("quality_distribution", dist, dtype=pl.String),
+        (pl.col("_rewatched") / (pl.col("total_viewers") * pl.col("duration_seconds"))).alias("rewatch_fraction"),
+    )
+    lecture_ids = uuid5_series(
+        lectures.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
+    )
+    lecture_table = LECTURE_STATISTICS.conform(lectures.with_columns(lecture_ids.alias("id")).sort("recording_id"))
+
+    courses = _courses(s, feats, lectures, attendance_threshold)
+    return Derived(
+        session_details=d,
+        playback_sessions=PLAYBACK_SESSIONS.conform(d),
+        quality_events=quality_events(frame),
+        engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
+        engagement_metrics=engagement.sort("recording_id", "user_id"),
+        lecture_statistics=lecture_table,
+        course_statistics=courses,
+        recordings=s.catalogue,
+    )
+
+
+def _courses(s: Sessionized, feats: pl.DataFrame, lectures: pl.DataFrame, threshold: float) -> pl.DataFrame:
+    cat = s.catalogue.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
+    if cat.height == 0:
+        return COURSE_STATISTICS.empty()
+    f = feats.join(cat, on="recording_id", how="inner")
+    d = s.details.join(cat, on="recording_id", how="inner")
+    students = f.group_by("course_id").agg(pl.col("user_id").n_unique().alias("students"))
+    attendees = (
+        f.filter(pl.col("coverage") >= threshold)
+        .group_by("recording_id")
+        .agg(pl.col("user_id").n_unique().alias("attendees"))
+    )
+    attendance = (
+        cat.join(attendees, on="recording_id", how="left")
+        .join(students, on="course_id", how="left")
+        .with_columns(
+            pl.when(pl.col("students") > 0)
+            .then(pl.col("attendees").fill_null(0) / pl.col("students") * 100)
+            .alias("rate")
+        )
+        .group_by("course_id")
+        .agg(pl.len().cast(pl.Int32).alias("total_lectures"), pl.col("rate").mean().alias("average_attendance_rate"))
+    )
+    base = (
+        attendance.join(students, on="course_id", how="left")
+        .join(
+            d.group_by("course_id").agg(pl.col("completion_rate").mean().alias("average_completion_rate")),
+            on="course_id",
+            how="left",
+        )
+        .join(
+            f.group_by("course_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
+            on="course_id",
+            how="left",
+        )
+    )
+    ranked = (
+        lectures.filter(pl.col("course_id").is_not_null())
+        .sort(["course_id", "total_viewers", "recording_id"], descending=[False, True, False])
+        .group_by("course_id", maintain_order=True)
+        .agg(pl.col("recording_id").head(5).alias("most_watched_lectures"))
+    )
+    struggle = (
+        _struggle(lectures.filter(pl.col("course_id").is_not_null()))
+        .sort("recording_id")
+        .group_by("course_id")
+        .agg(pl.col("recording_id").alias("struggle_lectures"))
+    )
+    weekly = (
+        f.with_columns(pl.col("first_watched").dt.truncate("1w").alias("week"))
+        .group_by("course_id", "week")
+        .agg(pl.col("engagement_score").mean().alias("score"))
+        .with_columns(
+            ((pl.col("week") - pl.col("week").min().over("course_id")).dt.total_days() // 7).alias("week_index")
+        )
+        .sort("course_id", "week")
+    )
+    trends = pl.DataFrame(
+        {
+            "course_id": [c for (c,), _ in weekly.group_by(["course_id"])],
+            "engagement_trend": [_trend(g) for _, g in weekly.group_by(["course_id"])],
+        },
+        schema={"course_id": pl.String, "engagement_trend": pl.String},
+    )
+    out = (
+        base.join(ranked, on="course_id", how="left")
+        .join(struggle, on="course_id", how="left")
+        .join(trends, on="course_id", how="left")
+        .with_columns(
+            pl.col("students").fill_null(0).cast(pl.Int32).alias("total_unique_students"),
+            pl.col("struggle_lectures").fill_null([]),
+            pl.col("most_watched_lectures").fill_null([]),
+            pl.col("engagement_trend").fill_null("stable"),
+        )
+    )
+    ids = uuid5_series(out.select(pl.concat_str([pl.lit("course"), "course_id"], separator="|")).to_series())
+    return COURSE_STATISTICS.conform(out.with_columns(ids.alias("id")).sort("course_id"))
+
+
+def engagement_metrics(
+    events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None, score: pl.Expr = DEFAULT_SCORE
+) -> pl.DataFrame:
+    """The ``engagement_metrics`` table, with the default or your own score.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=1, students=3, seed=5)
+        >>> engagement_metrics(sem.events, score=pl.lit(50.0))["engagement_score"].unique().to_list()
+        [50.0]
+    """
+    return derive(events, recordings=recordings, score=score).engagement_metrics
+
+
+def lecture_statistics(
+    events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None, score: pl.Expr = DEFAULT_SCORE
+) -> pl.DataFrame:
+    """The ``lecture_statistics`` table.
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> lecture_statistics(ANALYTICS_EVENTS.empty()).height
+        0
+    """
+    return derive(events, recordings=recordings, score=score).lecture_statistics
+
+
+def course_statistics(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    recordings: pl.DataFrame | None = None,
+    score: pl.Expr = DEFAULT_SCORE,
+    attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+) -> pl.DataFrame:
+    """The ``course_statistics`` table.
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> course_statistics(ANALYTICS_EVENTS.empty()).height
+        0
+    """
+    return derive(
+        events, recordings=recordings, score=score, attendance_threshold=attendance_threshold
+    ).course_statistics
