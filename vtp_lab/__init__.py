@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vtp_lab import synth
+    from vtp_lab import sessions, stats, synth
     from vtp_lab.collect import Collector
     from vtp_lab.errors import EventValidationError, InputFormatError, StoreError, StoreLockedError, VtpLabError
     from vtp_lab.events import Event, EventType, events_from_json, events_to_json
@@ -35,6 +35,8 @@ __all__ = [
     "VtpLabError",
     "events_from_json",
     "events_to_json",
+    "sessions",
+    "stats",
     "synth",
     "validate",
     "write_events",
@@ -42,6 +44,7 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+_MODULES = ("sessions", "stats", "synth")
 _LAZY = {
     "Collector": "vtp_lab.collect",
     "Lab": "vtp_lab.lab",
@@ -62,8 +65,8 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """Load public names on first use, so ``import vtp_lab`` stays light."""
-    if name == "synth":
-        return importlib.import_module("vtp_lab.synth")
+    if name in _MODULES:
+        return importlib.import_module(f"vtp_lab.{name}")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vtp_lab' has no attribute {name!r}")

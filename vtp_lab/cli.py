@@ -130,6 +130,39 @@ def _info_text(lab: Lab) -> str:
     return "\n".join(lines)
 
 
+def _statistics_text(lab: Lab) -> str:
+    import polars as pl
+
+    titles = lab.recordings().select("recording_id", "title")
+    lectures = lab.lecture_statistics()
+    courses = lab.course_statistics()
+    assert isinstance(lectures, pl.DataFrame) and isinstance(courses, pl.DataFrame)
+    top = (
+        lectures.join(titles, on="recording_id", how="left")
+        .sort("total_viewers", descending=True)
+        .head(5)
+        .select(
+            "title",
+            "total_viewers",
+            "unique_viewers",
+            pl.col("average_completion_rate").round(1),
+            pl.col("avg_engagement_score").round(1),
+        )
+    )
+    lines = [
+        "most viewed lectures",
+        "-" * 78,
+        f"{'lecture':<26}{'views':>8}{'viewers':>10}{'completion %':>15}{'engagement':>12}",
+    ]
+    lines += [f"{t or '?':<26}{v:>8,}{u:>10,}{c or 0:>15.1f}{e or 0:>12.1f}" for t, v, u, c, e in top.iter_rows()]
+    lines += ["", "courses", "-" * 78, f"{'course':<38}{'lectures':>9}{'students':>10}{'attendance %':>14}{'trend':>8}"]
+    lines += [
+        f"{row['course_id']:<38}{row['total_lectures']:>9}{row['total_unique_students']:>10}{row['average_attendance_rate'] or 0:>14.1f}{row['engagement_trend']:>8}"
+        for row in courses.iter_rows(named=True)
+    ]
+    return "\n".join(lines)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from vtp_lab.io import write_events
     from vtp_lab.synth import semester
@@ -146,8 +179,11 @@ def _demo(args: argparse.Namespace) -> int:
         lab.load_recordings(catalogue)
         report = lab.load(dump, progress=False)
         print(report)
+        lab.refresh()
         print()
         print(_info_text(lab))
+        print()
+        print(_statistics_text(lab))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
@@ -180,6 +216,8 @@ def _load(args: argparse.Namespace) -> int:
             print(f"recordings: {catalogue.height:,} from {args.recordings}")
         report = lab.load(*args.files, format=args.format, progress=False if args.no_progress else None)
         print(report)
+        refreshed = lab.refresh()
+        print("refreshed: " + ", ".join(f"{name} {rows:,}" for name, rows in refreshed.items()))
     for error in report.errors:
         print(f"vtp-lab: error: {error}", file=sys.stderr)
     if args.max_rejected is not None and report.rejected > args.max_rejected:

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +29,10 @@ from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, 
 from vtp_lab.export import export_csv, export_parquet
 from vtp_lab.io import Format, read_recordings
 from vtp_lab.load import LoadReport, load_files
+from vtp_lab.sessions import catalogue
+from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, ParquetLake, open_store
+from vtp_lab.tables import TABLES
 from vtp_lab.validate import validate
 
 __all__ = ["Lab"]
@@ -71,6 +74,9 @@ class Lab:
         self.path = str(path)
         self.max_clock_skew = max_clock_skew
         self.store: DuckDBStore | ParquetLake = open_store(path, read_only=read_only)
+        self._generation = 0
+        self._cache: tuple[tuple[object, ...], Derived] | None = None
+        self._refreshed: tuple[object, ...] | None = None
 
     def append(self, frame: pl.DataFrame, *, source: str = "frame") -> AppendResult:
         """Validate raw events and store them: accepted rows de-duplicated, rejected rows quarantined.
@@ -80,7 +86,9 @@ class Lab:
             1
         """
         checked = validate(frame, source=source, max_clock_skew=self.max_clock_skew)
-        return self.store.append(checked.accepted, checked.rejected)
+        result = self.store.append(checked.accepted, checked.rejected)
+        self._wrote()
+        return result
 
     def load(self, *paths: str | Path, format: Format | None = None, progress: bool | None = None) -> LoadReport:
         """Load dumps (files, globs, directories; NDJSON, JSON, CSV, Parquet; plain, .gz or .zst).
@@ -90,7 +98,9 @@ class Lab:
             >>> report.rows_read == report.accepted + report.rejected + report.duplicates
             True
         """
-        return load_files(self.store, paths, format=format, progress=progress, max_clock_skew=self.max_clock_skew)
+        report = load_files(self.store, paths, format=format, progress=progress, max_clock_skew=self.max_clock_skew)
+        self._wrote()
+        return report
 
     def load_recordings(self, path: str | Path) -> pl.DataFrame:
         """Load the recordings catalogue (CSV or Parquet), replacing the stored one; return it.
@@ -99,9 +109,10 @@ class Lab:
             >>> Lab(":memory:").load_recordings("data/recordings.csv").height
             36
         """
-        catalogue = read_recordings(path)
-        self.store.write_recordings(catalogue)
-        return catalogue
+        recordings = read_recordings(path)
+        self.store.write_recordings(recordings)
+        self._wrote()
+        return recordings
 
     def export_parquet(
         self,
@@ -175,6 +186,273 @@ class Lab:
             filters.append(Filter(column="event_type", op="==", value=kind.value))
         return self.store.read("analytics_events", filters)
 
+    def _filtered_events(self, *, recording_id: str | None, user_id: str | None, course_id: str | None) -> pl.DataFrame:
+        """Events pushed down to the store by recording, user or course (a course is its recordings)."""
+        filters = [*_uuid_filter("recording_id", recording_id), *_uuid_filter("user_id", user_id)]
+        if course_id is not None:
+            (course,) = (f.value for f in _uuid_filter("course_id", course_id))
+            recordings = catalogue(
+                self.store.read("analytics_events", [Filter(column="event_type", op="==", value="recording_started")]),
+                self.store.read("recordings"),
+            )
+            ids = recordings.filter(pl.col("course_id") == course)["recording_id"].to_list()
+            filters.append(Filter(column="recording_id", op="in", value=ids))
+        return self.store.read("analytics_events", filters)
+
+    def derived(
+        self, *, score: pl.Expr | None = None, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
+    ) -> Derived:
+        """Every derived table from every stored event (cached until the next write).
+
+        Example:
+            >>> Lab(":memory:").derived().playback_sessions.height
+            0
+        """
+        key = (self._generation, self._event_count(), None if score is None else str(score), attendance_threshold)
+        if self._cache is None or self._cache[0] != key:
+            frame = self.store.read("analytics_events")
+            result = derive(
+                frame,
+                recordings=self.store.read("recordings"),
+                score=score if score is not None else DEFAULT_SCORE,
+                attendance_threshold=attendance_threshold,
+            )
+            self._cache = (key, result)
+        return self._cache[1]
+
+    def _event_count(self) -> int:
+        return self.store.count("analytics_events")
+
+    def _wrote(self) -> None:
+        self._generation += 1
+
+    def refresh(self) -> dict[str, int]:
+        """Materialise the derived tables into the store (all of them, in one replace); return their row counts.
+
+        Example:
+            >>> Lab(":memory:").refresh()["playback_sessions"]
+            0
+        """
+        d = self.derived()
+        tables = {
+            "playback_sessions": d.playback_sessions,
+            "quality_events": d.quality_events,
+            "engagement_metrics": d.engagement_metrics,
+            "lecture_statistics": d.lecture_statistics,
+            "course_statistics": d.course_statistics,
+        }
+        self.store.replace_tables(tables)
+        self._refreshed = self._cache[0] if self._cache else None
+        return {name: frame.height for name, frame in tables.items()}
+
+    def _table(
+        self, name: str, filtered: bool, compute: Callable[[Derived], pl.DataFrame], lazy: bool, **filters: str | None
+    ) -> pl.DataFrame | pl.LazyFrame:
+        if filtered:
+            events = self._filtered_events(**filters)  # type: ignore[arg-type]
+            frame = compute(derive(events, recordings=self.store.read("recordings")))
+        else:
+            if self._refreshed is None or self._cache is None or self._refreshed != self._cache[0] or self._stale():
+                self.refresh()
+            frame = self.store.read(name) if name in TABLES else compute(self.derived())
+        return frame.lazy() if lazy else frame
+
+    def _stale(self) -> bool:
+        key = (self._generation, self._event_count(), None, DEFAULT_ATTENDANCE_THRESHOLD)
+        return self._refreshed != key
+
+    def playback_sessions(
+        self,
+        *,
+        recording_id: str | None = None,
+        user_id: str | None = None,
+        course_id: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Playback sessions (spec section 3); ``since``/``until`` bound when a session started.
+
+        Example:
+            >>> Lab(":memory:").playback_sessions(user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8").height
+            0
+        """
+        return self._sessions(
+            "playback_sessions",
+            lambda d: d.playback_sessions,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+            since=since,
+            until=until,
+            lazy=lazy,
+        )
+
+    def session_details(
+        self,
+        *,
+        recording_id: str | None = None,
+        user_id: str | None = None,
+        course_id: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Sessions with their QoE detail columns (play time, rebuffering, seeks, bitrate, ...).
+
+        Example:
+            >>> "rebuffer_ratio" in Lab(":memory:").session_details().columns
+            True
+        """
+        return self._sessions(
+            "session_details",
+            lambda d: d.session_details,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+            since=since,
+            until=until,
+            lazy=lazy,
+        )
+
+    def _sessions(
+        self,
+        name: str,
+        pick: Callable[[Derived], pl.DataFrame],
+        *,
+        recording_id: str | None,
+        user_id: str | None,
+        course_id: str | None,
+        since: datetime | str | None,
+        until: datetime | str | None,
+        lazy: bool,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        filtered = any(v is not None for v in (recording_id, user_id, course_id))
+        frame = self._table(
+            name, filtered, pick, False, recording_id=recording_id, user_id=user_id, course_id=course_id
+        )
+        assert isinstance(frame, pl.DataFrame)
+        for f in (*_time_filter("started_at", ">=", since), *_time_filter("started_at", "<", until)):
+            frame = frame.filter(f.expr())
+        return frame.lazy() if lazy else frame
+
+    def quality_events(
+        self,
+        *,
+        recording_id: str | None = None,
+        user_id: str | None = None,
+        course_id: str | None = None,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """One row per quality change (spec section 4).
+
+        Example:
+            >>> Lab(":memory:").quality_events().height
+            0
+        """
+        filtered = any(v is not None for v in (recording_id, user_id, course_id))
+        return self._table(
+            "quality_events",
+            filtered,
+            lambda d: d.quality_events,
+            lazy,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+        )
+
+    def engagement_metrics(
+        self,
+        *,
+        recording_id: str | None = None,
+        user_id: str | None = None,
+        course_id: str | None = None,
+        score: pl.Expr | None = None,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Engagement per user and recording; ``score`` replaces the default engagement score.
+
+        Example:
+            >>> Lab(":memory:").engagement_metrics(score=pl.lit(1.0)).height
+            0
+        """
+        if score is not None:
+            events = self._filtered_events(recording_id=recording_id, user_id=user_id, course_id=course_id)
+            frame = derive(events, recordings=self.store.read("recordings"), score=score).engagement_metrics
+            return frame.lazy() if lazy else frame
+        filtered = any(v is not None for v in (recording_id, user_id, course_id))
+        return self._table(
+            "engagement_metrics",
+            filtered,
+            lambda d: d.engagement_metrics,
+            lazy,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+        )
+
+    def lecture_statistics(
+        self,
+        *,
+        recording_id: str | None = None,
+        course_id: str | None = None,
+        score: pl.Expr | None = None,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Statistics per lecture (spec section 4), following ``score`` when given.
+
+        Example:
+            >>> Lab(":memory:").lecture_statistics().height
+            0
+        """
+        if score is not None:
+            events = self._filtered_events(recording_id=recording_id, user_id=None, course_id=course_id)
+            frame = derive(events, recordings=self.store.read("recordings"), score=score).lecture_statistics
+            return frame.lazy() if lazy else frame
+        filtered = recording_id is not None or course_id is not None
+        return self._table(
+            "lecture_statistics",
+            filtered,
+            lambda d: d.lecture_statistics,
+            lazy,
+            recording_id=recording_id,
+            user_id=None,
+            course_id=course_id,
+        )
+
+    def course_statistics(
+        self,
+        *,
+        course_id: str | None = None,
+        score: pl.Expr | None = None,
+        attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Statistics per course (spec section 4), following ``score`` and ``attendance_threshold`` when given.
+
+        Example:
+            >>> Lab(":memory:").course_statistics().height
+            0
+        """
+        if score is not None or attendance_threshold != DEFAULT_ATTENDANCE_THRESHOLD:
+            events = self._filtered_events(recording_id=None, user_id=None, course_id=course_id)
+            frame = derive(
+                events,
+                recordings=self.store.read("recordings"),
+                score=score if score is not None else DEFAULT_SCORE,
+                attendance_threshold=attendance_threshold,
+            ).course_statistics
+            return frame.lazy() if lazy else frame
+        return self._table(
+            "course_statistics",
+            course_id is not None,
+            lambda d: d.course_statistics,
+            lazy,
+            recording_id=None,
+            user_id=None,
+            course_id=course_id,
+        )
+
     def rejected_events(self) -> pl.DataFrame:
         """The quarantine: every rejected row with its raw text, source, row number, reason and field.
 
@@ -211,8 +489,14 @@ class Lab:
             >>> lab.events().height
             1
         """
+
+        def sink(accepted: pl.DataFrame, rejected: pl.DataFrame) -> AppendResult:
+            result = self.store.append(accepted, rejected)
+            self._wrote()
+            return result
+
         return Collector(
-            self.store.append,
+            sink,
             batch_size=batch_size,
             flush_interval=flush_interval,
             max_pending=max_pending,

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from vtp_lab.duck import connect
 from vtp_lab.errors import StoreError, StoreLockedError
-from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS, TABLES, Table
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
 
 __all__ = ["AppendResult", "DuckDBStore", "Filter", "ParquetLake", "Store", "open_store"]
 
@@ -126,6 +126,14 @@ class Store(Protocol):
 
     def append_rows(self, table: str, frame: pl.DataFrame) -> None:
         """Append rows to a small table as they are."""
+        ...
+
+    def count(self, table: str) -> int:
+        """Rows in ``table``."""
+        ...
+
+    def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
+        """Replace whole tables at once."""
         ...
 
     def close(self) -> None:
@@ -240,6 +248,17 @@ class DuckDBStore:
             frame = self.con.sql(sql, params=[p for ps in params for p in ps]).pl()
         return spec.conform(frame)
 
+    def count(self, table: str) -> int:
+        """Rows in ``table``.
+
+        Example:
+            >>> DuckDBStore().count("analytics_events")
+            0
+        """
+        spec = _table(table)
+        with self._lock:
+            return int(self.con.execute(f"SELECT count(*) FROM {spec.name}").fetchall()[0][0])
+
     def append_rows(self, table: str, frame: pl.DataFrame) -> None:
         """Append rows to a small table (the load ledger) as they are.
 
@@ -251,22 +270,31 @@ class DuckDBStore:
         with self._lock, self._registered(rows=spec.conform(frame)):
             self.con.execute(f"INSERT INTO {spec.name} SELECT * FROM rows")
 
+    def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
+        """Replace whole tables, all in one transaction.
+
+        Example:
+            >>> DuckDBStore().replace_tables({"recordings": RECORDINGS.empty()})
+        """
+        conformed = {f"new_{name}": _table(name).conform(frame) for name, frame in frames.items()}
+        with self._lock, self._registered(**conformed):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                for name in frames:
+                    self.con.execute(f"DELETE FROM {name}")
+                    self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue in one transaction.
 
         Example:
             >>> DuckDBStore().write_recordings(RECORDINGS.empty())
         """
-        frame = RECORDINGS.conform(recordings)
-        with self._lock, self._registered(frame=frame):
-            self.con.execute("BEGIN TRANSACTION")
-            try:
-                self.con.execute("DELETE FROM recordings")
-                self.con.execute("INSERT INTO recordings SELECT * FROM frame")
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
+        self.replace_tables({"recordings": recordings})
 
     def close(self) -> None:
         """Close the connection (releasing DuckDB's file lock).
@@ -486,6 +514,16 @@ class ParquetLake:
             scan = scan.filter(f.expr())
         return spec.conform(scan.collect())
 
+    def count(self, table: str) -> int:
+        """Rows in ``table``, from the committed files' footers.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).count("analytics_events")
+            0
+        """
+        return sum(pq.read_metadata(f).num_rows for f in self._files(_table(table).name))
+
     def append_rows(self, table: str, frame: pl.DataFrame) -> None:
         """Append rows to a small table (the load ledger): one file and one ledger entry.
 
@@ -504,6 +542,25 @@ class ParquetLake:
             files = self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")])
             self._commit({"table": spec.name, "mode": "append", "files": files}, name)
 
+    def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
+        """Replace whole tables: new files, then one ledger entry that supersedes the old ones.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).replace_tables({"recordings": RECORDINGS.empty()})
+        """
+        conformed = {name: _table(name).conform(frame) for name, frame in frames.items()}
+        digest = _digest(
+            *(pl.Series([name, str(frame.height)]) for name, frame in conformed.items()),
+            pl.Series([datetime.now(UTC).isoformat()]),
+        )
+        with self._lock:
+            name = self._next_name(digest)
+            files = self._publish(
+                [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()]
+            )
+            self._commit({"table": ",".join(conformed), "mode": "replace", "files": files}, name)
+
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue: a new file, then a ledger entry that supersedes the last.
 
@@ -511,12 +568,7 @@ class ParquetLake:
             >>> import tempfile
             >>> ParquetLake(tempfile.mkdtemp()).write_recordings(RECORDINGS.empty())
         """
-        frame = RECORDINGS.conform(recordings)
-        digest = _digest(frame["recording_id"], frame["title"])
-        with self._lock:
-            name = self._next_name(digest)
-            files = self._publish([(frame, self.root / "recordings" / f"part-{name}.parquet")])
-            self._commit({"table": "recordings", "mode": "replace", "files": files}, name)
+        self.replace_tables({"recordings": recordings})
 
     def close(self) -> None:
         """Release the writer lock.
