@@ -251,6 +251,9 @@ class Lab:
         if filtered:
             events = self._filtered_events(**filters)  # type: ignore[arg-type]
             frame = compute(derive(events, recordings=self.store.read("recordings")))
+            for column, value in filters.items():
+                if value is not None and column in frame.columns:
+                    frame = frame.filter(pl.col(column) == parse_uuid(value))
         else:
             if self._refreshed is None or self._cache is None or self._refreshed != self._cache[0] or self._stale():
                 self.refresh()

@@ -192,7 +192,7 @@ def _features(s: Sessionized) -> pl.DataFrame:
         .then((pl.col("covered_seconds").fill_null(0.0) / pl.col("duration_seconds")).clip(0.0, 1.0))
         .alias("coverage"),
         pl.coalesce("_top_quality", "_last_quality").alias("average_quality"),
-    )
+    ).sort("recording_id", "user_id")
 
 
 def engagement_features(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
