@@ -274,6 +274,7 @@ class DuckDBStore:
         """Replace whole tables, all in one transaction.
 
         Example:
+            >>> from vtp_lab.tables import RECORDINGS
             >>> DuckDBStore().replace_tables({"recordings": RECORDINGS.empty()})
         """
         conformed = {f"new_{name}": _table(name).conform(frame) for name, frame in frames.items()}
@@ -292,6 +293,7 @@ class DuckDBStore:
         """Replace the catalogue in one transaction.
 
         Example:
+            >>> from vtp_lab.tables import RECORDINGS
             >>> DuckDBStore().write_recordings(RECORDINGS.empty())
         """
         self.replace_tables({"recordings": recordings})
@@ -547,6 +549,7 @@ class ParquetLake:
 
         Example:
             >>> import tempfile
+            >>> from vtp_lab.tables import RECORDINGS
             >>> ParquetLake(tempfile.mkdtemp()).replace_tables({"recordings": RECORDINGS.empty()})
         """
         conformed = {name: _table(name).conform(frame) for name, frame in frames.items()}
@@ -566,6 +569,7 @@ class ParquetLake:
 
         Example:
             >>> import tempfile
+            >>> from vtp_lab.tables import RECORDINGS
             >>> ParquetLake(tempfile.mkdtemp()).write_recordings(RECORDINGS.empty())
         """
         self.replace_tables({"recordings": recordings})
