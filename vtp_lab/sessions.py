@@ -46,6 +46,7 @@ __all__ = [
     "SESSION_KEY",
     "Sessionized",
     "catalogue",
+    "coverage",
     "playback_sessions",
     "session_details",
     "session_segments",
@@ -125,16 +126,13 @@ def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
 
 def _with_metadata(events: pl.DataFrame) -> pl.DataFrame:
     """The metadata keys the walk reads, as typed columns (one JSON parse per event, in DuckDB)."""
-    keys = list(_META)
-    paths = ", ".join(f"'$.{k}'" for k in keys)
+    duck = {pl.Float64(): "DOUBLE", pl.String(): "VARCHAR"}
+    struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in _META.items()) + "}"
     con = compute()
     con.register("ev", events.select("metadata").to_arrow())
-    values = con.sql(f"SELECT json_extract_string(metadata, [{paths}]) AS m FROM ev").pl()["m"]
+    values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"]
     con.close()
-    return events.with_columns(
-        values.list.get(i, null_on_oob=True).cast(dtype, strict=False).alias(f"m_{k}")
-        for i, (k, dtype) in enumerate(_META.items())
-    )
+    return events.hstack(values.struct.unnest().select(pl.col(k).alias(f"m_{k}") for k in _META))
 
 
 def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -185,6 +183,30 @@ def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | No
         pl.coalesce("duration_seconds", "max_duration").alias("duration_seconds")
     )
     return RECORDINGS.conform(out.collect().sort("recording_id"))
+
+
+_NEW: Final = pl.col("_new")
+
+
+def _previous(expr: pl.Expr, fill: object) -> pl.Expr:
+    """The value at the previous event of the same session (``fill`` at a session's first event).
+
+    The walk's frame is sorted by session, so this is a shift that resets where ``_new``.
+    """
+    return pl.when(_NEW).then(pl.lit(fill)).otherwise(expr.shift(1))
+
+
+def _last_set(expr: pl.Expr, start: object = None) -> pl.Expr:
+    """The last non-null value so far in the session (``start`` before the first), on the sorted frame."""
+    last = pl.when(expr.is_not_null()).then(pl.col("_i")).forward_fill()
+    value = expr.gather(last.fill_null(0))
+    return pl.when(last >= pl.col("_first")).then(value).otherwise(pl.lit(start))
+
+
+def _session_cum_sum(expr: pl.Expr) -> pl.Expr:
+    """Cumulative sum within the session (the sorted frame's running sum, less its value before the session)."""
+    total = expr.cum_sum()
+    return total - total.gather(pl.col("_first")) + expr.gather(pl.col("_first"))
 
 
 def _state_after(code: pl.Series, first: pl.Series, index: pl.Series, longest: int) -> pl.Series:
@@ -242,32 +264,21 @@ def _walk(events: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
         (state & 1).cast(pl.Boolean).alias("playing_after"),
         (state // 2).cast(pl.Boolean).alias("rab_after"),
     )
-    by_session = ["_s"]
     ev = ev.with_columns(
-        pl.col("playing_after").shift(1).over(by_session).fill_null(False).alias("playing_before"),
-        pl.col("rab_after").shift(1).over(by_session).fill_null(False).alias("rab_before"),
-        ((pl.col("event_timestamp") - pl.col("event_timestamp").first().over(by_session)).dt.total_microseconds() / 1e6).alias("t"),
-        pl.when((kind == "playback_started") & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate"))
-        .when(speed & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate"))
-        .forward_fill().over(by_session).fill_null(1.0).alias("rate_after"),
-        pl.when(kind == "playback_started").then(pl.col("m_quality"))
-        .when(kind == "quality_changed").then(pl.col("m_new_quality"))
-        .forward_fill().over(by_session).alias("quality_after"),
-        pl.when(kind == "playback_started").then(pl.col("m_bitrate"))
-        .when(kind == "quality_changed").then(pl.col("m_new_bitrate"))
-        .forward_fill().over(by_session).alias("bitrate_after"),
+        _previous(pl.col("playing_after"), False).alias("playing_before"),
+        _previous(pl.col("rab_after"), False).alias("rab_before"),
+        ((pl.col("event_timestamp") - pl.col("event_timestamp").gather(pl.col("_first"))).dt.total_microseconds() / 1e6).alias("t"),
+        _last_set(
+            pl.when(((kind == "playback_started") | speed) & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate")),
+            1.0,
+        ).alias("rate_after"),
+        _last_set(pl.when(kind == "playback_started").then(pl.col("m_quality")).when(kind == "quality_changed").then(pl.col("m_new_quality"))).alias("quality_after"),
+        _last_set(pl.when(kind == "playback_started").then(pl.col("m_bitrate")).when(kind == "quality_changed").then(pl.col("m_new_bitrate"))).alias("bitrate_after"),
     )  # fmt: skip
     playing = pl.col("playing_before")
-    ev = ev.with_columns(
-        pl.col("rate_after").shift(1).over(by_session).fill_null(1.0).alias("rate_before"),
-    )
-    d = (
-        pl.when(playing)
-        .then(pl.col("rate_before") * (pl.col("t") - pl.col("t").shift(1).over(by_session)))
-        .otherwise(0.0)
-        .fill_null(0.0)
-    )
-    ev = ev.with_columns(d.cum_sum().over(by_session).alias("_D"))
+    ev = ev.with_columns(_previous(pl.col("rate_after"), 1.0).alias("rate_before"))
+    d = pl.when(playing).then(pl.col("rate_before") * (pl.col("t") - _previous(pl.col("t"), 0.0))).otherwise(0.0)
+    ev = ev.with_columns(_session_cum_sum(d).alias("_D"))
     position = pl.col("m_position")
     has_p = position.is_not_null()
     override = (
@@ -278,11 +289,10 @@ def _walk(events: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
         .when((kind == "quality_changed") & playing & has_p).then(position)
         .when(pl.col("_seek") & pl.col("m_to_position").is_not_null()).then(pl.col("m_to_position"))
     )  # fmt: skip
-    ev = ev.with_columns((override - pl.col("_D")).alias("_base"))
-    ev = ev.with_columns(pl.col("_base").forward_fill().over(by_session).fill_null(0.0).alias("_base"))
+    ev = ev.with_columns(_last_set(override - pl.col("_D"), 0.0).alias("_base"))
     ev = ev.with_columns(
         (pl.col("_base") + pl.col("_D")).alias("x"),
-        (pl.col("_base").shift(1).over(by_session).fill_null(0.0) + pl.col("_D")).alias("cur"),
+        (_previous(pl.col("_base"), 0.0) + pl.col("_D")).alias("cur"),
     )
     closing = (
         kind.is_in(
@@ -327,7 +337,8 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     """
     boundary = pl.col("closes") | pl.col("opens")
     w = walked.with_columns(pl.when(boundary).then(pl.col("_i")).alias("_b"))
-    w = w.with_columns(pl.col("_b").shift(-1).backward_fill().over("_s").alias("_next"))
+    nxt = pl.col("_b").shift(-1).backward_fill()
+    w = w.with_columns(pl.when(pl.col("_s").gather(nxt.fill_null(0)) == pl.col("_s")).then(nxt).alias("_next"))
     opens = w.filter(pl.col("opens") & pl.col("_next").is_not_null()).select(
         "_s", *SESSION_KEY, pl.col("_next"), pl.col("t").alias("open_t"), pl.col("x").alias("start"),
         pl.col("quality_after").alias("quality"), pl.col("bitrate_after").alias("bitrate"), "duration_seconds",
@@ -345,21 +356,34 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def _coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    """Per group: content seconds covered at least once (union) and at least twice (rewatched)."""
+def coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Per group: seconds covered at least once (``covered_seconds``) and twice (``rewatched_seconds``).
+
+    The content intervals are the segments' ``[start, end)``.
+
+    A sweep over the sorted interval ends: every interval adds 1 at its start and takes 1
+    away at its end, so the running sum over the sorted frame is the depth within each
+    group (earlier groups sum to zero).
+
+    Example:
+        >>> segs = pl.DataFrame({"g": ["a", "a", "b"], "start": [0.0, 5.0, 0.0], "end": [10.0, 20.0, 3.0]})
+        >>> coverage(segs, ["g"]).sort("g").rows()
+        [('a', 20.0, 5.0), ('b', 3.0, 0.0)]
+    """
     iv = segments.filter(pl.col("end") > pl.col("start"))
     points = pl.concat(
         [
-            iv.select(*by, pl.col("start").alias("x"), pl.lit(1).alias("delta")),
-            iv.select(*by, pl.col("end").alias("x"), pl.lit(-1).alias("delta")),
+            iv.select(*by, pl.col("start").alias("x"), pl.lit(1, pl.Int32).alias("d")),
+            iv.select(*by, pl.col("end").alias("x"), pl.lit(-1, pl.Int32).alias("d")),
         ]
-    ).sort([*by, "x", "delta"])
+    ).sort([*by, "x", "d"])
+    same_next = pl.all_horizontal(pl.col(c) == pl.col(c).shift(-1) for c in by).fill_null(False)
     points = points.with_columns(
-        pl.col("delta").cum_sum().over(by).alias("depth"),
-        (pl.col("x").shift(-1).over(by) - pl.col("x")).fill_null(0.0).alias("length"),
+        pl.col("d").cum_sum().alias("depth"),
+        pl.when(same_next).then(pl.col("x").shift(-1) - pl.col("x")).otherwise(0.0).alias("length"),
     )
     return points.group_by(by).agg(
-        pl.col("length").filter(pl.col("depth") >= 1).sum().alias("union_seconds"),
+        pl.col("length").filter(pl.col("depth") >= 1).sum().alias("covered_seconds"),
         pl.col("length").filter(pl.col("depth") >= 2).sum().alias("rewatched_seconds"),
     )
 
@@ -471,7 +495,7 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame) -> pl.DataFrame:
         .first()
         .select("_s", pl.col("quality").alias("_top_quality"))
     )
-    cover = _coverage(segs, ["_s"])
+    cover = coverage(segs, ["_s"]).rename({"covered_seconds": "union_seconds"})
     rebuffer = _rebuffer(walked)
     out = (
         per_session.join(play, on="_s", how="left")

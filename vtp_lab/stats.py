@@ -26,7 +26,7 @@ import polars as pl
 
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import EventType, uuid5_series
-from vtp_lab.sessions import Sessionized, sessionize
+from vtp_lab.sessions import Sessionized, coverage, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = [
@@ -129,25 +129,6 @@ def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def _coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    """Content seconds covered at least once and at least twice, per group."""
-    iv = segments.filter(pl.col("end") > pl.col("start"))
-    points = pl.concat(
-        [
-            iv.select(*by, pl.col("start").alias("x"), pl.lit(1).alias("d")),
-            iv.select(*by, pl.col("end").alias("x"), pl.lit(-1).alias("d")),
-        ]
-    ).sort([*by, "x", "d"])
-    points = points.with_columns(
-        pl.col("d").cum_sum().over(by).alias("depth"),
-        (pl.col("x").shift(-1).over(by) - pl.col("x")).fill_null(0.0).alias("len"),
-    )
-    return points.group_by(by).agg(
-        pl.col("len").filter(pl.col("depth") >= 1).sum().alias("covered_seconds"),
-        pl.col("len").filter(pl.col("depth") >= 2).sum().alias("rewatched_seconds"),
-    )
-
-
 def _top_quality(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """The quality with most play time per group; ties go to the one played first."""
     played = segments.filter(pl.col("quality").is_not_null()).with_columns(
@@ -183,7 +164,7 @@ def _features(s: Sessionized) -> pl.DataFrame:
         pl.coalesce(pl.col("ended_at").max(), pl.col("last_event_at").max()).alias("last_watched"),
         pl.col("quality").sort_by("started_at").drop_nulls().last().alias("_last_quality"),
     )
-    cover = _coverage(s.segments, by)
+    cover = coverage(s.segments, by)
     top = _top_quality(s.segments, by).rename({"quality": "_top_quality"})
     feats = agg.join(cover, on=by, how="left").join(top, on=by, how="left")
     return feats.with_columns(
