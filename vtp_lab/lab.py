@@ -245,19 +245,42 @@ class Lab:
         self._refreshed = self._cache[0] if self._cache else None
         return {name: frame.height for name, frame in tables.items()}
 
-    def _table(
-        self, name: str, filtered: bool, compute: Callable[[Derived], pl.DataFrame], lazy: bool, **filters: str | None
+    def _query(
+        self,
+        name: str,
+        pick: Callable[[Derived], pl.DataFrame],
+        *,
+        lazy: bool,
+        score: pl.Expr | None = None,
+        attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        **filters: str | None,
     ) -> pl.DataFrame | pl.LazyFrame:
-        if filtered:
-            events = self._filtered_events(**filters)  # type: ignore[arg-type]
-            frame = compute(derive(events, recordings=self.store.read("recordings")))
+        """A derived table: from the filtered events when filtered or customised, else materialised (fresh)."""
+        custom = score is not None or attendance_threshold != DEFAULT_ATTENDANCE_THRESHOLD
+        if custom or any(v is not None for v in filters.values()):
+            events = self._filtered_events(
+                recording_id=filters.get("recording_id"),
+                user_id=filters.get("user_id"),
+                course_id=filters.get("course_id"),
+            )
+            derived = derive(
+                events,
+                recordings=self.store.read("recordings"),
+                score=score if score is not None else DEFAULT_SCORE,
+                attendance_threshold=attendance_threshold,
+            )
+            frame = pick(derived)
             for column, value in filters.items():
                 if value is not None and column in frame.columns:
                     frame = frame.filter(pl.col(column) == parse_uuid(value))
         else:
-            if self._refreshed is None or self._cache is None or self._refreshed != self._cache[0] or self._stale():
+            if self._stale():
                 self.refresh()
-            frame = self.store.read(name) if name in TABLES else compute(self.derived())
+            frame = self.store.read(name) if name in TABLES else pick(self.derived())
+        for f in (*_time_filter("started_at", ">=", since), *_time_filter("started_at", "<", until)):
+            frame = frame.filter(f.expr())
         return frame.lazy() if lazy else frame
 
     def _stale(self) -> bool:
@@ -280,16 +303,10 @@ class Lab:
             >>> Lab(":memory:").playback_sessions(user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8").height
             0
         """
-        return self._sessions(
-            "playback_sessions",
-            lambda d: d.playback_sessions,
-            recording_id=recording_id,
-            user_id=user_id,
-            course_id=course_id,
-            since=since,
-            until=until,
-            lazy=lazy,
-        )
+        return self._query(
+            "playback_sessions", lambda d: d.playback_sessions, lazy=lazy, since=since, until=until,
+            recording_id=recording_id, user_id=user_id, course_id=course_id,
+        )  # fmt: skip
 
     def session_details(
         self,
@@ -307,37 +324,10 @@ class Lab:
             >>> "rebuffer_ratio" in Lab(":memory:").session_details().columns
             True
         """
-        return self._sessions(
-            "session_details",
-            lambda d: d.session_details,
-            recording_id=recording_id,
-            user_id=user_id,
-            course_id=course_id,
-            since=since,
-            until=until,
-            lazy=lazy,
-        )
-
-    def _sessions(
-        self,
-        name: str,
-        pick: Callable[[Derived], pl.DataFrame],
-        *,
-        recording_id: str | None,
-        user_id: str | None,
-        course_id: str | None,
-        since: datetime | str | None,
-        until: datetime | str | None,
-        lazy: bool,
-    ) -> pl.DataFrame | pl.LazyFrame:
-        filtered = any(v is not None for v in (recording_id, user_id, course_id))
-        frame = self._table(
-            name, filtered, pick, False, recording_id=recording_id, user_id=user_id, course_id=course_id
-        )
-        assert isinstance(frame, pl.DataFrame)
-        for f in (*_time_filter("started_at", ">=", since), *_time_filter("started_at", "<", until)):
-            frame = frame.filter(f.expr())
-        return frame.lazy() if lazy else frame
+        return self._query(
+            "session_details", lambda d: d.session_details, lazy=lazy, since=since, until=until,
+            recording_id=recording_id, user_id=user_id, course_id=course_id,
+        )  # fmt: skip
 
     def quality_events(
         self,
@@ -353,16 +343,10 @@ class Lab:
             >>> Lab(":memory:").quality_events().height
             0
         """
-        filtered = any(v is not None for v in (recording_id, user_id, course_id))
-        return self._table(
-            "quality_events",
-            filtered,
-            lambda d: d.quality_events,
-            lazy,
-            recording_id=recording_id,
-            user_id=user_id,
-            course_id=course_id,
-        )
+        return self._query(
+            "quality_events", lambda d: d.quality_events, lazy=lazy,
+            recording_id=recording_id, user_id=user_id, course_id=course_id,
+        )  # fmt: skip
 
     def engagement_metrics(
         self,
@@ -379,20 +363,10 @@ class Lab:
             >>> Lab(":memory:").engagement_metrics(score=pl.lit(1.0)).height
             0
         """
-        if score is not None:
-            events = self._filtered_events(recording_id=recording_id, user_id=user_id, course_id=course_id)
-            frame = derive(events, recordings=self.store.read("recordings"), score=score).engagement_metrics
-            return frame.lazy() if lazy else frame
-        filtered = any(v is not None for v in (recording_id, user_id, course_id))
-        return self._table(
-            "engagement_metrics",
-            filtered,
-            lambda d: d.engagement_metrics,
-            lazy,
-            recording_id=recording_id,
-            user_id=user_id,
-            course_id=course_id,
-        )
+        return self._query(
+            "engagement_metrics", lambda d: d.engagement_metrics, lazy=lazy, score=score,
+            recording_id=recording_id, user_id=user_id, course_id=course_id,
+        )  # fmt: skip
 
     def lecture_statistics(
         self,
@@ -408,20 +382,10 @@ class Lab:
             >>> Lab(":memory:").lecture_statistics().height
             0
         """
-        if score is not None:
-            events = self._filtered_events(recording_id=recording_id, user_id=None, course_id=course_id)
-            frame = derive(events, recordings=self.store.read("recordings"), score=score).lecture_statistics
-            return frame.lazy() if lazy else frame
-        filtered = recording_id is not None or course_id is not None
-        return self._table(
-            "lecture_statistics",
-            filtered,
-            lambda d: d.lecture_statistics,
-            lazy,
-            recording_id=recording_id,
-            user_id=None,
-            course_id=course_id,
-        )
+        return self._query(
+            "lecture_statistics", lambda d: d.lecture_statistics, lazy=lazy, score=score,
+            recording_id=recording_id, course_id=course_id,
+        )  # fmt: skip
 
     def course_statistics(
         self,
@@ -431,30 +395,16 @@ class Lab:
         attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
         lazy: bool = False,
     ) -> pl.DataFrame | pl.LazyFrame:
-        """Statistics per course (spec section 4), following ``score`` and ``attendance_threshold`` when given.
+        """Statistics per course (spec section 4), following ``score`` and ``attendance_threshold``.
 
         Example:
             >>> Lab(":memory:").course_statistics().height
             0
         """
-        if score is not None or attendance_threshold != DEFAULT_ATTENDANCE_THRESHOLD:
-            events = self._filtered_events(recording_id=None, user_id=None, course_id=course_id)
-            frame = derive(
-                events,
-                recordings=self.store.read("recordings"),
-                score=score if score is not None else DEFAULT_SCORE,
-                attendance_threshold=attendance_threshold,
-            ).course_statistics
-            return frame.lazy() if lazy else frame
-        return self._table(
-            "course_statistics",
-            course_id is not None,
-            lambda d: d.course_statistics,
-            lazy,
-            recording_id=None,
-            user_id=None,
-            course_id=course_id,
-        )
+        return self._query(
+            "course_statistics", lambda d: d.course_statistics, lazy=lazy, score=score,
+            attendance_threshold=attendance_threshold, course_id=course_id,
+        )  # fmt: skip
 
     def rejected_events(self) -> pl.DataFrame:
         """The quarantine: every rejected row with its raw text, source, row number, reason and field.

@@ -96,6 +96,13 @@ _COMPOSE: Final = pl.Series(
 )
 """``_COMPOSE[a * 256 + b]`` is the function a after b (b first)."""
 
+_COUNTS: Final = (
+    "seeks", "backward_seeks", "pauses", "speed_changes", "quality_changes", "upshifts", "downshifts", "errors", "fatal_errors",
+)  # fmt: skip
+_SECONDS: Final = (
+    "play_time_seconds", "rebuffer_seconds", "rebuffer_ratio", "time_weighted_bitrate", "max_position", "rewatched_seconds",
+)  # fmt: skip
+
 DETAIL_COLUMNS: Final = (
     "play_time_seconds",
     "rebuffer_seconds",
@@ -529,19 +536,7 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame) -> pl.DataFrame:
     out = out.sort(["recording_id", "user_id", "started_at", "session_id"])
     ids = uuid5_series(out.select(pl.concat_str([pl.lit("session"), *SESSION_KEY], separator="|")).to_series())
     out = out.with_columns(ids.alias("id"), pl.col("duration_int").alias("duration_seconds"))
-    counts = [
-        "seeks",
-        "backward_seeks",
-        "pauses",
-        "speed_changes",
-        "quality_changes",
-        "upshifts",
-        "downshifts",
-        "errors",
-        "fatal_errors",
-        "buffer_events",
-    ]
-    out = out.with_columns(pl.col(c).cast(pl.Int32) for c in counts)
+    out = out.with_columns(pl.col(c).cast(pl.Int32) for c in (*_COUNTS, "buffer_events"))
     return out.select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
 
 
@@ -561,38 +556,11 @@ def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
 
 def _empty_details() -> pl.DataFrame:
     schema = dict(PLAYBACK_SESSIONS.polars_schema)
+    schema.update({c: pl.Float64 for c in _SECONDS})
+    schema.update({c: pl.Int32 for c in _COUNTS})
     schema.update(
-        {
-            c: pl.Float64
-            for c in (
-                "play_time_seconds",
-                "rebuffer_seconds",
-                "rebuffer_ratio",
-                "time_weighted_bitrate",
-                "max_position",
-                "rewatched_seconds",
-            )
-        }
+        {"exited_before_start": pl.Boolean, "completed": pl.Boolean, "last_event_at": pl.Datetime("us", "UTC")}
     )
-    schema.update(
-        {
-            c: pl.Int32
-            for c in (
-                "seeks",
-                "backward_seeks",
-                "pauses",
-                "speed_changes",
-                "quality_changes",
-                "upshifts",
-                "downshifts",
-                "errors",
-                "fatal_errors",
-            )
-        }
-    )
-    schema["exited_before_start"] = pl.Boolean
-    schema["completed"] = pl.Boolean
-    schema["last_event_at"] = pl.Datetime("us", "UTC")
     return pl.DataFrame(schema=schema).select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
 
 
