@@ -193,3 +193,46 @@ def test_filters_give_the_rows_of_the_whole(tmp_path, sem):
     middle = whole["started_at"].sort()[whole.height // 2]
     assert lab.playback_sessions(since=middle).height + lab.playback_sessions(until=middle).height == whole.height
     assert isinstance(lab.playback_sessions(lazy=True), pl.LazyFrame)
+
+
+@pytest.mark.parametrize("name", ["lab.duckdb", "lake"])
+def test_refresh_is_incremental_and_exact(tmp_path, sem, monkeypatch, name):
+    import vtp_lab.lab as lab_module
+
+    lab = Lab(tmp_path / name)
+    lab.store.write_recordings(sem.recordings)
+    _, course_b = sorted(set(sem.recordings["course_id"]))
+    recs_b = sem.recordings.filter(pl.col("course_id") == course_b)["recording_id"]
+    late = sem.events.filter(
+        pl.col("recording_id").is_in(recs_b.implode())
+        & (pl.col("event_timestamp") > pl.col("event_timestamp").median())
+    )
+    early = sem.events.join(late, on="id", how="anti")
+    lab.append(early)
+    full = lab.refresh()
+    assert full["playback_sessions"] > 0
+    seen: list[int] = []
+    real = lab_module.derive
+
+    def spy(events, **kw):
+        seen.append(events.height)
+        return real(events, **kw)
+
+    monkeypatch.setattr(lab_module, "derive", spy)
+    lab.append(late)
+    lab.refresh()
+    monkeypatch.setattr(lab_module, "derive", real)
+    assert seen and seen[0] == sem.events.filter(pl.col("recording_id").is_in(recs_b.implode())).height  # only course B
+    expected = derive(sem.events, recordings=sem.recordings)
+    for table in (
+        "playback_sessions",
+        "quality_events",
+        "engagement_metrics",
+        "lecture_statistics",
+        "course_statistics",
+    ):
+        key = "course_id" if table == "course_statistics" else "id"
+        assert_frame_equal(lab.store.read(table).sort(key), getattr(expected, table).sort(key), check_exact=False)
+    assert lab.refresh() == dict.fromkeys(
+        ("playback_sessions", "quality_events", "engagement_metrics", "lecture_statistics", "course_statistics"), 0
+    )

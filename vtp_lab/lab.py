@@ -37,6 +37,8 @@ from vtp_lab.validate import validate
 
 __all__ = ["Lab"]
 
+_MATERIALISED = ("playback_sessions", "quality_events", "engagement_metrics", "lecture_statistics", "course_statistics")
+
 
 def _uuid_filter(column: str, value: str | None) -> list[Filter]:
     if value is None:
@@ -75,6 +77,7 @@ class Lab:
         self.max_clock_skew = max_clock_skew
         self.store: DuckDBStore | ParquetLake = open_store(path, read_only=read_only)
         self._generation = 0
+        self._touched: set[str] | None = None  # recordings with new events since the last refresh; None: unknown
         self._cache: tuple[tuple[object, ...], Derived] | None = None
         self._refreshed: tuple[object, ...] | None = None
 
@@ -87,7 +90,7 @@ class Lab:
         """
         checked = validate(frame, source=source, max_clock_skew=self.max_clock_skew)
         result = self.store.append(checked.accepted, checked.rejected)
-        self._wrote()
+        self._wrote(checked.accepted)
         return result
 
     def load(self, *paths: str | Path, format: Format | None = None, progress: bool | None = None) -> LoadReport:
@@ -98,7 +101,14 @@ class Lab:
             >>> report.rows_read == report.accepted + report.rejected + report.duplicates
             True
         """
-        report = load_files(self.store, paths, format=format, progress=progress, max_clock_skew=self.max_clock_skew)
+        report = load_files(
+            self.store,
+            paths,
+            format=format,
+            progress=progress,
+            max_clock_skew=self.max_clock_skew,
+            touched=self._touched,
+        )
         self._wrote()
         return report
 
@@ -111,6 +121,7 @@ class Lab:
         """
         recordings = read_recordings(path)
         self.store.write_recordings(recordings)
+        self._touched = None  # durations and courses may change everywhere
         self._wrote()
         return recordings
 
@@ -223,27 +234,57 @@ class Lab:
     def _event_count(self) -> int:
         return self.store.count("analytics_events")
 
-    def _wrote(self) -> None:
+    def _wrote(self, events: pl.DataFrame | None = None) -> None:
         self._generation += 1
+        if self._touched is not None and events is not None:
+            self._touched.update(events["recording_id"].unique().to_list())
 
     def refresh(self) -> dict[str, int]:
-        """Materialise the derived tables into the store (all of them, in one replace); return their row counts.
+        """Materialise the derived tables into the store; return the rows written per table.
+
+        Incremental when this Lab knows which recordings got new events since its last
+        refresh: it recomputes those recordings and the other recordings of their courses
+        (course statistics need them all) and replaces just their rows. Otherwise (a store
+        this Lab did not write, or a new catalogue) it recomputes everything.
 
         Example:
             >>> Lab(":memory:").refresh()["playback_sessions"]
             0
         """
-        d = self.derived()
-        tables = {
-            "playback_sessions": d.playback_sessions,
-            "quality_events": d.quality_events,
-            "engagement_metrics": d.engagement_metrics,
-            "lecture_statistics": d.lecture_statistics,
-            "course_statistics": d.course_statistics,
+        touched = self._touched
+        if touched is None:
+            d = self.derived()
+            tables = {name: getattr(d, name) for name in _MATERIALISED}
+            self.store.replace_tables(tables)
+            self._refreshed = self._cache[0] if self._cache else None
+            self._touched = set()
+            return {name: frame.height for name, frame in tables.items()}
+        if not touched:
+            return dict.fromkeys(_MATERIALISED, 0)
+        recordings = self.store.read("recordings")
+        cat = catalogue(
+            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=sorted(touched))]),
+            recordings,
+        )
+        courses = sorted(set(cat.filter(pl.col("recording_id").is_in(list(touched)))["course_id"].drop_nulls()))
+        in_courses = recordings.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
+        scope = sorted(touched | set(in_courses))
+        d = derive(
+            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=scope)]),
+            recordings=recordings,
+        )
+        changes = {
+            name: ("recording_id", scope, getattr(d, name)) for name in _MATERIALISED if name != "course_statistics"
         }
-        self.store.replace_tables(tables)
-        self._refreshed = self._cache[0] if self._cache else None
-        return {name: frame.height for name, frame in tables.items()}
+        changes["course_statistics"] = (
+            "course_id",
+            courses,
+            d.course_statistics.filter(pl.col("course_id").is_in(courses)),
+        )
+        self.store.replace_rows(changes)
+        self._touched = set()
+        self._refreshed = (self._generation, self._event_count(), None, DEFAULT_ATTENDANCE_THRESHOLD)
+        return {name: change[2].height for name, change in changes.items()}
 
     def _query(
         self,
@@ -445,7 +486,7 @@ class Lab:
 
         def sink(accepted: pl.DataFrame, rejected: pl.DataFrame) -> AppendResult:
             result = self.store.append(accepted, rejected)
-            self._wrote()
+            self._wrote(accepted)
             return result
 
         return Collector(

@@ -213,7 +213,14 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
 
 
 def _load_one(
-    store: DuckDBStore | ParquetLake, path: Path, *, fmt: Format, bar: Any, max_clock_skew: timedelta, batch_rows: int
+    store: DuckDBStore | ParquetLake,
+    path: Path,
+    *,
+    fmt: Format,
+    bar: Any,
+    max_clock_skew: timedelta,
+    batch_rows: int,
+    touched: set[str] | None,
 ) -> FileReport:
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -228,6 +235,8 @@ def _load_one(
                 checked = validate(batch.rows, source=str(path), max_clock_skew=max_clock_skew)
                 accepted, rejected = checked.accepted, pl.concat([batch.malformed, checked.rejected])
             result = store.append(accepted, rejected)
+            if touched is not None and result.inserted:
+                touched.update(accepted["recording_id"].unique().to_list())
             counts.update(
                 rows=batch.rows_read, accepted=result.inserted, rejected=result.rejected, duplicates=result.duplicates
             )
@@ -277,11 +286,13 @@ def load_files(
     progress: bool | None = None,
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
     batch_rows: int = 250_000,
+    touched: set[str] | None = None,
 ) -> LoadReport:
     """Load files, globs or directories into ``store``; return the report.
 
     A file that cannot be read to the end keeps what was stored before the fault and
-    says why in its report (``error``); the other files still load.
+    says why in its report (``error``); the other files still load. ``touched``, when
+    given, receives the ids of the recordings that got new events.
 
     Example:
         >>> from vtp_lab.store import open_store

@@ -132,6 +132,10 @@ class Store(Protocol):
         """Rows in ``table``."""
         ...
 
+    def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
+        """Replace some rows of some tables at once."""
+        ...
+
     def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
         """Replace whole tables at once."""
         ...
@@ -283,6 +287,27 @@ class DuckDBStore:
             try:
                 for name in frames:
                     self.con.execute(f"DELETE FROM {name}")
+                    self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
+        """For each table, replace the rows whose ``column`` is in ``values`` by ``frame``; one transaction.
+
+        Example:
+            >>> from vtp_lab.tables import LECTURE_STATISTICS
+            >>> DuckDBStore().replace_rows({"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())})
+        """
+        conformed = {f"new_{name}": _table(name).conform(frame) for name, (_, _, frame) in changes.items()}
+        with self._lock, self._registered(**conformed):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                for name, (column, values, _) in changes.items():
+                    if values:
+                        marks = ", ".join("?" * len(values))
+                        self.con.execute(f"DELETE FROM {name} WHERE {column} IN ({marks})", values)
                     self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
                 self.con.execute("COMMIT")
             except BaseException:
@@ -563,6 +588,22 @@ class ParquetLake:
                 [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()]
             )
             self._commit({"table": ",".join(conformed), "mode": "replace", "files": files}, name)
+
+    def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
+        """For each table, replace the rows whose ``column`` is in ``values`` by ``frame``.
+
+        The tables are rewritten whole and committed in one ledger entry.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.tables import LECTURE_STATISTICS
+            >>> ParquetLake(tempfile.mkdtemp()).replace_rows({"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())})
+        """
+        frames = {}
+        for name, (column, values, frame) in changes.items():
+            kept = self.read(name).filter(~pl.col(column).is_in(values))
+            frames[name] = pl.concat([kept, _table(name).conform(frame)])
+        self.replace_tables(frames)
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue: a new file, then a ledger entry that supersedes the last.
