@@ -205,3 +205,33 @@ def test_second_writer_gets_a_clear_error(tmp_path, name):
     with Lab(path, read_only=True) as reader:
         assert reader.events().height == 0
     os.sync()
+
+
+@pytest.mark.parametrize("store_name", ["lab.duckdb", "lake"])
+def test_load_killed_mid_file_then_loaded_again_is_exact(tmp_path, store_name):
+    from vtp_lab.io import write_events
+
+    big = semester(courses=2, lectures_per_course=6, students=150, seed=8, bad_rows=0.01).events
+    dump = write_events(big, tmp_path / "dump.csv")
+    store = tmp_path / store_name
+    code = "import sys; from vtp_lab.load import load_files; from vtp_lab.store import open_store; load_files(open_store(sys.argv[1]), [sys.argv[2]], progress=False, batch_rows=2000)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(store), str(dump)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if store_name == "lake" and len(list((store / "_ledger").glob("*.json"))) >= 3:
+            break
+        if store_name == "lab.duckdb" and (
+            store.with_suffix(".duckdb.wal").exists() or store.stat().st_size > 2_000_000 if store.exists() else False
+        ):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lab = Lab(store)
+    partial = lab.events().height
+    report = lab.load(dump, progress=False)
+    assert report.rows_read == big.height
+    stored = lab.events()
+    assert stored["id"].n_unique() == stored.height
+    assert report.accepted == stored.height - partial
+    assert stored.height + lab.rejected_events().height == big.height

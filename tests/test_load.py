@@ -231,3 +231,13 @@ def test_five_million_events_load_in_bounded_memory(tmp_path):
     assert accepted > 0
     assert peak_mb < 1536, f"peak RSS {peak_mb} MB"
     print(f"5M events: peak RSS {peak_mb} MB")
+
+
+def test_progress_bar_only_where_someone_looks(tmp_path, sem, capsys):
+    path = write_events(sem.events, tmp_path / "p.ndjson")
+    Lab(":memory:").load(path)  # not a terminal, not a notebook: silent
+    assert capsys.readouterr().err == ""
+    Lab(":memory:").load(path, progress=True)
+    assert "loading" in capsys.readouterr().err
+    Lab(":memory:").load(path, progress=False)
+    assert capsys.readouterr().err == ""

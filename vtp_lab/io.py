@@ -137,7 +137,7 @@ def write_events(events: pl.DataFrame, path: str | Path, *, format: Format | Non
 
 _GZIP: Final = b"\x1f\x8b"
 _ZSTD: Final = b"\x28\xb5\x2f\xfd"
-_CHUNK_BYTES: Final = 64 * 1024 * 1024
+_CHUNK_BYTES: Final = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def detect_format(path: str | Path) -> Format:
 
 
 def _lines(path: Path) -> Iterator[tuple[list[str], int, int]]:
-    """(lines, number of the first line, bytes read so far) in chunks of about 64 MiB."""
+    """(lines, number of the first line, bytes read so far) in chunks of about 32 MiB."""
     number = 1
     tail = b""
     with _open_text(path) as fh, open(path, "rb") as raw:

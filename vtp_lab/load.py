@@ -313,6 +313,7 @@ def load_files(
                 bar=bar,
                 max_clock_skew=max_clock_skew,
                 batch_rows=batch_rows,
+                touched=touched,
             )
             for path in files
         )

@@ -170,13 +170,16 @@ def _first_per_id(events: pl.DataFrame) -> pl.DataFrame:
 class DuckDBStore:
     """The tables in one DuckDB database file (or in memory with ``":memory:"``).
 
+    ``memory_limit`` bounds DuckDB's cache of the file (it spills beyond it), so long
+    loads stay in bounded memory.
+
     Example:
         >>> s = DuckDBStore(":memory:")
         >>> s.read("recordings").columns[:2]
         ['recording_id', 'course_id']
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False, memory_limit: str = "1GB") -> None:
         self.path = str(path)
         self.read_only = read_only
         if self.path != ":memory:":
@@ -189,6 +192,8 @@ class DuckDBStore:
                 raise StoreLockedError(path=self.path, holder=f"{match[1]} (PID {match[2]})") from None
             raise StoreError(f"cannot open the DuckDB store {self.path}: {exc}") from None
         self.con.execute("SET preserve_insertion_order = false")  # stored row order carries no meaning
+        if self.path != ":memory:":
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")  # DuckDB caches blocks up to this, then spills
         self._lock = threading.Lock()
         if not read_only:
             for table in TABLES.values():
