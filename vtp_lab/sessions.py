@@ -51,6 +51,7 @@ __all__ = [
     "session_details",
     "session_segments",
     "sessionize",
+    "sweep",
 ]
 
 SESSION_KEY: Final = ["session_id", "recording_id", "user_id"]
@@ -363,19 +364,17 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    """Per group: seconds covered at least once (``covered_seconds``) and twice (``rewatched_seconds``).
+def sweep(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """The content line of each group cut where its coverage changes: ``[x, x + length)`` at ``depth``.
 
-    The content intervals are the segments' ``[start, end)``.
-
-    A sweep over the sorted interval ends: every interval adds 1 at its start and takes 1
-    away at its end, so the running sum over the sorted frame is the depth within each
-    group (earlier groups sum to zero).
+    Every interval ``[start, end)`` adds 1 at its start and takes 1 away at its end; over
+    the points sorted by group and position, the running sum is the depth within each
+    group (earlier groups sum to zero). Pieces of zero length are dropped.
 
     Example:
-        >>> segs = pl.DataFrame({"g": ["a", "a", "b"], "start": [0.0, 5.0, 0.0], "end": [10.0, 20.0, 3.0]})
-        >>> coverage(segs, ["g"]).sort("g").rows()
-        [('a', 20.0, 5.0), ('b', 3.0, 0.0)]
+        >>> segs = pl.DataFrame({"g": ["a", "a"], "start": [0.0, 5.0], "end": [10.0, 20.0]})
+        >>> sweep(segs, ["g"]).select("x", "length", "depth").rows()
+        [(0.0, 5.0, 1), (5.0, 5.0, 2), (10.0, 10.0, 1)]
     """
     iv = segments.filter(pl.col("end") > pl.col("start"))
     points = pl.concat(
@@ -385,13 +384,34 @@ def coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
         ]
     ).sort([*by, "x", "d"])
     same_next = pl.all_horizontal(pl.col(c) == pl.col(c).shift(-1) for c in by).fill_null(False)
-    points = points.with_columns(
-        pl.col("d").cum_sum().alias("depth"),
-        pl.when(same_next).then(pl.col("x").shift(-1) - pl.col("x")).otherwise(0.0).alias("length"),
+    return (
+        points.with_columns(
+            pl.col("d").cum_sum().alias("depth"),
+            pl.when(same_next).then(pl.col("x").shift(-1) - pl.col("x")).otherwise(0.0).alias("length"),
+        )
+        .filter(pl.col("length") > 0)
+        .select(*by, "x", "length", "depth")
     )
-    return points.group_by(by).agg(
+
+
+def coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Per group: seconds covered at least once (``covered_seconds``) and twice (``rewatched_seconds``).
+
+    The content intervals are the segments' ``[start, end)`` (see :func:`sweep`).
+
+    Example:
+        >>> segs = pl.DataFrame({"g": ["a", "a", "b"], "start": [0.0, 5.0, 0.0], "end": [10.0, 20.0, 3.0]})
+        >>> coverage(segs, ["g"]).sort("g").rows()
+        [('a', 20.0, 5.0), ('b', 3.0, 0.0)]
+    """
+    pieces = sweep(segments, by)
+    totals = pieces.group_by(by).agg(
         pl.col("length").filter(pl.col("depth") >= 1).sum().alias("covered_seconds"),
         pl.col("length").filter(pl.col("depth") >= 2).sum().alias("rewatched_seconds"),
+    )
+    groups = segments.select(by).unique()
+    return groups.join(totals, on=by, how="left").with_columns(
+        pl.col("covered_seconds", "rewatched_seconds").fill_null(0.0)
     )
 
 

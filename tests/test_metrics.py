@@ -1,0 +1,104 @@
+"""Metrics, hand-checked: QoE, retention, attendance categories, at-risk students, QoE and engagement."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+from test_sessions import recordings, worked_events
+
+from vtp_lab.metrics import at_risk_students, attendance_categories, qoe, qoe_and_engagement, qoe_summary, retention
+from vtp_lab.sessions import sessionize
+
+
+@pytest.fixture(scope="module")
+def worked():
+    return sessionize(worked_events(), recordings=recordings())
+
+
+def test_qoe_of_the_worked_example(worked):
+    summary = qoe_summary(worked.details).row(0, named=True)
+    assert summary["sessions"] == 2
+    assert (summary["playback_failure_rate"], summary["exit_before_start_rate"]) == (0.0, 0.0)
+    assert summary["rebuffer_ratio"] == pytest.approx(4 / (656 + 4))  # 4 s of rebuffering, 456 + 200 s of play
+    assert summary["rebuffer_frequency"] == pytest.approx(1 / (656 / 60))
+    first = qoe(worked.details).sort("session_id").row(0, named=True)
+    # no failure 0.4; smooth 0.3 x (1 - (4/460)/0.1); bitrate unknown: left out; steady 0.1 x (1 - 1/(456/60))
+    expected = (0.4 + 0.3 * (1 - (4 / 460) / 0.1) + 0.1 * (1 - 1 / (456 / 60))) / 0.8 * 100
+    assert first["qoe_score"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_qoe_terms():
+    rows = pl.DataFrame(
+        {
+            "fatal_errors": [1, 0, 0],
+            "rebuffer_ratio": [None, 0.2, 0.0],
+            "time_weighted_bitrate": [None, 5000.0, 1250.0],
+            "buffer_events": [0, 6, 0],
+            "play_time_seconds": [0.0, 60.0, 60.0],
+        }
+    )
+    assert qoe(rows)["qoe_score"].to_list() == [0.0, pytest.approx(60.0), pytest.approx(85.0)]
+
+
+def test_retention_of_the_worked_example(worked):
+    curve = retention(worked.segments, bin_seconds=50).sort("bin")
+    by_bin = {row["bin"]: row for row in curve.iter_rows(named=True)}
+    assert sorted(by_bin) == list(range(12))  # the whole 600 s was played
+    assert by_bin[0]["views"] == 1 and by_bin[8]["views"] == 2  # [400, 450): the end of session 1 and session 2
+    assert [by_bin[b]["rewatch_sessions"] for b in range(12)] == [0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]  # [50, 196) twice
+    assert all(by_bin[b]["retention"] == 1.0 for b in range(12))  # one viewer, everywhere
+
+
+def test_attendance_categories_by_week():
+    rec = pl.DataFrame(
+        {
+            "recording_id": ["l1", "l2", "l3"],
+            "course_id": ["c", "c", "c"],
+            "published_at": [datetime(2026, 9, 1), datetime(2026, 9, 2), datetime(2026, 9, 8)],
+        }
+    )
+    feats = pl.DataFrame({"user_id": ["a", "a", "b", "b"], "recording_id": ["l1", "l2", "l1", "l3"]})
+    got = attendance_categories(feats, rec)
+    assert got.select("user_id", "lectures", "viewed", "category").rows() == [
+        ("a", 2, 2, "all"),
+        ("b", 2, 1, "some"),
+        ("a", 1, 0, "none"),
+        ("b", 1, 1, "all"),
+    ]
+
+
+def test_at_risk_needs_consecutive_weeks():
+    rec = pl.DataFrame(
+        {
+            "recording_id": ["l1", "l2", "l3"],
+            "course_id": ["c"] * 3,
+            "published_at": [datetime(2026, 9, d) for d in (1, 8, 15)],
+        }
+    )
+    scores = {"a": [80, 90, 85], "b": [70, 60, 75], "c": [10, 70, 5], "d": [20, 10, 80]}
+    feats = pl.DataFrame(
+        [
+            {"user_id": u, "recording_id": f"l{i + 1}", "engagement_score": float(v)}
+            for u, vs in scores.items()
+            for i, v in enumerate(vs)
+        ]
+    )
+    fired = at_risk_students(feats, rec)
+    assert fired["user_id"].to_list() == ["d"]  # c was low in weeks 1 and 3, not running; d in weeks 1 and 2
+    assert fired["weeks_below"].to_list() == [2]
+    assert at_risk_students(feats, rec, weeks=1)["user_id"].unique().sort().to_list() == ["c", "d"]
+    with pytest.raises(ValueError, match="below=2"):
+        at_risk_students(feats, rec, below=2)
+
+
+def test_qoe_and_engagement_counts_each_session_once_per_dimension(worked):
+    table = qoe_and_engagement(worked.details)
+    for dimension in ("rebuffer_ratio", "quality"):
+        assert table.filter(pl.col("dimension") == dimension)["sessions"].sum() == worked.details.height
+    quality = table.filter(pl.col("dimension") == "quality").sort("group")
+    assert quality.select("group", "sessions", "mean_completion_rate").rows() == [
+        ("1080p", 1, 68.33),
+        ("720p", 1, 33.33),
+    ]

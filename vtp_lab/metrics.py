@@ -1,0 +1,280 @@
+"""Metrics over sessions: quality of experience, retention, attendance, at-risk students, QoE and engagement.
+
+Each function takes frames from :mod:`vtp_lab.sessions` / :mod:`vtp_lab.stats` (or any
+frame with the same columns) and returns a frame. Formulas are in ``docs/metrics.md``.
+
+Example:
+    >>> from vtp_lab.synth import semester
+    >>> from vtp_lab.stats import derive
+    >>> d = derive(semester(courses=1, lectures_per_course=2, students=5, seed=1).events)
+    >>> qoe(d.session_details)["qoe_score"].is_between(0, 100).all()
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.sessions import sweep
+
+__all__ = [
+    "QOE_REFERENCE_BITRATE",
+    "REBUFFER_BANDS",
+    "at_risk_students",
+    "attendance_categories",
+    "qoe",
+    "qoe_and_engagement",
+    "qoe_summary",
+    "retention",
+]
+
+QOE_REFERENCE_BITRATE: Final = 5000.0
+"""The bitrate (kbit/s) that earns the full bitrate term of the QoE score (1080p on the synthetic ladder)."""
+
+REBUFFER_BANDS: Final = (0.0, 0.01, 0.05, 0.10)
+"""Lower bounds of the rebuffer-ratio bands of :func:`qoe_and_engagement`."""
+
+_WEIGHTS: Final = {"no_failure": 0.4, "smooth": 0.3, "bitrate": 0.2, "steady": 0.1}
+
+
+def qoe(details: pl.DataFrame, *, reference_bitrate: float = QOE_REFERENCE_BITRATE) -> pl.DataFrame:
+    """Per session: rebuffer frequency and the composite QoE score in [0, 100].
+
+    ``qoe_score = 100 x (0.4 no fatal error + 0.3 (1 - min(1, rebuffer_ratio / 0.1))
+    + 0.2 min(1, bitrate / reference) + 0.1 (1 - min(1, rebuffers per minute)))``; a term
+    whose input is unknown (no play, no bitrate) is left out and the weights of the others
+    are scaled to sum to 1.
+
+    Example:
+        >>> row = pl.DataFrame({"fatal_errors": [0], "rebuffer_ratio": [0.05], "time_weighted_bitrate": [2500.0],
+        ...     "buffer_events": [1], "play_time_seconds": [120.0]})
+        >>> qoe(row)["qoe_score"].item()  # 40 + 30 x 0.5 + 20 x 0.5 + 10 x (1 - 0.5)
+        70.0
+    """
+    per_minute = pl.when(pl.col("play_time_seconds") > 0).then(
+        pl.col("buffer_events") / (pl.col("play_time_seconds") / 60)
+    )
+    terms = {
+        "no_failure": (pl.col("fatal_errors") == 0).cast(pl.Float64),
+        "smooth": 1 - (pl.col("rebuffer_ratio") / 0.1).clip(0, 1),
+        "bitrate": (pl.col("time_weighted_bitrate") / reference_bitrate).clip(0, 1),
+        "steady": 1 - per_minute.clip(0, 1),
+    }
+    known = [pl.when(t.is_not_null()).then(_WEIGHTS[k]).otherwise(0.0) for k, t in terms.items()]
+    weighted = [(t * _WEIGHTS[k]).fill_null(0.0) for k, t in terms.items()]
+    return details.with_columns(
+        per_minute.alias("rebuffer_frequency"),
+        (100 * pl.sum_horizontal(weighted) / pl.sum_horizontal(known)).round(6).alias("qoe_score"),
+    )
+
+
+def qoe_summary(details: pl.DataFrame, *, by: list[str] | None = None) -> pl.DataFrame:
+    """QoE aggregated over sessions (after Mux Data's definitions), overall or per group.
+
+    Playback failure rate (sessions with a fatal error), exit-before-start rate, rebuffer
+    ratio (rebuffer time / (play + rebuffer time), over all sessions), rebuffer frequency
+    (rebuffers per minute of play), time-weighted bitrate, upshifts and downshifts per
+    hour of play, and the mean QoE score.
+
+    Example:
+        >>> d = pl.DataFrame({"recording_id": ["r", "r"], "fatal_errors": [1, 0], "exited_before_start": [False, True],
+        ...     "rebuffer_seconds": [6.0, 0.0], "play_time_seconds": [54.0, 0.0], "buffer_events": [2, 0],
+        ...     "time_weighted_bitrate": [2800.0, None], "upshifts": [1, 0], "downshifts": [0, 0], "rebuffer_ratio": [0.1, None]})
+        >>> qoe_summary(d, by=["recording_id"]).select("sessions", "playback_failure_rate", "rebuffer_ratio").row(0)
+        (2, 0.5, 0.1)
+    """
+    scored = qoe(details)
+    play = pl.col("play_time_seconds")
+    bitrate_play = pl.col("play_time_seconds").filter(pl.col("time_weighted_bitrate").is_not_null())
+    aggs = [
+        pl.len().alias("sessions"),
+        (pl.col("fatal_errors") > 0).mean().alias("playback_failure_rate"),
+        pl.col("exited_before_start").mean().alias("exit_before_start_rate"),
+        (pl.col("rebuffer_seconds").sum() / (play.sum() + pl.col("rebuffer_seconds").sum())).alias("rebuffer_ratio"),
+        (pl.col("buffer_events").sum() / (play.sum() / 60)).alias("rebuffer_frequency"),
+        ((pl.col("time_weighted_bitrate") * play).sum() / bitrate_play.sum()).alias("time_weighted_bitrate"),
+        (pl.col("upshifts").sum() / (play.sum() / 3600)).alias("upshifts_per_hour"),
+        (pl.col("downshifts").sum() / (play.sum() / 3600)).alias("downshifts_per_hour"),
+        pl.col("qoe_score").mean().alias("qoe_score"),
+    ]
+    out = scored.group_by(by).agg(aggs).sort(by) if by else scored.select(aggs)
+    return out.with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def retention(segments: pl.DataFrame, *, bin_seconds: float = 5.0) -> pl.DataFrame:
+    """Audience retention per lecture: viewers per ``bin_seconds`` segment, the drop-off curve, rewatching.
+
+    For each recording and segment of the content: ``unique_viewers`` (users who played any
+    of it), ``views`` (sessions that did), ``retention`` (unique viewers / the recording's
+    unique viewers), ``rewatch_sessions`` (sessions that played some of it more than once).
+
+    Example:
+        >>> segs = pl.DataFrame({"recording_id": ["r"] * 3, "user_id": ["a", "a", "b"], "session_id": ["s", "s", "t"],
+        ...     "start": [0.0, 0.0, 0.0], "end": [10.0, 5.0, 4.0]})
+        >>> retention(segs).select("bin", "unique_viewers", "rewatch_sessions", "retention").rows()
+        [(0, 2, 1, 1.0), (1, 1, 0, 0.5)]
+    """
+    if bin_seconds <= 0:
+        raise ValueError(f"bin_seconds={bin_seconds} must be positive, e.g. 5 for 5-second segments")
+    by = ["recording_id", "user_id", "session_id"]
+    pieces = sweep(segments, by).with_columns(
+        pl.int_ranges(
+            (pl.col("x") / bin_seconds).floor().cast(pl.Int64),
+            ((pl.col("x") + pl.col("length")) / bin_seconds).ceil().cast(pl.Int64),
+        ).alias("bin")
+    )
+    played = pieces.select(*by, "bin").explode("bin").unique()
+    twice = pieces.filter(pl.col("depth") >= 2).select(*by, "bin").explode("bin").unique()
+    viewers = played.group_by("recording_id").agg(pl.col("user_id").n_unique().alias("_viewers"))
+    curve = played.group_by("recording_id", "bin").agg(
+        pl.col("user_id").n_unique().alias("unique_viewers"), pl.len().alias("views")
+    )
+    rewatch = twice.group_by("recording_id", "bin").agg(pl.len().alias("rewatch_sessions"))
+    return (
+        curve.join(viewers, on="recording_id")
+        .join(rewatch, on=["recording_id", "bin"], how="left")
+        .with_columns(
+            (pl.col("bin") * bin_seconds).alias("bin_start"),
+            (pl.col("unique_viewers") / pl.col("_viewers")).alias("retention"),
+            pl.col("rewatch_sessions").fill_null(0).cast(pl.UInt32),
+        )
+        .sort("recording_id", "bin")
+        .select("recording_id", "bin", "bin_start", "unique_viewers", "views", "retention", "rewatch_sessions")
+    )
+
+
+def attendance_categories(features: pl.DataFrame, recordings: pl.DataFrame) -> pl.DataFrame:
+    """Per course, week and student: lectures published that week, how many the student viewed, and the category.
+
+    ``category`` is ``none``, ``some`` or ``all`` of the week's lectures viewed (as Open
+    edX Aspects reports it). A course's students are the users with a session on any of
+    its lectures; a lecture's week is the week (Monday, UTC) of its ``published_at``.
+
+    Example:
+        >>> rec = pl.DataFrame({"recording_id": ["l1", "l2"], "course_id": ["c", "c"],
+        ...     "published_at": [__import__("datetime").datetime(2026, 9, 1)] * 2})
+        >>> feats = pl.DataFrame({"user_id": ["a", "b", "a"], "recording_id": ["l1", "l1", "l2"]})
+        >>> attendance_categories(feats, rec).select("user_id", "viewed", "category").rows()
+        [('a', 2, 'all'), ('b', 1, 'some')]
+    """
+    lectures = recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
+        "recording_id", "course_id", pl.col("published_at").dt.truncate("1w").alias("week")
+    )
+    per_week = lectures.group_by("course_id", "week").agg(pl.len().alias("lectures"))
+    viewed = features.select("user_id", "recording_id").unique().join(lectures, on="recording_id")
+    students = viewed.select("course_id", "user_id").unique()
+    grid = students.join(per_week, on="course_id")
+    counts = viewed.group_by("course_id", "week", "user_id").agg(pl.len().alias("viewed"))
+    out = grid.join(counts, on=["course_id", "week", "user_id"], how="left").with_columns(pl.col("viewed").fill_null(0))
+    category = (
+        pl.when(pl.col("viewed") == 0)
+        .then(pl.lit("none"))
+        .when(pl.col("viewed") < pl.col("lectures"))
+        .then(pl.lit("some"))
+        .otherwise(pl.lit("all"))
+    )
+    return (
+        out.with_columns(category.alias("category"))
+        .sort("course_id", "week", "user_id")
+        .select("course_id", "week", "user_id", "lectures", "viewed", "category")
+    )
+
+
+def at_risk_students(
+    features: pl.DataFrame, recordings: pl.DataFrame, *, below: float = 0.5, weeks: int = 2
+) -> pl.DataFrame:
+    """Students whose weekly mean engagement score was under ``below`` x their cohort's median for ``weeks`` weeks running.
+
+    The cohort is the course's students; a student's week is the week of the lectures'
+    publication. A week in which the student viewed none of the published lectures counts
+    as a score of 0. Returns one row per student and course that fired, with the last week
+    of the run, its length and the numbers behind it.
+
+    Example:
+        >>> from datetime import datetime
+        >>> rec = pl.DataFrame({"recording_id": ["l1", "l2"], "course_id": ["c", "c"],
+        ...     "published_at": [datetime(2026, 9, 1), datetime(2026, 9, 8)]})
+        >>> feats = pl.DataFrame({"user_id": ["a", "b", "c", "a", "b", "c"], "recording_id": ["l1"] * 3 + ["l2"] * 3,
+        ...     "engagement_score": [80.0, 70.0, 10.0, 90.0, 60.0, 5.0]})
+        >>> at_risk_students(feats, rec).select("user_id", "weeks_below", "rule").rows()
+        [('c', 2, 'weekly engagement < 0.5 x cohort median for 2 weeks running')]
+    """
+    if not 0 < below <= 1 or weeks < 1:
+        raise ValueError(f"below={below} must be in (0, 1] and weeks={weeks} at least 1")
+    lectures = recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
+        "recording_id", "course_id", pl.col("published_at").dt.truncate("1w").alias("week")
+    )
+    scored = features.select("user_id", "recording_id", "engagement_score").join(lectures, on="recording_id")
+    students = scored.select("course_id", "user_id").unique()
+    grid = students.join(lectures.select("course_id", "week").unique(), on="course_id")
+    weekly = grid.join(
+        scored.group_by("course_id", "week", "user_id").agg(pl.col("engagement_score").mean().alias("score")),
+        on=["course_id", "week", "user_id"],
+        how="left",
+    ).with_columns(pl.col("score").fill_null(0.0))
+    weekly = weekly.with_columns(pl.col("score").median().over("course_id", "week").alias("cohort_median"))
+    weekly = weekly.sort("course_id", "user_id", "week").with_columns(
+        (pl.col("score") < below * pl.col("cohort_median")).alias("low")
+    )
+    run_id = (pl.col("low") != pl.col("low").shift(1)).fill_null(True).cum_sum().over("course_id", "user_id")
+    weekly = weekly.with_columns(run_id.alias("_run"))
+    runs = (
+        weekly.filter(pl.col("low"))
+        .group_by("course_id", "user_id", "_run")
+        .agg(
+            pl.len().alias("weeks_below"),
+            pl.col("week").max().alias("last_week"),
+            pl.col("score").mean().alias("mean_score"),
+            pl.col("cohort_median").mean().alias("mean_cohort_median"),
+        )
+        .filter(pl.col("weeks_below") >= weeks)
+    )
+    rule = f"weekly engagement < {below} x cohort median for {weeks} weeks running"
+    return runs.drop("_run").with_columns(pl.lit(rule).alias("rule")).sort("course_id", "user_id", "last_week")
+
+
+def qoe_and_engagement(details: pl.DataFrame) -> pl.DataFrame:
+    """Completion and early exits by rebuffer-ratio band and by quality, with counts to judge them by.
+
+    One row per (``dimension``, ``group``): sessions, mean completion rate (where known),
+    the share of sessions that exited before start, and mean watched seconds. Bands are
+    ``[0, 1%)``, ``[1%, 5%)``, ``[5%, 10%)``, ``10%+`` of rebuffer ratio, and ``no play``.
+
+    Example:
+        >>> d = pl.DataFrame({"rebuffer_ratio": [0.0, 0.2, None], "quality": ["720p", "720p", None],
+        ...     "completion_rate": [90.0, 30.0, None], "exited_before_start": [False, False, True],
+        ...     "watched_seconds": [540, 180, 0]})
+        >>> qoe_and_engagement(d).filter(pl.col("dimension") == "rebuffer_ratio").select("group", "sessions").rows()
+        [('0-1%', 1), ('10%+', 1), ('no play', 1)]
+    """
+    labels = ["0-1%", "1-5%", "5-10%", "10%+"]
+    ratio = pl.col("rebuffer_ratio")
+    band = pl.when(ratio.is_null()).then(pl.lit("no play"))
+    for low, high, label in zip(REBUFFER_BANDS, [*REBUFFER_BANDS[1:], None], labels, strict=True):
+        cond = ratio >= low if high is None else (ratio >= low) & (ratio < high)
+        band = band.when(cond).then(pl.lit(label))
+    aggs = [
+        pl.len().alias("sessions"),
+        pl.col("completion_rate").mean().alias("mean_completion_rate"),
+        pl.col("exited_before_start").mean().alias("exit_before_start_rate"),
+        pl.col("watched_seconds").mean().alias("mean_watched_seconds"),
+    ]
+    by_band = (
+        details.with_columns(band.alias("group"))
+        .group_by("group")
+        .agg(aggs)
+        .with_columns(pl.lit("rebuffer_ratio").alias("dimension"))
+    )
+    by_quality = (
+        details.with_columns(pl.col("quality").fill_null("unknown").alias("group"))
+        .group_by("group")
+        .agg(aggs)
+        .with_columns(pl.lit("quality").alias("dimension"))
+    )
+    return (
+        pl.concat([by_band, by_quality])
+        .select("dimension", "group", *[a.meta.output_name() for a in aggs])
+        .sort("dimension", "group")
+    )
