@@ -102,3 +102,49 @@ def test_qoe_and_engagement_counts_each_session_once_per_dimension(worked):
         ("1080p", 1, 68.33),
         ("720p", 1, 33.33),
     ]
+
+
+def test_lecture_attendance_by_hand():
+    from test_stats import tiny_course
+
+    from vtp_lab.metrics import lecture_attendance
+    from vtp_lab.stats import derive
+
+    events, cat = tiny_course()
+    feats = derive(events, recordings=cat).engagement_features
+    got = lecture_attendance(feats, cat)
+    assert got.select("attendees", "students", "attendance_rate").rows() == [(2, 2, 100.0), (0, 2, 0.0)]  # L1, L2
+    assert lecture_attendance(feats, cat, threshold=0.25)["attendees"].to_list() == [2, 1]
+
+
+def test_struggle_rule_by_hand():
+    from vtp_lab.metrics import struggle_lectures
+
+    lectures = pl.DataFrame(
+        {
+            "course_id": ["c"] * 5,
+            "recording_id": ["a", "b", "c", "d", "e"],
+            "rewatch_fraction": [0.10, 0.10, 0.30, 0.10, 0.20],  # median 0.10: c and e at >= 0.15
+            "backward_seeks_per_view": [1.0, 1.0, 1.0, 3.0, 2.0],  # median 1.0: d and e at >= 1.5
+            "average_completion_rate": [80.0, 80.0, 40.0, 80.0, 80.0],  # median 80: c at <= 60
+        }
+    )
+    assert struggle_lectures(lectures)["recording_id"].to_list() == ["c", "e"]  # two signals each; d has one
+
+
+def test_weekly_engagement_and_trend():
+    from vtp_lab.metrics import engagement_trends, weekly_engagement
+
+    rec = pl.DataFrame({"recording_id": ["l1", "l2"], "course_id": ["c", "d"]})
+    feats = pl.DataFrame(
+        {
+            "recording_id": ["l1", "l1", "l1", "l2"],
+            "engagement_score": [60.0, 50.0, 40.0, 70.0],
+            "first_watched": [datetime(2026, 9, 1), datetime(2026, 9, 8), datetime(2026, 9, 15), datetime(2026, 9, 1)],
+        }
+    )
+    trends = engagement_trends(weekly_engagement(feats, rec))
+    assert trends.select("course_id", "weeks", "slope", "trend").rows() == [
+        ("c", 3, -10.0, "falling"),
+        ("d", 1, None, "stable"),
+    ]

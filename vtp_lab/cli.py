@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -33,6 +34,8 @@ examples:
   vtp-lab load export.csv --store lake/ --max-rejected 100
   vtp-lab export --to out/ --format csv          CSV for PostgreSQL's COPY
   vtp-lab info --store lake/
+  vtp-lab report engagement --course COURSE_ID -o engagement.html
+  vtp-lab report student --user USER_ID --format md
 
 The store is --store, else $VTP_LAB_STORE, else lab.duckdb here: a .duckdb file is one
 DuckDB database, any other path a Parquet lake directory.
@@ -99,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--tables", nargs="+", help="default: all (Parquet) or the six PostgreSQL tables (CSV)")
 
     command("info", "what the store holds: tables, row counts, date range, rejections by reason")
+
+    report = command("report", "write one of the six reports (HTML opens offline, Markdown or JSON)")
+    report.add_argument("kind", choices=("student", "attendance", "engagement", "performance", "quality", "compliance"))
+    report.add_argument("--course", help="a course id (default: every course)")
+    report.add_argument("--user", help="a user id (the student report needs it)")
+    report.add_argument("--recording", help="a recording id (performance and quality reports)")
+    report.add_argument("-o", "--output", type=Path, help="output file (default: <kind>-report.<format> here)")
+    report.add_argument("--format", choices=("html", "md", "json"), help="default: from the output name, else html")
     return parser
 
 
@@ -184,6 +195,11 @@ def _demo(args: argparse.Namespace) -> int:
         print(_info_text(lab))
         print()
         print(_statistics_text(lab))
+        path = (
+            lab.report("engagement").to_html(Path("engagement-report.html"))
+            and Path("engagement-report.html").resolve()
+        )
+        print(f"\nengagement report: {path}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
@@ -240,6 +256,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    if args.kind == "student" and not args.user:
+        raise _Usage("the student report needs --user ID")
+    fmt = args.format or (
+        args.output.suffix.lstrip(".").replace("markdown", "md") if args.output and args.output.suffix else "html"
+    )
+    if fmt not in ("html", "md", "json"):
+        raise _Usage(f"cannot tell the format of {args.output}; name it .html, .md or .json, or pass --format")
+    output = args.output or Path(f"{args.kind}-report.{fmt}")
+    with _open_lab(args, read_only=True) as lab:
+        report = lab.report(args.kind, course_id=args.course, user_id=args.user, recording_id=args.recording)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "html":
+        report.to_html(output)
+    elif fmt == "md":
+        output.write_text(report.to_markdown(), encoding="utf-8")
+    else:
+        output.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    print(output)
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     with _open_lab(args, read_only=True) as lab:
         print(_info_text(lab))
@@ -255,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"demo": _demo, "synth": _synth, "load": _load, "export": _export, "info": _info}
+    handlers = {"demo": _demo, "synth": _synth, "load": _load, "export": _export, "info": _info, "report": _report}
     try:
         return handlers[args.command](args)
     except _Usage as exc:

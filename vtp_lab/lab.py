@@ -23,12 +23,14 @@ from types import TracebackType
 
 import polars as pl
 
+from vtp_lab import reports
 from vtp_lab.collect import Collector, OnInvalid
 from vtp_lab.errors import EventValidationError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, parse_timestamp, parse_uuid
 from vtp_lab.export import export_csv, export_parquet
 from vtp_lab.io import Format, read_recordings
 from vtp_lab.load import LoadReport, load_files
+from vtp_lab.reports import Report, ReportKind
 from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, ParquetLake, open_store
@@ -446,6 +448,31 @@ class Lab:
             "course_statistics", lambda d: d.course_statistics, lazy=lazy, score=score,
             attendance_threshold=attendance_threshold, course_id=course_id,
         )  # fmt: skip
+
+    def report(
+        self,
+        kind: ReportKind,
+        *,
+        course_id: str | None = None,
+        user_id: str | None = None,
+        recording_id: str | None = None,
+    ) -> Report:
+        """One of the six reports (see :mod:`vtp_lab.reports`); ``student`` needs ``user_id``.
+
+        Example:
+            >>> Lab(":memory:").report("compliance").headline["loads"]
+            0
+        """
+        return reports.build(self, kind, course_id=course_id, user_id=user_id, recording_id=recording_id)
+
+    def alerts(self) -> pl.DataFrame:
+        """Low-engagement students, struggle lectures and QoE regressions, with the rule and numbers of each.
+
+        Example:
+            >>> Lab(":memory:").alerts().height
+            0
+        """
+        return reports.alerts(self)
 
     def rejected_events(self) -> pl.DataFrame:
         """The quarantine: every rejected row with its raw text, source, row number, reason and field.

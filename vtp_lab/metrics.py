@@ -24,10 +24,14 @@ __all__ = [
     "REBUFFER_BANDS",
     "at_risk_students",
     "attendance_categories",
+    "engagement_trends",
+    "lecture_attendance",
     "qoe",
     "qoe_and_engagement",
     "qoe_summary",
     "retention",
+    "struggle_lectures",
+    "weekly_engagement",
 ]
 
 QOE_REFERENCE_BITRATE: Final = 5000.0
@@ -142,6 +146,128 @@ def retention(segments: pl.DataFrame, *, bin_seconds: float = 5.0) -> pl.DataFra
         )
         .sort("recording_id", "bin")
         .select("recording_id", "bin", "bin_start", "unique_viewers", "views", "retention", "rewatch_sessions")
+    )
+
+
+def lecture_attendance(features: pl.DataFrame, recordings: pl.DataFrame, *, threshold: float = 0.5) -> pl.DataFrame:
+    """Per lecture of a course: the course's students, the attendees (coverage >= ``threshold``) and the rate.
+
+    ``attendance_rate = attendees / students x 100``, where the course's students are the
+    users with a session on any of its lectures (spec section 4).
+
+    Example:
+        >>> rec = pl.DataFrame({"recording_id": ["l1", "l2"], "course_id": ["c", "c"]})
+        >>> feats = pl.DataFrame({"user_id": ["a", "b", "a"], "recording_id": ["l1", "l1", "l2"], "coverage": [1.0, 0.6, 0.3]})
+        >>> lecture_attendance(feats, rec).select("recording_id", "attendees", "attendance_rate").rows()
+        [('l1', 2, 100.0), ('l2', 0, 0.0)]
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold={threshold} must be a fraction in (0, 1], e.g. 0.5 for half the lecture")
+    cat = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
+    f = features.join(cat, on="recording_id")
+    students = f.group_by("course_id").agg(pl.col("user_id").n_unique().alias("students"))
+    attendees = (
+        f.filter(pl.col("coverage") >= threshold)
+        .group_by("recording_id")
+        .agg(pl.col("user_id").n_unique().alias("attendees"))
+    )
+    return (
+        cat.join(attendees, on="recording_id", how="left")
+        .join(students, on="course_id", how="left")
+        .with_columns(pl.col("attendees").fill_null(0), pl.col("students").fill_null(0))
+        .with_columns(
+            pl.when(pl.col("students") > 0)
+            .then(pl.col("attendees") / pl.col("students") * 100)
+            .alias("attendance_rate")
+        )
+        .sort("course_id", "recording_id")
+        .select("course_id", "recording_id", "students", "attendees", "attendance_rate")
+    )
+
+
+def weekly_engagement(features: pl.DataFrame, recordings: pl.DataFrame) -> pl.DataFrame:
+    """Per course and week: the mean engagement score of the user-recording pairs first watched that week.
+
+    Example:
+        >>> from datetime import datetime
+        >>> rec = pl.DataFrame({"recording_id": ["l1"], "course_id": ["c"]})
+        >>> feats = pl.DataFrame({"recording_id": ["l1", "l1"], "engagement_score": [40.0, 60.0],
+        ...     "first_watched": [datetime(2026, 9, 1), datetime(2026, 9, 9)]})
+        >>> weekly_engagement(feats, rec).select("week_index", "engagement_score").rows()
+        [(0, 40.0), (1, 60.0)]
+    """
+    cat = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
+    return (
+        features.join(cat, on="recording_id")
+        .with_columns(pl.col("first_watched").dt.truncate("1w").alias("week"))
+        .group_by("course_id", "week")
+        .agg(pl.col("engagement_score").mean(), pl.len().alias("pairs"))
+        .with_columns(
+            ((pl.col("week") - pl.col("week").min().over("course_id")).dt.total_days() // 7).alias("week_index")
+        )
+        .sort("course_id", "week")
+        .select("course_id", "week", "week_index", "engagement_score", "pairs")
+    )
+
+
+def engagement_trends(weekly: pl.DataFrame, *, per_week: float = 1.0) -> pl.DataFrame:
+    """Per course: the least-squares slope of the weekly mean score and ``rising`` / ``falling`` / ``stable``.
+
+    Stable within +-``per_week`` points per week, or with fewer than two weeks.
+
+    Example:
+        >>> w = pl.DataFrame({"course_id": ["c", "c", "c"], "week_index": [0, 1, 2], "engagement_score": [50.0, 55.0, 61.0]})
+        >>> engagement_trends(w).select("slope", "trend").row(0)
+        (5.5, 'rising')
+    """
+    x, y = pl.col("week_index").cast(pl.Float64), pl.col("engagement_score")
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    out = weekly.group_by("course_id").agg(pl.len().alias("weeks"), pl.when(pl.len() >= 2).then(slope).alias("slope"))
+    trend = (
+        pl.when(pl.col("slope") > per_week)
+        .then(pl.lit("rising"))
+        .when(pl.col("slope") < -per_week)
+        .then(pl.lit("falling"))
+        .otherwise(pl.lit("stable"))
+    )
+    return out.with_columns(pl.col("slope").fill_nan(None)).with_columns(trend.alias("trend")).sort("course_id")
+
+
+def struggle_lectures(lectures: pl.DataFrame) -> pl.DataFrame:
+    """The lectures that meet at least two of three struggle signals against their course's median.
+
+    Signals (on the columns of the lecture statistics): replayed content per view
+    ``rewatch_fraction`` at least 1.5 x the median; ``backward_seeks_per_view`` at least
+    1.5 x the median (for both, only when the median is above 0); and
+    ``average_completion_rate`` at most 0.75 x the median. Returns the matching rows with
+    their ``signals`` count.
+
+    Example:
+        >>> lec = pl.DataFrame({"course_id": ["c"] * 4, "recording_id": ["a", "b", "c", "d"],
+        ...     "rewatch_fraction": [0.1, 0.1, 0.3, 0.1], "backward_seeks_per_view": [1.0, 1.0, 2.0, 3.0],
+        ...     "average_completion_rate": [80.0, 80.0, 40.0, 80.0]})
+        >>> struggle_lectures(lec)["recording_id"].to_list()
+        ['c']
+    """
+    by_course = pl.col("course_id")
+    med = {
+        c: pl.col(c).median().over(by_course)
+        for c in ("rewatch_fraction", "backward_seeks_per_view", "average_completion_rate")
+    }
+
+    def signal(expr: pl.Expr) -> pl.Expr:
+        return expr.fill_null(False).cast(pl.Int8)
+
+    signals = (
+        signal((pl.col("rewatch_fraction") >= 1.5 * med["rewatch_fraction"]) & (med["rewatch_fraction"] > 0))
+        + signal(
+            (pl.col("backward_seeks_per_view") >= 1.5 * med["backward_seeks_per_view"])
+            & (med["backward_seeks_per_view"] > 0)
+        )
+        + signal(pl.col("average_completion_rate") <= 0.75 * med["average_completion_rate"])
+    )
+    return (
+        lectures.with_columns(signals.alias("signals")).filter(pl.col("signals") >= 2).sort("course_id", "recording_id")
     )
 
 

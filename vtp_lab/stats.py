@@ -26,6 +26,7 @@ import polars as pl
 
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import EventType, uuid5_series
+from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
 from vtp_lab.sessions import Sessionized, coverage, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
@@ -102,6 +103,8 @@ class Derived:
     lecture_statistics: pl.DataFrame
     course_statistics: pl.DataFrame
     recordings: pl.DataFrame
+    quality_play: pl.DataFrame
+    """Play seconds per recording and quality (what ``quality_distribution`` rounds)."""
 
 
 def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -203,37 +206,6 @@ def _score(features: pl.DataFrame, score: pl.Expr) -> pl.Series:
     return values
 
 
-def _trend(weekly: pl.DataFrame) -> str:
-    if weekly.height < 2:
-        return "stable"
-    x = weekly["week_index"].cast(pl.Float64)
-    y = weekly["score"]
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    return "rising" if slope > 1 else "falling" if slope < -1 else "stable"
-
-
-def _struggle(lectures: pl.DataFrame) -> pl.DataFrame:
-    """Per course, the lectures that meet at least two of the three struggle signals (docs/metrics.md)."""
-    by_course = pl.col("course_id")
-    med = {
-        c: pl.col(c).median().over(by_course)
-        for c in ("rewatch_fraction", "backward_seeks_per_view", "average_completion_rate")
-    }
-    signals = (
-        ((pl.col("rewatch_fraction") >= 1.5 * med["rewatch_fraction"]) & (med["rewatch_fraction"] > 0))
-        .fill_null(False)
-        .cast(pl.Int8)
-        + (
-            (pl.col("backward_seeks_per_view") >= 1.5 * med["backward_seeks_per_view"])
-            & (med["backward_seeks_per_view"] > 0)
-        )
-        .fill_null(False)
-        .cast(pl.Int8)
-        + (pl.col("average_completion_rate") <= 0.75 * med["average_completion_rate"]).fill_null(False).cast(pl.Int8)
-    )
-    return lectures.with_columns(signals.alias("signals")).filter(pl.col("signals") >= 2)
-
-
 def derive(
     events: pl.DataFrame | pl.LazyFrame,
     *,
@@ -265,11 +237,14 @@ def derive(
 
     cat = s.catalogue.select("recording_id", "course_id", "duration_seconds")
     d = s.details
-    quality_seconds = (
+    quality_play = (
         s.segments.filter(pl.col("quality").is_not_null())
         .group_by("recording_id", "quality")
-        .agg(pl.col("play_seconds").sum().round(0).cast(pl.Int64).alias("q"))
+        .agg(pl.col("play_seconds").sum())
         .sort("recording_id", "quality")
+    )
+    quality_seconds = (
+        quality_play.with_columns(pl.col("play_seconds").round(0).cast(pl.Int64).alias("q"))
         .group_by("recording_id", maintain_order=True)
         .agg(pl.struct("quality", "q").alias("dist"))
     )
@@ -314,6 +289,7 @@ def derive(
         lecture_statistics=lecture_table,
         course_statistics=courses,
         recordings=s.catalogue,
+        quality_play=quality_play,
     )
 
 
@@ -323,63 +299,37 @@ def _courses(s: Sessionized, feats: pl.DataFrame, lectures: pl.DataFrame, thresh
         return COURSE_STATISTICS.empty()
     f = feats.join(cat, on="recording_id", how="inner")
     d = s.details.join(cat, on="recording_id", how="inner")
-    students = f.group_by("course_id").agg(pl.col("user_id").n_unique().alias("students"))
-    attendees = (
-        f.filter(pl.col("coverage") >= threshold)
-        .group_by("recording_id")
-        .agg(pl.col("user_id").n_unique().alias("attendees"))
-    )
     attendance = (
-        cat.join(attendees, on="recording_id", how="left")
-        .join(students, on="course_id", how="left")
-        .with_columns(
-            pl.when(pl.col("students") > 0)
-            .then(pl.col("attendees").fill_null(0) / pl.col("students") * 100)
-            .alias("rate")
-        )
+        lecture_attendance(feats, s.catalogue, threshold=threshold)
         .group_by("course_id")
-        .agg(pl.len().cast(pl.Int32).alias("total_lectures"), pl.col("rate").mean().alias("average_attendance_rate"))
-    )
-    base = (
-        attendance.join(students, on="course_id", how="left")
-        .join(
-            d.group_by("course_id").agg(pl.col("completion_rate").mean().alias("average_completion_rate")),
-            on="course_id",
-            how="left",
-        )
-        .join(
-            f.group_by("course_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
-            on="course_id",
-            how="left",
+        .agg(
+            pl.len().cast(pl.Int32).alias("total_lectures"),
+            pl.col("attendance_rate").mean().alias("average_attendance_rate"),
+            pl.col("students").first(),
         )
     )
+    base = attendance.join(
+        d.group_by("course_id").agg(pl.col("completion_rate").mean().alias("average_completion_rate")),
+        on="course_id",
+        how="left",
+    ).join(
+        f.group_by("course_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
+        on="course_id",
+        how="left",
+    )
+    in_courses = lectures.filter(pl.col("course_id").is_not_null())
     ranked = (
-        lectures.filter(pl.col("course_id").is_not_null())
-        .sort(["course_id", "total_viewers", "recording_id"], descending=[False, True, False])
+        in_courses.sort(["course_id", "total_viewers", "recording_id"], descending=[False, True, False])
         .group_by("course_id", maintain_order=True)
         .agg(pl.col("recording_id").head(5).alias("most_watched_lectures"))
     )
     struggle = (
-        _struggle(lectures.filter(pl.col("course_id").is_not_null()))
-        .sort("recording_id")
-        .group_by("course_id")
+        struggle_lectures(in_courses)
+        .group_by("course_id", maintain_order=True)
         .agg(pl.col("recording_id").alias("struggle_lectures"))
     )
-    weekly = (
-        f.with_columns(pl.col("first_watched").dt.truncate("1w").alias("week"))
-        .group_by("course_id", "week")
-        .agg(pl.col("engagement_score").mean().alias("score"))
-        .with_columns(
-            ((pl.col("week") - pl.col("week").min().over("course_id")).dt.total_days() // 7).alias("week_index")
-        )
-        .sort("course_id", "week")
-    )
-    trends = pl.DataFrame(
-        {
-            "course_id": [c for (c,), _ in weekly.group_by(["course_id"])],
-            "engagement_trend": [_trend(g) for _, g in weekly.group_by(["course_id"])],
-        },
-        schema={"course_id": pl.String, "engagement_trend": pl.String},
+    trends = engagement_trends(weekly_engagement(feats, s.catalogue)).select(
+        "course_id", pl.col("trend").alias("engagement_trend")
     )
     out = (
         base.join(ranked, on="course_id", how="left")

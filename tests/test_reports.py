@@ -1,0 +1,151 @@
+"""The six reports: numbers that match their frames, offline HTML, JSON round trips; alerts; the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+from conftest import ROOT
+
+from vtp_lab.lab import Lab
+from vtp_lab.reports import REPORT_KINDS, Report, alerts
+from vtp_lab.synth import semester
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    sem = semester(courses=2, lectures_per_course=4, students=40, seed=31, bad_rows=0.02)
+    path = tmp_path_factory.mktemp("reports") / "lab.duckdb"
+    lab = Lab(path)
+    dump = tmp_path_factory.mktemp("dump") / "d.ndjson"
+    from vtp_lab.io import write_events
+
+    write_events(sem.events, dump)
+    lab.load(dump, progress=False)
+    lab.store.write_recordings(sem.recordings)
+    lab._touched = None  # the catalogue changed under the Lab: recompute everything
+    return lab
+
+
+@pytest.fixture(scope="module")
+def built(lab):
+    user = lab.engagement_metrics()["user_id"][0]
+    return {kind: lab.report(kind, user_id=user if kind == "student" else None) for kind in REPORT_KINDS}
+
+
+def test_every_kind_builds_with_its_class(built):
+    assert {k: type(r).__name__ for k, r in built.items()} == {
+        "student": "StudentEngagementReport",
+        "attendance": "AttendanceReport",
+        "engagement": "EngagementReport",
+        "performance": "PerformanceReport",
+        "quality": "QualityReport",
+        "compliance": "ComplianceReport",
+    }
+
+
+def test_headline_numbers_match_the_frames(built, lab):
+    s = built["student"]
+    assert s.headline["sessions"] == s.tables["watch_history"].height
+    assert s.headline["watch_hours"] == pytest.approx(
+        s.tables["watch_history"]["watched_seconds"].sum() / 3600, abs=0.01
+    )
+    assert s.headline["lectures_watched"] == s.tables["coverage_per_lecture"].height
+    e = built["engagement"]
+    assert e.tables["score_distribution"]["pairs"].sum() == lab.engagement_metrics().height
+    assert e.headline["mean_engagement_score"] == pytest.approx(lab.engagement_metrics()["engagement_score"].mean())
+    assert e.headline["students_at_risk"] == e.tables["students_at_risk"]["user_id"].n_unique()
+    p = built["performance"]
+    assert p.headline["sessions"] == lab.playback_sessions().height == p.tables["overall"]["sessions"].item()
+    assert p.headline["rebuffer_ratio"] == pytest.approx(p.tables["overall"]["rebuffer_ratio"].item())
+    q = built["quality"]
+    assert q.headline["quality_switches"] == lab.quality_events().height == q.tables["switches"]["switches"].sum()
+    c = built["compliance"]
+    loads = lab.loads()
+    assert (c.headline["rows_read"], c.headline["accepted"], c.headline["rejected"], c.headline["duplicates"]) == (
+        loads["rows_read"].sum(),
+        loads["accepted"].sum(),
+        loads["rejected"].sum(),
+        loads["duplicates"].sum(),
+    )
+    assert c.headline["quarantined_rows"] == lab.rejected_events().height
+    assert c.tables["rejected_by_reason"]["rows"].sum() == lab.rejected_events().height
+    a = built["attendance"]
+    assert a.headline["lectures"] == lab.recordings().height
+    assert a.headline["mean_attendance_rate"] == pytest.approx(
+        lab.course_statistics()["average_attendance_rate"].mean()
+    )
+
+
+def test_html_is_standalone_and_offline(built, tmp_path):
+    for kind, report in built.items():
+        page = report.to_html(tmp_path / f"{kind}.html")
+        assert (tmp_path / f"{kind}.html").read_text() == page
+        assert not re.search(r"<script[^>]*src=|<link[^>]*href=|@import|url\(\s*['\"]?https?:", page), kind
+        assert page.count("<svg") == len(report.charts)
+        assert "<h1>" in page
+
+
+def test_json_round_trip_and_markdown(built):
+    for report in built.values():
+        data = json.loads(json.dumps(report.to_dict()))
+        back = Report.from_dict(data)
+        assert back.headline == data["headline"]
+        assert {name: frame.height for name, frame in back.tables.items()} == {
+            name: frame.height for name, frame in report.tables.items()
+        }
+        assert back.to_dict()["tables"] == data["tables"]
+        assert report.to_markdown().startswith(f"# {report.title}")
+        bundle = report._repr_mimebundle_()
+        assert set(bundle) == {"text/html", "text/plain"}
+
+
+def test_scopes_and_bad_scopes(lab):
+    course = lab.recordings()["course_id"][0]
+    scoped = lab.report("engagement", course_id=course)
+    assert scoped.scope == {"course_id": course}
+    assert scoped.tables["lectures"].height == lab.recordings().filter(pl.col("course_id") == course).height
+    with pytest.raises(ValueError, match="no recordings of course 'nope'"):
+        lab.report("attendance", course_id="nope")
+    with pytest.raises(ValueError, match="needs user_id"):
+        lab.report("student")
+
+
+def test_alerts_name_their_rules(lab):
+    table = alerts(lab, below=0.9, weeks=1)
+    assert table.columns == ["kind", "subject", "course_id", "rule", "details"]
+    assert table.height > 0
+    assert set(table["kind"]) <= {"low_engagement", "struggle_lecture", "qoe_regression"}
+    for row in table.iter_rows(named=True):
+        assert row["rule"] and json.loads(row["details"])
+    struggle = [r for c in lab.course_statistics().iter_rows(named=True) for r in c["struggle_lectures"]]
+    assert sorted(table.filter(pl.col("kind") == "struggle_lecture")["subject"]) == sorted(struggle)
+
+
+def test_cli_report(lab, tmp_path):
+    lab.close()
+    store = lab.path
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vtp_lab.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+            check=False,
+        )
+
+    out = run("report", "engagement", "--store", store, "-o", str(tmp_path / "e.html"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "e.html").read_text().startswith("<!DOCTYPE html>")
+    out = run("report", "compliance", "--store", store, "--format", "json", "-o", str(tmp_path / "c.json"))
+    assert json.loads((tmp_path / "c.json").read_text())["kind"] == "compliance"
+    out = run("report", "student", "--store", store)
+    assert out.returncode == 2 and "needs --user" in out.stderr
+    out = run("report", "quality", "--store", store, "-o", str(tmp_path / "q.md"))
+    assert out.returncode == 0 and (tmp_path / "q.md").read_text().startswith("# Streaming quality")
