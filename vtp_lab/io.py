@@ -223,7 +223,12 @@ def detect_format(path: str | Path) -> Format:
     return "csv"
 
 
-def _lines(path: Path) -> Iterator[tuple[list[str], int, int]]:
+def _split(text: str) -> pl.Series:
+    """The lines of a text as a polars Series (split in polars, not as Python strings)."""
+    return pl.Series("_raw", [text], dtype=pl.String).str.split("\n").explode()
+
+
+def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
     """(lines, number of the first line, bytes read so far) in chunks of about 32 MiB."""
     number = 1
     tail = b""
@@ -238,11 +243,11 @@ def _lines(path: Path) -> Iterator[tuple[list[str], int, int]]:
                 tail = data
                 continue
             tail = data[cut + 1 :]
-            lines = data[:cut].decode("utf-8", errors="replace").split("\n")
+            lines = _split(data[:cut].decode("utf-8", errors="replace"))
             yield lines, number, _position(fh, raw)
-            number += len(lines)
+            number += lines.len()
         if tail:
-            yield [tail.decode("utf-8", errors="replace")], number, _position(fh, raw)
+            yield _split(tail.decode("utf-8", errors="replace")), number, _position(fh, raw)
 
 
 def _position(fh: IO[bytes], raw: IO[bytes]) -> int:
@@ -302,7 +307,7 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
 def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     source = str(path)
     for lines, first, position in _lines(path):
-        frame = pl.DataFrame({"_raw": lines}).with_row_index("_row", offset=first)
+        frame = lines.to_frame().with_row_index("_row", offset=first)
         frame = frame.filter(~pl.col("_raw").str.contains(r"^\s*$"))
         for start in range(0, max(frame.height, 1), batch_rows):
             good, bad = _json_objects(
@@ -334,30 +339,28 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         yield RawBatch(rows=good, malformed=bad, bytes_read=path.stat().st_size)
 
 
-def _csv_chunk(lines: list[str], first: int, columns: list[str], source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse CSV lines with polars; if polars cannot, find the bad lines one by one."""
-    numbers = pl.Series("_row", range(first, first + len(lines)), dtype=pl.Int64)
-    keep = pl.Series([bool(line.strip()) for line in lines])
-    lines_kept = [line for line, k in zip(lines, keep, strict=True) if k]
-    numbers = numbers.filter(keep)
+def _csv_chunk(lines: pl.Series, first: int, columns: list[str], source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse CSV lines with polars; only if polars cannot, find the bad lines one by one."""
+    numbers = pl.int_range(first, first + lines.len(), dtype=pl.Int64, eager=True).alias("_row")
+    keep = ~lines.str.contains(r"^\s*$")
+    kept, numbers = lines.filter(keep), numbers.filter(keep)
     try:
         frame = pl.read_csv(
-            io.StringIO("\n".join(lines_kept)), has_header=False, new_columns=columns, infer_schema=False,
-            truncate_ragged_lines=False, missing_columns="raise",
+            io.StringIO(kept.str.join("\n").item() if kept.len() else ""), has_header=False, new_columns=columns,
+            infer_schema=False, truncate_ragged_lines=False, missing_columns="raise",
         )  # fmt: skip
-        if frame.height != len(lines_kept) or frame.width != len(columns):
+        if frame.height != kept.len() or frame.width != len(columns):
             raise pl.exceptions.ComputeError("row count changed")
         bad = REJECTED_EVENTS.empty()
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError):
-        parsed = [next(csv.reader([line]), []) for line in lines_kept]
+        parsed = [next(csv.reader([line]), []) for line in kept.to_list()]
         ok = pl.Series([len(p) == len(columns) for p in parsed])
         frame = pl.DataFrame([p for p, good in zip(parsed, ok, strict=True) if good], schema=columns, orient="row")
-        bad = _malformed(pl.Series(lines_kept).filter(~ok), numbers.filter(~ok), source)
-        lines_kept = [line for line, good in zip(lines_kept, ok, strict=True) if good]
-        numbers = numbers.filter(ok)
-    frame = frame.with_columns(
-        pl.Series("_raw", lines_kept, dtype=pl.String), numbers, pl.lit(source).alias("_source")
-    ).with_columns(pl.col(c).replace("", None) for c in columns)
+        bad = _malformed(kept.filter(~ok), numbers.filter(~ok), source)
+        kept, numbers = kept.filter(ok), numbers.filter(ok)
+    frame = frame.with_columns(kept.alias("_raw"), numbers, pl.lit(source).alias("_source")).with_columns(
+        pl.col(c).replace("", None) for c in columns
+    )
     return frame, bad
 
 
@@ -374,8 +377,8 @@ def _csv(path: Path, batch_rows: int) -> Iterator[RawBatch]:
                 body, number = lines[1:], first + 1
             else:
                 columns = list(ANALYTICS_EVENTS.column_names)
-        for start in range(0, max(len(body), 1), batch_rows):
-            good, bad = _csv_chunk(body[start : start + batch_rows], number + start, columns, source)
+        for start in range(0, max(body.len(), 1), batch_rows):
+            good, bad = _csv_chunk(body.slice(start, batch_rows), number + start, columns, source)
             yield RawBatch(rows=good, malformed=bad, bytes_read=position)
 
 
