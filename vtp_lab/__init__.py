@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vtp_lab import metrics, reports, sessions, stats, synth
+    from vtp_lab import metrics, plot, reports, sessions, stats, synth
     from vtp_lab.collect import Collector
     from vtp_lab.errors import EventValidationError, InputFormatError, StoreError, StoreLockedError, VtpLabError
     from vtp_lab.events import Event, EventType, events_from_json, events_to_json
@@ -36,6 +36,7 @@ __all__ = [
     "events_from_json",
     "events_to_json",
     "metrics",
+    "plot",
     "reports",
     "sessions",
     "stats",
@@ -46,7 +47,7 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_MODULES = ("metrics", "reports", "sessions", "stats", "synth")
+_MODULES = ("metrics", "plot", "reports", "sessions", "stats", "synth")
 _LAZY = {
     "Collector": "vtp_lab.collect",
     "Lab": "vtp_lab.lab",
