@@ -13,10 +13,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert [p.stem for p in NOTEBOOKS][:3] == [
+    assert [p.stem for p in NOTEBOOKS] == [
         "01_quickstart",
         "02_prototype_engagement_metric",
         "03_quality_of_experience_and_engagement",
+        "04_dashboard",
     ]
 
 

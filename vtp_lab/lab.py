@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -36,6 +37,9 @@ from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, 
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, ParquetLake, open_store
 from vtp_lab.tables import TABLES
 from vtp_lab.validate import validate
+
+if TYPE_CHECKING:
+    from vtp_lab.widgets import Dashboard
 
 __all__ = ["Lab"]
 
@@ -464,6 +468,17 @@ class Lab:
             0
         """
         return reports.build(self, kind, course_id=course_id, user_id=user_id, recording_id=recording_id)
+
+    def dashboard(self) -> Dashboard:
+        """The ipywidgets dashboard (pickers, tiles, charts, alerts, a score panel); display it in a notebook.
+
+        Example:
+            >>> Lab(":memory:").dashboard().course.description
+            'course'
+        """
+        from vtp_lab.widgets import Dashboard
+
+        return Dashboard(self)
 
     def alerts(self) -> pl.DataFrame:
         """Low-engagement students, struggle lectures and QoE regressions, with the rule and numbers of each.
