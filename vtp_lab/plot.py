@@ -26,6 +26,7 @@ __all__ = [
     "attendance_heatmap",
     "completion_distribution",
     "engagement_by_week",
+    "offline",
     "qoe_against_completion",
     "quality_mix_over_time",
     "retention_curve",
@@ -181,6 +182,20 @@ def attendance_heatmap(features: pl.DataFrame, *, titles: pl.DataFrame | None = 
             color=alt.Color("coverage:Q", title="coverage", scale=alt.Scale(domain=[0, 1])),
         )
     )
+
+
+def offline() -> None:
+    """Make altair show charts as SVG rendered here (vl-convert) instead of loading Vega from the web.
+
+    Call it once in a notebook that may run without network (Voila, classic Jupyter).
+
+    Example:
+        >>> offline()
+        >>> import altair as alt
+        >>> alt.renderers.active
+        'svg'
+    """
+    _alt().renderers.enable("svg")
 
 
 def save(chart: Any, path: str | Path) -> Path:

@@ -30,16 +30,6 @@ __all__ = ["Dashboard"]
 _ALL = "(all)"
 
 
-def _in_kernel() -> bool:
-    """Whether this runs in a Jupyter kernel (where an Output widget can show charts)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
 class Dashboard:
     """An ipywidgets app over a Lab: pick a course, lecture or student; read tiles, charts and alerts.
 
@@ -68,7 +58,7 @@ class Dashboard:
         self.lecture = w.Dropdown(options=[(_ALL, _ALL)], value=_ALL, description="lecture")
         self.student = w.Dropdown(options=[(_ALL, _ALL)], value=_ALL, description="student")
         self.tiles = w.HTML()
-        self.charts = w.Output()
+        self.charts = w.HTML()
         self.alerts_table = w.HTML()
         self.weights = {
             name: w.FloatSlider(value=value, min=0, max=1, step=0.05, description=name)
@@ -187,15 +177,7 @@ class Dashboard:
         )
         self.tiles.value = tiles
         details, feats = self.selection()
-        if details.height and _in_kernel():  # outside a kernel there is nowhere to draw
-            self.charts.clear_output()
-            with self.charts:
-                from IPython.display import display
-
-                display(completion_distribution(details))
-                display(qoe_against_completion(details))
-                if self.student.value == _ALL and self.lecture.value == _ALL:
-                    display(engagement_by_week(weekly_engagement(feats, self.derived.recordings)))
+        self.charts.value = self._charts_svg(details, feats) if details.height else ""
         shown = self._alerts
         if self.course.value != _ALL:
             shown = shown.filter(pl.col("course_id") == self.course.value)
@@ -205,6 +187,17 @@ class Dashboard:
         )
         self.alerts_table.value = (
             f"<b>alerts</b> ({shown.height:,})<table><tr><th>kind</th><th>subject</th><th>rule</th></tr>{rows}</table>"
+        )
+
+    def _charts_svg(self, details: pl.DataFrame, feats: pl.DataFrame) -> str:
+        """The selection's charts as inline SVG (rendered here by vl-convert: nothing loads from the web)."""
+        import vl_convert
+
+        charts = [completion_distribution(details), qoe_against_completion(details)]
+        if self.student.value == _ALL and self.lecture.value == _ALL:
+            charts.append(engagement_by_week(weekly_engagement(feats, self.derived.recordings)))
+        return "".join(
+            f"<div style='display:inline-block'>{vl_convert.vegalite_to_svg(c.to_dict())}</div>" for c in charts
         )
 
     def apply_score(self) -> None:
