@@ -22,7 +22,7 @@ def lab():
     sem = semester(courses=1, lectures_per_course=3, students=15, seed=8, bad_rows=0.02)
     lab = Lab(":memory:")
     lab.append(sem.events)
-    lab.store.write_recordings(sem.recordings)
+    lab.load_recordings(sem.recordings)
     return lab
 
 

@@ -26,8 +26,7 @@ def lab(tmp_path_factory):
 
     write_events(sem.events, dump)
     lab.load(dump, progress=False)
-    lab.store.write_recordings(sem.recordings)
-    lab._touched = None  # the catalogue changed under the Lab: recompute everything
+    lab.load_recordings(sem.recordings)
     return lab
 
 

@@ -157,7 +157,7 @@ def sem():
 def test_lab_helpers_answer_from_every_stored_event(tmp_path, sem):
     lab = Lab(tmp_path / "lab.duckdb")
     lab.append(sem.events.head(sem.events.height // 2))
-    lab.store.write_recordings(sem.recordings)
+    lab.load_recordings(sem.recordings)
     first = lab.playback_sessions()
     assert lab.store.count("playback_sessions") == first.height  # refreshed on first use
     lab.append(sem.events.tail(sem.events.height - sem.events.height // 2))
@@ -173,7 +173,7 @@ def test_lab_helpers_answer_from_every_stored_event(tmp_path, sem):
 def test_filters_give_the_rows_of_the_whole(tmp_path, sem):
     lab = Lab(tmp_path / "lake")
     lab.append(sem.events)
-    lab.store.write_recordings(sem.recordings)
+    lab.load_recordings(sem.recordings)
     whole = lab.session_details()
     rec, user = whole["recording_id"][0], whole["user_id"][0]
     # float sums may differ in the last bit with the order of summation
@@ -200,7 +200,7 @@ def test_refresh_is_incremental_and_exact(tmp_path, sem, monkeypatch, name):
     import vtp_lab.lab as lab_module
 
     lab = Lab(tmp_path / name)
-    lab.store.write_recordings(sem.recordings)
+    lab.load_recordings(sem.recordings)
     _, course_b = sorted(set(sem.recordings["course_id"]))
     recs_b = sem.recordings.filter(pl.col("course_id") == course_b)["recording_id"]
     late = sem.events.filter(

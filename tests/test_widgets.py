@@ -16,8 +16,7 @@ def lab():
     sem = semester(seed=0)  # the demo semester: 3 courses x 12 lectures, 120 students
     lab = Lab(":memory:")
     lab.append(sem.events)
-    lab.store.write_recordings(sem.recordings)
-    lab._touched = None
+    lab.load_recordings(sem.recordings)
     return lab
 
 

@@ -424,20 +424,23 @@ def read_events(path: str | Path, *, format: Format | None = None, batch_rows: i
     yield from readers[fmt](path, batch_rows)
 
 
-def read_recordings(path: str | Path) -> pl.DataFrame:
-    """The recordings catalogue from CSV or Parquet, checked: ids are UUIDs, durations numbers >= 0.
+def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
+    """The recordings catalogue from CSV, Parquet or a frame, checked: ids are UUIDs, durations numbers >= 0.
 
     Example:
         >>> read_recordings("data/recordings.csv").columns
         ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFormatError(f"no file {path}; check the path")
-    fmt = detect_format(path)
-    if fmt not in ("csv", "parquet"):
-        raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
-    raw = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(_open_text(path).read(), infer_schema=False)
+    if isinstance(source, pl.DataFrame):
+        raw, path = source, "the recordings frame"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputFormatError(f"no file {path}; check the path")
+        fmt = detect_format(path)
+        if fmt not in ("csv", "parquet"):
+            raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
+        raw = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(_open_text(path).read(), infer_schema=False)
     missing = [c for c in ("recording_id",) if c not in raw.columns]
     if missing:
         raise InputFormatError(

@@ -118,8 +118,8 @@ class Lab:
         self._wrote()
         return report
 
-    def load_recordings(self, path: str | Path) -> pl.DataFrame:
-        """Load the recordings catalogue (CSV or Parquet), replacing the stored one; return it.
+    def load_recordings(self, path: str | Path | pl.DataFrame) -> pl.DataFrame:
+        """Load the recordings catalogue (a CSV or Parquet file, or a frame), replacing the stored one; return it.
 
         Example:
             >>> Lab(":memory:").load_recordings("data/recordings.csv").height
