@@ -22,6 +22,7 @@ from pathlib import Path
 
 from vtp_lab.errors import VtpLabError
 from vtp_lab.lab import Lab
+from vtp_lab.reports import REPORT_KINDS
 from vtp_lab.tables import TABLES
 
 __all__ = ["main"]
@@ -104,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     command("info", "what the store holds: tables, row counts, date range, rejections by reason")
 
     report = command("report", "write one of the six reports (HTML opens offline, Markdown or JSON)")
-    report.add_argument("kind", choices=("student", "attendance", "engagement", "performance", "quality", "compliance"))
+    report.add_argument("kind", choices=REPORT_KINDS)
     report.add_argument("--course", help="a course id (default: every course)")
     report.add_argument("--user", help="a user id (the student report needs it)")
     report.add_argument("--recording", help="a recording id (performance and quality reports)")

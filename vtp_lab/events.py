@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, get_args
 
 import polars as pl
 
@@ -133,17 +133,7 @@ Reason = Literal[
 ]
 """A rejection reason code."""
 
-REASONS: Final[tuple[Reason, ...]] = (
-    "malformed",
-    "missing_field",
-    "unknown_event_type",
-    "invalid_uuid",
-    "nil_uuid",
-    "empty_session_id",
-    "invalid_timestamp",
-    "future_timestamp",
-    "invalid_metadata",
-)
+REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 """The fixed set of reason codes, in priority order: a row that breaks several rules
 is rejected with the first."""
 

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 import polars as pl
 
@@ -56,14 +56,7 @@ __all__ = [
 ]
 
 ReportKind = Literal["student", "attendance", "engagement", "performance", "quality", "compliance"]
-REPORT_KINDS: Final[tuple[ReportKind, ...]] = (
-    "student",
-    "attendance",
-    "engagement",
-    "performance",
-    "quality",
-    "compliance",
-)
+REPORT_KINDS: Final[tuple[ReportKind, ...]] = get_args(ReportKind)
 
 
 class Source(Protocol):
