@@ -27,7 +27,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pgserver import PostgresUnavailable, running_postgres  # noqa: E402
+from servers import PostgresUnavailable, running_postgres  # noqa: E402
 
 from vtp_lab.duck import connect  # noqa: E402
 from vtp_lab.io import write_events  # noqa: E402

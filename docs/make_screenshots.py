@@ -7,12 +7,8 @@ Needs Debian's chromium and the dev extras (voila, playwright); writes docs/imag
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -20,18 +16,13 @@ from playwright.sync_api import sync_playwright
 import vtp_lab as vl
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import CHROMIUM, CHROMIUM_FLAGS, running_voila  # noqa: E402
 
 
 def main() -> None:
+    """Write docs/images/dashboard.png and docs/images/report.png."""
     images = ROOT / "docs" / "images"
     images.mkdir(parents=True, exist_ok=True)
     lab = vl.Lab(":memory:")
@@ -40,34 +31,16 @@ def main() -> None:
     report = Path(tempfile.mkdtemp()) / "engagement.html"
     lab.report("engagement", course_id=lab.recordings()["course_id"][0]).to_html(report)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    notebook = ROOT / "notebooks" / "04_dashboard.ipynb"
-    voila = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"],
-        cwd=notebook.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)  # noqa: S310 - loopback
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS, headless=True)
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", timeout=180_000)
-            page.wait_for_selector(".widget-dropdown select", timeout=180_000)
-            page.wait_for_timeout(3000)
-            page.screenshot(path=str(images / "dashboard.png"), full_page=False)
-            page.goto(report.as_uri())
-            page.screenshot(path=str(images / "report.png"), full_page=False)
-            browser.close()
-    finally:
-        voila.terminate()
-        voila.wait(timeout=30)
+    with running_voila(ROOT / "notebooks" / "04_dashboard.ipynb") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(url, timeout=180_000)
+        page.wait_for_selector(".widget-dropdown select", timeout=180_000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(images / "dashboard.png"), full_page=False)
+        page.goto(report.as_uri())
+        page.screenshot(path=str(images / "report.png"), full_page=False)
+        browser.close()
     print(images / "dashboard.png", images / "report.png")
 
 

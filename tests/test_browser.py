@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from servers import CHROMIUM, CHROMIUM_FLAGS, running_voila, unavailable
 
 
 def _needed() -> None:
@@ -37,10 +21,7 @@ def _needed() -> None:
         if not ok
     ]
     if missing:
-        reason = f"needs {', '.join(missing)} (apt-get install chromium; pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"needs {', '.join(missing)} (apt-get install chromium; pip install -e '.[dev]')")
 
 
 def _module(name: str) -> bool:
@@ -49,34 +30,11 @@ def _module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def voila():
     _needed()
-    port = _free_port()
-    notebook = ROOT / "notebooks" / "04_dashboard.ipynb"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"],
-        cwd=notebook.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_voila(ROOT / "notebooks" / "04_dashboard.ipynb") as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -84,7 +42,7 @@ def test_dashboard_in_chromium(voila, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.goto(voila, timeout=180_000)
         page.wait_for_selector(".widget-dropdown select", timeout=180_000)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import walk
 
-from vtp_lab.events import playback_session_id
+from vtp_lab.events import SESSION_EVENT_ORDER, playback_session_id
 from vtp_lab.sessions import catalogue, playback_sessions, session_details
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
@@ -160,18 +160,7 @@ def test_catalogue_prefers_loaded_rows_then_recording_started_events():
 
 # --- property: random sessions, the vectorised walk against the per-event reference ---
 
-KINDS = [
-    "playback_started",
-    "playback_paused",
-    "playback_resumed",
-    "quality_changed",
-    "buffer_start",
-    "buffer_end",
-    "playback_completed",
-    "engagement_action",
-    "error_occurred",
-    "session_ended",
-]
+KINDS = [t.value for t in SESSION_EVENT_ORDER]  # every type a session walks
 positions = st.none() | st.integers(0, 700).map(float)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from vtp_lab.events import EventType
 from vtp_lab.synth import semester
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS
 from vtp_lab.validate import validate
@@ -32,19 +33,7 @@ def test_schemas_and_all_valid(sem):
 
 def test_viewing_has_every_behaviour(sem):
     types = set(sem.events["event_type"])
-    assert types == {
-        "recording_started",
-        "playback_started",
-        "playback_paused",
-        "playback_resumed",
-        "quality_changed",
-        "buffer_start",
-        "buffer_end",
-        "playback_completed",
-        "engagement_action",
-        "error_occurred",
-        "session_ended",
-    }
+    assert types == {t.value for t in EventType}
     meta = sem.events.filter(pl.col("event_type") == "engagement_action")["metadata"].str.json_path_match("$.action")
     assert {"seek", "speed_change"} <= set(meta)
     fatal = sem.events.filter(pl.col("metadata").str.contains('"fatal":true'))

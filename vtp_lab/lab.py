@@ -225,7 +225,7 @@ class Lab:
             >>> Lab(":memory:").derived().playback_sessions.height
             0
         """
-        key = (self._generation, self._event_count(), None if score is None else str(score), attendance_threshold)
+        key = self._state_key(score, attendance_threshold)
         if self._cache is None or self._cache[0] != key:
             frame = self.store.read("analytics_events")
             result = derive(
@@ -237,8 +237,16 @@ class Lab:
             self._cache = (key, result)
         return self._cache[1]
 
-    def _event_count(self) -> int:
-        return self.store.count("analytics_events")
+    def _state_key(
+        self, score: pl.Expr | None = None, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
+    ) -> tuple[object, ...]:
+        """What the derived tables depend on: writes through this Lab, stored events, score, threshold."""
+        return (
+            self._generation,
+            self.store.count("analytics_events"),
+            None if score is None else str(score),
+            attendance_threshold,
+        )
 
     def _wrote(self, events: pl.DataFrame | None = None) -> None:
         self._generation += 1
@@ -262,7 +270,7 @@ class Lab:
             d = self.derived()
             tables = {name: getattr(d, name) for name in _MATERIALISED}
             self.store.replace_tables(tables)
-            self._refreshed = self._cache[0] if self._cache else None
+            self._refreshed = self._state_key()
             self._touched = set()
             return {name: frame.height for name, frame in tables.items()}
         if not touched:
@@ -289,7 +297,7 @@ class Lab:
         )
         self.store.replace_rows(changes)
         self._touched = set()
-        self._refreshed = (self._generation, self._event_count(), None, DEFAULT_ATTENDANCE_THRESHOLD)
+        self._refreshed = self._state_key()
         return {name: change[2].height for name, change in changes.items()}
 
     def _query(
@@ -331,8 +339,7 @@ class Lab:
         return frame.lazy() if lazy else frame
 
     def _stale(self) -> bool:
-        key = (self._generation, self._event_count(), None, DEFAULT_ATTENDANCE_THRESHOLD)
-        return self._refreshed != key
+        return self._refreshed != self._state_key()
 
     def playback_sessions(
         self,

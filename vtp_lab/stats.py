@@ -193,6 +193,11 @@ def engagement_features(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.D
     return _features(sessionize(events, recordings=recordings)).select(ENGAGEMENT_FEATURES)
 
 
+def _json_text(expr: pl.Expr) -> pl.Expr:
+    """A string's content escaped for a JSON string literal (backslashes and quotes)."""
+    return expr.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+
+
 def _score(features: pl.DataFrame, score: pl.Expr) -> pl.Series:
     values = features.with_columns(score.cast(pl.Float64).alias("_score"))["_score"]
     bad = values.is_null() | values.is_nan() | (values < 0) | (values > 100)
@@ -246,7 +251,9 @@ def derive(
     quality_seconds = (
         quality_play.with_columns(pl.col("play_seconds").round(0).cast(pl.Int64).alias("q"))
         .group_by("recording_id", maintain_order=True)
-        .agg(pl.struct("quality", "q").alias("dist"))
+        .agg(
+            pl.concat_str([pl.lit('"'), _json_text(pl.col("quality")), pl.lit('":'), "q"]).str.join(",").alias("pairs")
+        )
     )
     lectures = (
         d.group_by("recording_id")
@@ -267,11 +274,8 @@ def derive(
         .join(cat, on="recording_id", how="left")
         .join(quality_seconds, on="recording_id", how="left")
     )
-    dist = [
-        "{" + ",".join(f'"{q["quality"]}":{q["q"]}' for q in (row or [])) + "}" for row in lectures["dist"].to_list()
-    ]
     lectures = lectures.with_columns(
-        pl.Series("quality_distribution", dist, dtype=pl.String),
+        pl.concat_str([pl.lit("{"), pl.col("pairs").fill_null(""), pl.lit("}")]).alias("quality_distribution"),
         (pl.col("_rewatched") / (pl.col("total_viewers") * pl.col("duration_seconds"))).alias("rewatch_fraction"),
     )
     lecture_ids = uuid5_series(

@@ -1,4 +1,8 @@
-"""A throwaway PostgreSQL server on loopback, for the tests and bench/load.py."""
+"""Servers on loopback for the tests, the benchmarks and docs/make_screenshots.py.
+
+A throwaway PostgreSQL server, Voila serving a notebook, and how to start Debian's Chromium
+headless without it reaching the network.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,33 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Headless Chromium as root, with no background connections (this machine's network is closed)."""
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test with ``reason``, except in CI, where what it needs must be there: fail."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
 
 
 class PostgresUnavailable(RuntimeError):
@@ -25,7 +53,7 @@ def _pg_bin(name: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -43,7 +71,7 @@ def running_postgres() -> Iterator[str]:
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(workdir, "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     try:
         subprocess.run(
             [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True
@@ -62,3 +90,28 @@ def running_postgres() -> Iterator[str]:
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_voila(notebook: Path, *, timeout: float = 90) -> Iterator[str]:
+    """Serve ``notebook`` with Voila on a free loopback port (its folder as the working directory); yield the URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"],
+        cwd=notebook.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
