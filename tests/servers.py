@@ -7,6 +7,7 @@ headless without it reaching the network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import os
 import shutil
@@ -115,3 +116,47 @@ def running_voila(notebook: Path, *, timeout: float = 90) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@dataclasses.dataclass(frozen=True)
+class VtpServer:
+    """A ``vtp-lab serve`` subprocess: its base URL, store and process."""
+
+    url: str
+    store: Path
+    proc: subprocess.Popen[bytes]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"vtp-lab serve exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"vtp-lab serve did not answer at {url} within {timeout} s")
+
+
+@contextlib.contextmanager
+def running_vtp_server(store: Path, *args: str, timeout: float = 60) -> Iterator[VtpServer]:
+    """Start ``vtp-lab serve --store STORE ARGS`` on a free loopback port; SIGTERM it at the end."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtp_lab.cli", "serve", "--store", str(store), "--port", str(port),
+         "--log-level", "warning", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, proc, timeout)
+        yield VtpServer(url=url, store=store, proc=proc)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=60)

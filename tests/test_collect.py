@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime
 
 import polars as pl
 import pytest
-from conftest import REC, USER
+from conftest import REC, USER, raw_event
 
 from vtp_lab.collect import Collector
-from vtp_lab.errors import EventValidationError, StoreError
+from vtp_lab.errors import EventValidationError, InputFormatError, StoreError
 from vtp_lab.events import Event
 from vtp_lab.lab import Lab
+from vtp_lab.validate import validate
 
 
 def test_invalid_event_raises_at_record():
@@ -127,7 +129,9 @@ def test_failing_store_keeps_events_and_says_how_to_retry():
     c = Collector(flaky, batch_size=5)
     for i in range(5):
         c.record("buffer_end", REC, USER, f"s{i}")
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while c._error is None and time.monotonic() < deadline:  # the background flush has failed
+        time.sleep(0.01)
     with pytest.raises(StoreError, match="call flush\\(\\) to try again"):
         c.record("buffer_end", REC, USER, "s5")
     c.flush()
@@ -143,3 +147,56 @@ def test_closed_collector_refuses_and_bad_settings_are_named():
         c.record("buffer_end", REC, USER, "s")
     with pytest.raises(ValueError, match="batch_size=0"):
         Collector(lambda a, r: None, batch_size=0)
+
+
+def _doc(*events: dict[str, object]) -> str:
+    return json.dumps(list(events))
+
+
+def test_documents_waiting_together_are_stored_in_one_batch_with_exact_receipts():
+    lab = Lab(":memory:")
+    release = threading.Event()
+    batches: list[int] = []
+
+    def sink(accepted: pl.DataFrame, rejected: pl.DataFrame) -> object:
+        release.wait(10)
+        batches.append(accepted.height + rejected.height)
+        return lab.store.append(accepted, rejected, return_ids=True)
+
+    lab.store.append(validate(pl.DataFrame([raw_event(session_id="old")])).accepted)
+    c = Collector(sink)
+    first = c.submit(_doc(raw_event(session_id="a")))
+    time.sleep(0.3)  # the worker is now inside the sink with the first document
+    second = c.submit(_doc(raw_event(session_id="b"), raw_event(session_id="old"), raw_event(event_type="x")))
+    third = c.submit("{}\nnot json\n" + json.dumps(raw_event(session_id="b")), ndjson=True)
+    release.set()
+    receipts = [f.result(10) for f in (first, second, third)]
+    c.close()
+    assert batches == [1, 6]  # the second and third documents went in together
+    assert [(r.accepted, r.duplicates, r.rejected.height) for r in receipts] == [(1, 0, 0), (1, 1, 1), (0, 1, 2)]
+    assert receipts[2].rejected.select("row_number", "reason").rows() == [(1, "missing_field"), (2, "malformed")]
+    assert sorted(lab.events()["session_id"].to_list()) == ["a", "b", "old"]
+    quarantine = lab.rejected_events()
+    assert quarantine.height == 3 and set(quarantine["source"]) == {receipts[1].source, receipts[2].source}
+
+
+def test_a_document_that_is_not_json_is_refused_whole_and_others_are_not():
+    lab = Lab(":memory:")
+    with lab.collector() as c:
+        bad = c.submit('[{"event_type": "buffer_end"},')
+        good = c.submit(_doc(raw_event(session_id="fine")))
+        with pytest.raises(InputFormatError, match="not valid JSON"):
+            bad.result(10)
+        assert good.result(10).accepted == 1
+    assert lab.events().height == 1 and lab.rejected_events().height == 0
+
+
+def test_a_failing_store_fails_the_documents_and_stores_nothing():
+    def sink(accepted: pl.DataFrame, rejected: pl.DataFrame) -> None:
+        raise OSError("disk full")
+
+    c = Collector(sink)
+    future = c.submit(_doc(raw_event()))
+    with pytest.raises(StoreError, match=r"disk full.*send them again"):
+        future.result(10)
+    c.close()

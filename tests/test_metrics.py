@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 from test_sessions import recordings, worked_events
 
-from vtp_lab.metrics import at_risk_students, attendance_categories, qoe, qoe_and_engagement, qoe_summary, retention
+from vtp_lab.metrics import (
+    at_risk_students,
+    attendance_categories,
+    qoe,
+    qoe_and_engagement,
+    qoe_summary,
+    realtime,
+    retention,
+)
 from vtp_lab.sessions import sessionize
 
 
@@ -148,3 +157,48 @@ def test_weekly_engagement_and_trend():
         ("c", 3, -10.0, "falling"),
         ("d", 1, None, "stable"),
     ]
+
+
+def test_rates_per_play_are_null_without_play() -> None:
+    details = pl.DataFrame(
+        {"recording_id": ["r"], "fatal_errors": [0], "exited_before_start": [False], "rebuffer_seconds": [3.0],
+         "play_time_seconds": [0.0], "buffer_events": [2], "time_weighted_bitrate": [None], "upshifts": [1],
+         "downshifts": [0], "rebuffer_ratio": [1.0]},
+        schema_overrides={"time_weighted_bitrate": pl.Float64},
+    )  # fmt: skip
+    row = qoe_summary(details, by=["recording_id"]).row(0, named=True)
+    assert (row["rebuffer_frequency"], row["upshifts_per_hour"], row["downshifts_per_hour"]) == (None, None, None)
+    assert row["rebuffer_ratio"] == 1.0
+
+
+def test_realtime_by_hand() -> None:
+    now = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+    rec, other = "6ba7b811-9dad-11d1-80b4-00c04fd430c8", "6ba7b815-9dad-11d1-80b4-00c04fd430c8"
+    rows = [  # seconds before now, type, recording, user, session, position
+        (120, "playback_started", rec, "u1", "s1", 0),
+        (60, "buffer_start", rec, "u1", "s1", 60),
+        (56, "buffer_end", rec, "u1", "s1", 60),
+        (16, "session_ended", rec, "u1", "s1", 100),
+        (200, "playback_started", rec, "u2", "s2", 0),
+        (420, "playback_started", other, "u3", "s3", 0),
+    ]
+    events = pl.DataFrame(
+        {
+            "id": [f"e{i}" for i in range(len(rows))],
+            "event_type": [r[1] for r in rows],
+            "recording_id": [r[2] for r in rows],
+            "user_id": [r[3] for r in rows],
+            "session_id": [r[4] for r in rows],
+            "event_timestamp": [now - timedelta(seconds=r[0]) for r in rows],
+            "metadata": [json.dumps({"position": r[5]}) for r in rows],
+        }
+    )
+    got = realtime(events, now=now, active_minutes=5)
+    # in the last 60 s (exclusive of now - 60): buffer_end and session_ended
+    assert got.events_per_second == 2 / 60
+    # s1 plays 60 s, buffers 4 s, plays 40 s; s2 plays from now - 200 s to its last event (no play after it)
+    assert got.recordings.rows() == [(rec, 2, 2 / 60, got.rebuffer_ratio)]
+    details = sessionize(events.filter(pl.col("session_id") == "s1")).details
+    assert details["rebuffer_seconds"].item() == 4.0
+    assert got.rebuffer_ratio == pytest.approx(4 / (details["play_time_seconds"].item() + 4))
+    assert realtime(events, now=now, active_minutes=10).recordings["recording_id"].to_list() == [rec, other]

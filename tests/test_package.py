@@ -31,7 +31,8 @@ LAYERS = {
     "plot": 6,
     "widgets": 7,
     "lab": 8,
-    "cli": 9,
+    "serve": 9,
+    "cli": 10,
 }
 
 

@@ -37,6 +37,7 @@ examples:
   vtp-lab info --store lake/
   vtp-lab report engagement --course COURSE_ID -o engagement.html
   vtp-lab report student --user USER_ID --format md
+  vtp-lab serve --store lab.duckdb --token "$TOKEN"    the HTTP API on 127.0.0.1:8750
 
 The store is --store, else $VTP_LAB_STORE, else lab.duckdb here: a .duckdb file is one
 DuckDB database, any other path a Parquet lake directory.
@@ -111,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--recording", help="a recording id (performance and quality reports)")
     report.add_argument("-o", "--output", type=Path, help="output file (default: <kind>-report.<format> here)")
     report.add_argument("--format", choices=("html", "md", "json"), help="default: from the output name, else html")
+
+    serve = command("serve", "the HTTP API: post events live, read sessions, statistics, reports and real-time metrics")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8750, help="port (default 8750)")
+    serve.add_argument("--token", help="bearer token required to post events (default: $VTP_LAB_TOKEN; none: open)")
+    serve.add_argument(
+        "--max-body", type=int, default=8 * 1024 * 1024, metavar="BYTES", help="largest request body (default 8 MiB)"
+    )
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow a player's origin")
+    serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     return parser
 
 
@@ -279,6 +290,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from vtp_lab.serve import serve
+
+    if not 0 <= args.port <= 65535:
+        raise _Usage(f"--port {args.port} is not a port; give 0 to 65535")
+    print(f"vtp-lab: serving {_store_path(args)} on http://{args.host}:{args.port} (API docs at /docs)", flush=True)
+    serve(
+        _store_path(args),
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        max_body_bytes=args.max_body,
+        cors_origins=args.cors_origin,
+        log_level=args.log_level,
+    )
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     with _open_lab(args, read_only=True) as lab:
         print(_info_text(lab))
@@ -294,7 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"demo": _demo, "synth": _synth, "load": _load, "export": _export, "info": _info, "report": _report}
+    handlers = {
+        "demo": _demo,
+        "synth": _synth,
+        "load": _load,
+        "export": _export,
+        "info": _info,
+        "report": _report,
+        "serve": _serve,
+    }
     try:
         return handlers[args.command](args)
     except _Usage as exc:

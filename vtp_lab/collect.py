@@ -7,6 +7,12 @@ derives missing ids (vectorised), checks the batch against the ``analytics_event
 pandera model and passes it to the sink (the store). A batch is flushed when it
 reaches ``batch_size`` events or ``flush_interval`` seconds after the last flush.
 
+:meth:`submit` takes a whole document of events (a JSON array or NDJSON text, as a
+player or the platform posts them) and returns a future that resolves, once its events
+are stored, to a :class:`Receipt`: how many were stored, how many were duplicates, and
+each rejected row with its reason. Documents submitted while the store is busy are
+validated and stored together, in one pass and one transaction (group commit).
+
 Memory is bounded: at most ``max_pending`` full batches wait for the sink; when the
 store is slower, ``record()`` waits. Nothing is dropped: if the sink fails, the batch
 is kept, the error is raised from the next call, and ``flush()`` tries it again.
@@ -27,14 +33,17 @@ import json
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Literal
 
 import polars as pl
 
-from vtp_lab.errors import EventValidationError, StoreError
+from vtp_lab.errors import EventValidationError, InputFormatError, StoreError
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
     Event,
@@ -42,17 +51,76 @@ from vtp_lab.events import (
     check_fields,
     derive_event_ids,
 )
+from vtp_lab.io import read_documents
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
+from vtp_lab.validate import validate
 
-__all__ = ["Collector", "OnInvalid", "Sink"]
+__all__ = ["Collector", "OnInvalid", "Receipt", "Sink"]
 
 OnInvalid = Literal["raise", "quarantine"]
 Sink = Callable[[pl.DataFrame, pl.DataFrame], object]
-"""Receives (accepted events, rejected rows) for one batch; must store both or raise."""
+"""Receives (accepted events, rejected rows) for one batch; must store both or raise.
+
+A sink that returns an :class:`~vtp_lab.store.AppendResult` with ``inserted_ids`` lets
+receipts count events already stored as duplicates; otherwise only repeats within what
+was stored together are.
+"""
 
 _STOP: Final = object()
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of one submitted document: every row is stored, a duplicate, or rejected.
+
+    ``rejected`` has one row per rejected row: ``row_number`` (its 1-based position in
+    the document), ``reason`` and ``field``; the rows are in the quarantine under ``source``.
+
+    Example:
+        >>> r = Receipt(source="s", accepted=2, duplicates=1, rejected=pl.DataFrame({"row_number": [4]}))
+        >>> r.rows
+        4
+    """
+
+    source: str
+    accepted: int
+    duplicates: int
+    rejected: pl.DataFrame
+
+    @property
+    def rows(self) -> int:
+        """Rows in the document: accepted + duplicates + rejected."""
+        return self.accepted + self.duplicates + self.rejected.height
+
+
+@dataclass(frozen=True)
+class _Submission:
+    text: str
+    ndjson: bool
+    source: str
+    future: Future[Receipt]
+
+
+def _receipts(
+    submissions: list[_Submission], rows: pl.DataFrame, accepted: pl.DataFrame, rejected: pl.DataFrame, stored: object
+) -> dict[str, Receipt]:
+    """Each submission's counts, from the rows that went in and the ids the sink stored."""
+    keys = rows.select(pl.struct(source="_source", row_number="_row")).to_series()
+    gone = rejected.select(pl.struct("source", "row_number")).to_series()
+    sources = rows["_source"].filter(~keys.is_in(gone.implode()))
+    inserted_ids = getattr(stored, "inserted_ids", None)
+    first = accepted["id"].is_first_distinct()
+    new = first if inserted_ids is None else first & accepted["id"].is_in(inserted_ids.implode())
+    counts = pl.DataFrame({"source": sources, "new": new}).group_by("source").agg(pl.len(), pl.col("new").sum())
+    by_source = {source: (int(n), int(fresh)) for source, n, fresh in counts.iter_rows()}
+    receipts = {}
+    for sub in submissions:
+        n, fresh = by_source.get(sub.source, (0, 0))
+        mine = rejected.filter(pl.col("source") == sub.source).select("row_number", "reason", "field").sort("row_number")
+        receipts[sub.source] = Receipt(source=sub.source, accepted=fresh, duplicates=n - fresh, rejected=mine)
+    return receipts
 
 
 class Collector:
@@ -172,6 +240,62 @@ class Collector:
              event.session_id, (event.event_timestamp - _EPOCH) // _MICROSECOND, meta)
         )  # fmt: skip
 
+    def submit(self, text: str, *, ndjson: bool = False, source: str | None = None) -> Future[Receipt]:
+        """Validate and store a document of events; the future resolves to its :class:`Receipt` once stored.
+
+        ``text`` is a JSON array of event objects (or one object), or NDJSON with
+        ``ndjson=True``. Each rejected row goes to the quarantine under ``source``
+        (``"collector:<uuid>"`` unless given). A JSON document that does not parse is
+        refused whole: the future raises :class:`~vtp_lab.errors.InputFormatError` and
+        nothing of it is stored. If the store fails, the future raises and nothing of the
+        document is stored.
+
+        Example:
+            >>> c = Collector(lambda a, r: None)
+            >>> doc = '[{"event_type": "buffer_end", "recording_id": "6ba7b811-9dad-11d1-80b4-00c04fd430c8", '
+            >>> doc += '"user_id": "6ba7b812-9dad-11d1-80b4-00c04fd430c8", "session_id": "s", '
+            >>> doc += '"event_timestamp": "2026-09-01T10:00:00Z"}, {"event_type": "rewind"}]'
+            >>> r = c.submit(doc).result()
+            >>> r.accepted, r.duplicates, r.rejected.select("row_number", "reason").rows()
+            (1, 0, [(2, 'missing_field')])
+            >>> c.close()
+        """
+        self._raise_pending_error()
+        submission = _Submission(text, ndjson, source or f"collector:{uuid.uuid4()}", Future())
+        with self._lock:
+            if self._closed:
+                raise StoreError("this Collector is closed; make a new one with lab.collector()")
+        self._pending.put(submission)
+        return submission.future
+
+    def _store_submissions(self, submissions: list[_Submission]) -> None:
+        """Group commit: every waiting document parsed, validated and stored in one pass."""
+        docs = pl.DataFrame(
+            {"_doc": [s.text for s in submissions], "_source": [s.source for s in submissions],
+             "_ndjson": [s.ndjson for s in submissions]},
+            schema={"_doc": pl.String, "_source": pl.String, "_ndjson": pl.Boolean},
+        )  # fmt: skip
+        try:
+            batch, unreadable = read_documents(docs)
+            checked = validate(batch.rows, max_clock_skew=self.max_clock_skew)
+            rejected = pl.concat([batch.malformed, checked.rejected])
+            stored = self.sink(checked.accepted, rejected)
+            receipts = _receipts(submissions, batch.rows, checked.accepted, rejected, stored)
+        except BaseException as exc:
+            for sub in submissions:
+                sub.future.set_exception(StoreError(f"the events were not stored ({exc!r}); send them again"))
+            return
+        with self._lock:
+            self.recorded += batch.rows_read
+        bad = set(unreadable.to_list())
+        for sub in submissions:
+            if sub.source in bad:
+                sub.future.set_exception(
+                    InputFormatError("the document is not valid JSON (an array of events or one event object)")
+                )
+            else:
+                sub.future.set_result(receipts[sub.source])
+
     def _append(self, row: tuple[Any, ...]) -> None:
         full = None
         with self._lock:
@@ -240,19 +364,35 @@ class Collector:
                 with self._lock:
                     item = self._take() if self._buffered() else None
                     self._last_flush = time.monotonic()
-                if item is not None and not self._failed:
-                    self._deliver(item)
-                elif item is not None:
-                    self._failed.append(item)
+                if item is not None:
+                    self._deliver_or_keep(item)
                 continue
-            if item is _STOP:
+            items = [item]
+            if isinstance(item, _Submission):  # take every document already waiting, to store them together
+                items += self._waiting()
+            submissions = [i for i in items if isinstance(i, _Submission)]
+            if submissions:
+                self._store_submissions(submissions)
+            for item in items:
+                if item is not _STOP and not isinstance(item, _Submission):
+                    self._deliver_or_keep(item)
                 self._pending.task_done()
+            if any(i is _STOP for i in items):
                 return
-            if self._failed:
-                self._failed.append(item)
-            else:
-                self._deliver(item)
-            self._pending.task_done()
+
+    def _waiting(self) -> list[Any]:
+        items = []
+        while True:
+            try:
+                items.append(self._pending.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _deliver_or_keep(self, batch: tuple[list[tuple[Any, ...]], list[dict[str, Any]]]) -> None:
+        if self._failed:
+            self._failed.append(batch)
+        else:
+            self._deliver(batch)
 
     def _raise_pending_error(self) -> None:
         """Refuse new events while a batch waits to be stored again (memory stays bounded)."""

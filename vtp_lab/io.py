@@ -51,6 +51,7 @@ __all__ = [
     "detect_format",
     "expand_paths",
     "format_of",
+    "read_documents",
     "read_events",
     "read_recordings",
     "write_events",
@@ -260,12 +261,12 @@ def _position(fh: IO[bytes], raw: IO[bytes]) -> int:
         return raw.tell()
 
 
-def _malformed(raw: pl.Series, rows: pl.Series, source: str) -> pl.DataFrame:
+def _malformed(raw: pl.Series, rows: pl.Series, source: str | pl.Series) -> pl.DataFrame:
     return REJECTED_EVENTS.conform(
         pl.DataFrame(
             {
                 "raw": raw,
-                "source": pl.repeat(source, raw.len(), eager=True, dtype=pl.String),
+                "source": source if isinstance(source, pl.Series) else pl.repeat(source, raw.len(), eager=True),
                 "row_number": rows.cast(pl.Int64),
                 "reason": pl.repeat("malformed", raw.len(), eager=True, dtype=pl.String),
                 "rejected_at": pl.repeat(datetime.now(UTC), raw.len(), eager=True, dtype=pl.Datetime("us", "UTC")),
@@ -274,8 +275,10 @@ def _malformed(raw: pl.Series, rows: pl.Series, source: str) -> pl.DataFrame:
     )
 
 
-def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _json_objects(texts: pl.DataFrame, source: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns: one parse per line.
+
+    The rows' source is ``source``, or their ``_source`` column when ``source`` is None.
 
     Every accepted key (:data:`vtp_lab.events.FIELD_ALIASES`) comes back as text: strings
     unquoted, numbers as written, a nested object (metadata) as compact JSON; the first
@@ -298,10 +301,10 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
         """
     ).pl()
     con.close()
-    frame = texts.hstack(parsed)
-    good = frame.filter(pl.col("ok")).drop("ok").with_columns(pl.lit(source).alias("_source"))
+    frame = texts.hstack(parsed) if source is None else texts.hstack(parsed).with_columns(_source=pl.lit(source))
+    good = frame.filter(pl.col("ok")).drop("ok")
     bad = frame.filter(~pl.col("ok"))
-    return good, _malformed(bad["_raw"], bad["_row"], source)
+    return good, _malformed(bad["_raw"], bad["_row"], bad["_source"])
 
 
 def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
@@ -422,6 +425,50 @@ def read_events(path: str | Path, *, format: Format | None = None, batch_rows: i
     if fmt not in readers:
         raise InputFormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     yield from readers[fmt](path, batch_rows)
+
+
+def read_documents(docs: pl.DataFrame) -> tuple[RawBatch, pl.Series]:
+    r"""Parse posted documents, all in one pass: raw rows, malformed lines, and the unreadable documents.
+
+    ``docs`` has a column ``_doc`` (the text), ``_source`` (a name per document) and
+    ``_ndjson`` (True for NDJSON, one event per line; False for one JSON array of events,
+    or one event object). A row's ``_row`` is its 1-based position in its document. An
+    NDJSON line that is not a JSON object is a ``malformed`` rejection; a JSON document
+    that does not parse, or is neither an array nor an object, is unreadable as a whole:
+    its source is returned and none of its rows are.
+
+    Example:
+        >>> docs = pl.DataFrame({"_doc": ['[{"event_type": "buffer_end"}, 7]', "{}\nnope", "[1,"],
+        ...                      "_source": ["a", "b", "c"], "_ndjson": [False, True, False]})
+        >>> batch, unreadable = read_documents(docs)
+        >>> batch.rows.select("_source", "_row").rows(), batch.malformed.select("source", "row_number").rows()
+        ([('a', 1), ('b', 1)], [('a', 2), ('b', 2)])
+        >>> unreadable.to_list()
+        ['c']
+    """
+    con = compute()
+    con.register("docs", docs.select("_doc", "_source", "_ndjson").to_arrow())
+    checked = con.sql(
+        """
+        SELECT *, NOT _ndjson AND NOT coalesce(CASE WHEN json_valid(_doc) THEN json_type(_doc) IN ('ARRAY', 'OBJECT')
+                                                END, false) AS unreadable
+        FROM docs
+        """
+    )
+    unreadable = checked.filter("unreadable").select("_source").pl()["_source"]
+    elements = con.sql(
+        """
+        SELECT _source, unnest(e) AS _raw, unnest(range(1, len(e) + 1)) AS _row
+        FROM (SELECT _source, CASE WHEN _ndjson THEN string_split(_doc, chr(10))
+                                   WHEN json_type(_doc) = 'ARRAY' THEN json_extract(_doc, '$[*]')::VARCHAR[]
+                                   ELSE [_doc] END AS e
+              FROM checked WHERE NOT unreadable)
+        """
+    ).pl()
+    con.close()
+    texts = elements.filter(~pl.col("_raw").str.contains(r"^\s*$")).with_columns(pl.col("_row").cast(pl.Int64))
+    good, bad = _json_objects(texts, None)
+    return RawBatch(rows=good, malformed=bad, bytes_read=int(docs["_doc"].str.len_bytes().sum())), unreadable
 
 
 def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:

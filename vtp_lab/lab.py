@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, 
 from vtp_lab.export import export_csv, export_parquet
 from vtp_lab.io import Format, read_recordings
 from vtp_lab.load import LoadReport, load_files
+from vtp_lab.metrics import REALTIME_REBUFFER_MINUTES, Realtime, realtime
 from vtp_lab.reports import Report, ReportKind
 from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
@@ -496,6 +497,17 @@ class Lab:
         """
         return reports.alerts(self)
 
+    def realtime(self, *, active_minutes: float = 5.0, now: datetime | None = None) -> Realtime:
+        """Active viewers per recording, events per second and the recent rebuffer ratio (see :func:`~vtp_lab.metrics.realtime`).
+
+        Example:
+            >>> Lab(":memory:").realtime().events_per_second
+            0.0
+        """
+        now = now or datetime.now(UTC)
+        window = timedelta(minutes=max(active_minutes, REALTIME_REBUFFER_MINUTES))
+        return realtime(self.events(since=now - window), now=now, active_minutes=active_minutes)
+
     def rejected_events(self) -> pl.DataFrame:
         """The quarantine: every rejected row with its raw text, source, row number, reason and field.
 
@@ -534,7 +546,7 @@ class Lab:
         """
 
         def sink(accepted: pl.DataFrame, rejected: pl.DataFrame) -> AppendResult:
-            result = self.store.append(accepted, rejected)
+            result = self.store.append(accepted, rejected, return_ids=True)
             self._wrote(accepted)
             return result
 

@@ -13,15 +13,20 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 import polars as pl
 
-from vtp_lab.sessions import sweep
+from vtp_lab.sessions import session_details, sweep
 
 __all__ = [
     "QOE_REFERENCE_BITRATE",
+    "REALTIME_RATE_SECONDS",
+    "REALTIME_REBUFFER_MINUTES",
     "REBUFFER_BANDS",
+    "Realtime",
     "at_risk_students",
     "attendance_categories",
     "engagement_trends",
@@ -29,6 +34,7 @@ __all__ = [
     "qoe",
     "qoe_and_engagement",
     "qoe_summary",
+    "realtime",
     "retention",
     "struggle_lectures",
     "weekly_engagement",
@@ -74,6 +80,12 @@ def qoe(details: pl.DataFrame, *, reference_bitrate: float = QOE_REFERENCE_BITRA
     )
 
 
+def _per_play(count: pl.Expr, seconds: float) -> pl.Expr:
+    """``count`` per ``seconds`` of play; null (not infinite) where nothing was played."""
+    play = pl.col("play_time_seconds").sum()
+    return pl.when(play > 0).then(count / (play / seconds))
+
+
 def qoe_summary(details: pl.DataFrame, *, by: list[str] | None = None) -> pl.DataFrame:
     """QoE aggregated over sessions (after Mux Data's definitions), overall or per group.
 
@@ -97,10 +109,10 @@ def qoe_summary(details: pl.DataFrame, *, by: list[str] | None = None) -> pl.Dat
         (pl.col("fatal_errors") > 0).mean().alias("playback_failure_rate"),
         pl.col("exited_before_start").mean().alias("exit_before_start_rate"),
         (pl.col("rebuffer_seconds").sum() / (play.sum() + pl.col("rebuffer_seconds").sum())).alias("rebuffer_ratio"),
-        (pl.col("buffer_events").sum() / (play.sum() / 60)).alias("rebuffer_frequency"),
+        _per_play(pl.col("buffer_events").sum(), 60).alias("rebuffer_frequency"),
         ((pl.col("time_weighted_bitrate") * play).sum() / bitrate_play.sum()).alias("time_weighted_bitrate"),
-        (pl.col("upshifts").sum() / (play.sum() / 3600)).alias("upshifts_per_hour"),
-        (pl.col("downshifts").sum() / (play.sum() / 3600)).alias("downshifts_per_hour"),
+        _per_play(pl.col("upshifts").sum(), 3600).alias("upshifts_per_hour"),
+        _per_play(pl.col("downshifts").sum(), 3600).alias("downshifts_per_hour"),
         pl.col("qoe_score").mean().alias("qoe_score"),
     ]
     out = scored.group_by(by).agg(aggs).sort(by) if by else scored.select(aggs)
@@ -403,4 +415,72 @@ def qoe_and_engagement(details: pl.DataFrame) -> pl.DataFrame:
         pl.concat([by_band, by_quality])
         .select("dimension", "group", *[a.meta.output_name() for a in aggs])
         .sort("dimension", "group")
+    )
+
+
+REALTIME_RATE_SECONDS: Final = 60
+"""The window (seconds) over which :func:`realtime` measures events per second."""
+
+REALTIME_REBUFFER_MINUTES: Final = 5
+"""The window (minutes) over which :func:`realtime` measures the rebuffer ratio."""
+
+
+@dataclass(frozen=True)
+class Realtime:
+    """What is happening now: see :func:`realtime`.
+
+    Example:
+        >>> Realtime(as_of=datetime(2026, 9, 1), active_minutes=5, events_per_second=2.5, rebuffer_ratio=None,
+        ...          recordings=pl.DataFrame()).events_per_second
+        2.5
+    """
+
+    as_of: datetime
+    active_minutes: float
+    events_per_second: float
+    rebuffer_ratio: float | None
+    recordings: pl.DataFrame
+
+
+def realtime(events: pl.DataFrame, *, now: datetime, active_minutes: float = 5.0) -> Realtime:
+    """Viewers active in the last ``active_minutes`` per recording, events per second, recent rebuffer ratio.
+
+    By event time: a viewer is active on a recording when they sent any event for it
+    in ``(now - active_minutes, now]``; events per second counts the events of the
+    last :data:`REALTIME_RATE_SECONDS`; the rebuffer ratio is rebuffer time / (play +
+    rebuffer time) of the sessions (spec section 3) cut to their events of the last
+    :data:`REALTIME_REBUFFER_MINUTES` minutes (None without play). Per recording:
+    ``active_viewers``, ``events_per_second`` and ``rebuffer_ratio`` on the same terms.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> ev = semester(courses=1, lectures_per_course=1, students=3, seed=1).events
+        >>> r = realtime(ev, now=ev["event_timestamp"].max(), active_minutes=5)
+        >>> r.recordings.columns, r.events_per_second > 0
+        (['recording_id', 'active_viewers', 'events_per_second', 'rebuffer_ratio'], True)
+    """
+    ts = pl.col("event_timestamp")
+    recent = events.filter(ts <= now, ts > now - timedelta(minutes=max(active_minutes, REALTIME_REBUFFER_MINUTES)))
+    in_rate = ts > now - timedelta(seconds=REALTIME_RATE_SECONDS)
+    details = session_details(recent.filter(ts > now - timedelta(minutes=REALTIME_REBUFFER_MINUTES)))
+    rebuffer, play = pl.col("rebuffer_seconds").sum(), pl.col("play_time_seconds").sum()
+    ratio = pl.when(play > 0).then(rebuffer / (play + rebuffer)).alias("rebuffer_ratio")
+    per_recording = (
+        recent.filter(ts > now - timedelta(minutes=active_minutes))
+        .group_by("recording_id")
+        .agg(pl.col("user_id").n_unique().alias("active_viewers"))
+        .join(
+            recent.group_by("recording_id").agg((in_rate.sum() / REALTIME_RATE_SECONDS).alias("events_per_second")),
+            on="recording_id",
+            how="left",
+        )
+        .join(details.group_by("recording_id").agg(ratio), on="recording_id", how="left")
+        .sort("active_viewers", "recording_id", descending=[True, False])
+    )
+    return Realtime(
+        as_of=now,
+        active_minutes=active_minutes,
+        events_per_second=recent.filter(in_rate).height / REALTIME_RATE_SECONDS,
+        rebuffer_ratio=details.select(ratio).item(),
+        recordings=per_recording,
     )

@@ -32,7 +32,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -85,7 +85,7 @@ class Filter:
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What one :meth:`Store.append` did.
+    """What one :meth:`Store.append` did; ``inserted_ids`` when asked with ``return_ids=True``.
 
     Example:
         >>> AppendResult(inserted=3, duplicates=1, rejected=2).rows
@@ -95,6 +95,7 @@ class AppendResult:
     inserted: int
     duplicates: int
     rejected: int
+    inserted_ids: pl.Series | None = field(default=None, repr=False, compare=False)
 
     @property
     def rows(self) -> int:
@@ -112,7 +113,9 @@ class Store(Protocol):
 
     path: str
 
-    def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
+    def append(
+        self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
+    ) -> AppendResult:
         """Store a batch of accepted events and rejected rows, whole or not at all."""
         ...
 
@@ -209,7 +212,9 @@ class DuckDBStore:
             for name in frames:
                 self.con.unregister(name)
 
-    def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
+    def append(
+        self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
+    ) -> AppendResult:
         """Insert a batch in one transaction; duplicates are counted, not stored.
 
         An event is a duplicate when its id is stored or repeated in the batch; a rejected
@@ -227,10 +232,12 @@ class DuckDBStore:
         with self._lock, self._registered(batch=batch, rej=rej):
             self.con.execute("BEGIN TRANSACTION")
             try:
-                inserted = self.con.execute(
+                insert = (
                     f"INSERT INTO analytics_events SELECT {columns} FROM batch b "
                     "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id::UUID)"
-                ).fetchall()
+                )
+                ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
+                inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
                 quarantined = self.con.execute(
                     "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
                     "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
@@ -239,8 +246,10 @@ class DuckDBStore:
             except BaseException:
                 self.con.execute("ROLLBACK")
                 raise
-        n, q = int(inserted[0][0]), int(quarantined[0][0])
-        return AppendResult(inserted=n, duplicates=events.height - n + rej.height - q, rejected=q)
+        q = int(quarantined[0][0])
+        return AppendResult(
+            inserted=inserted, duplicates=events.height - inserted + rej.height - q, rejected=q, inserted_ids=ids
+        )
 
     def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
         """Rows of ``table`` matching every filter (pushed down into DuckDB).
@@ -488,7 +497,9 @@ class ParquetLake:
     def _next_name(self, digest: str) -> str:
         return f"{len(list((self.root / '_ledger').glob('*.json'))):012d}-{digest}"
 
-    def append(self, events: pl.DataFrame, rejected: pl.DataFrame | None = None) -> AppendResult:
+    def append(
+        self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
+    ) -> AppendResult:
         """Write a batch: staged files, footers checked, renamed, then one ledger entry.
 
         Example:
@@ -506,8 +517,9 @@ class ParquetLake:
             new = self._new_rows("analytics_events", batch)
             rej_new = self._new_rows("rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True))
             duplicates = events.height - new.height + rej.height - rej_new.height
+            ids = new["id"] if return_ids else None
             if new.height == 0 and rej_new.height == 0:
-                return AppendResult(inserted=0, duplicates=duplicates, rejected=0)
+                return AppendResult(inserted=0, duplicates=duplicates, rejected=0, inserted_ids=ids)
             digest = _digest(new["id"].sort(), rej_new["raw"], rej_new["source"], rej_new["row_number"])
             by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
             parts = [
@@ -527,7 +539,7 @@ class ParquetLake:
             self._commit(entry, self._next_name(digest))
             self._remember("analytics_events", new)
             self._remember("rejected_events", rej_new)
-        return AppendResult(inserted=new.height, duplicates=duplicates, rejected=rej_new.height)
+        return AppendResult(inserted=new.height, duplicates=duplicates, rejected=rej_new.height, inserted_ids=ids)
 
     def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
         """Rows of ``table`` matching every filter; only committed files are read.

@@ -7,9 +7,9 @@ columns of ``rejected_events``, each with its reason code and field. Nothing is
 dropped: ``accepted.height + rejected.height == frame.height``.
 
 Parsing is one polars pass plus one DuckDB pass (timestamps given as text, JSON
-metadata); the rules are pandera checks over the parsed frame, one per reason and
-field, in priority order (:data:`vtp_lab.events.REASONS`), so a row that breaks
-several rules is rejected with the first. The accepted frame is then checked against
+metadata); the rules, one per reason and field in priority order
+(:data:`vtp_lab.events.REASONS`), run as one pandera check over the parsed frame, and a
+row that breaks several rules is rejected with the first. The accepted frame is then checked against
 the ``analytics_events`` pandera model generated from :mod:`vtp_lab.tables`.
 
 Optional input columns: ``_raw`` (the row's raw text; else the row as JSON),
@@ -298,30 +298,29 @@ def rules(now: datetime, max_clock_skew: timedelta) -> list[tuple[str, str, pl.E
     return rules
 
 
-def _check(expr: pl.Expr, name: str) -> object:
-    import pandera.polars as pa
-
-    def run(data: pa.PolarsData, e: pl.Expr = expr) -> pl.LazyFrame:
-        return data.lazyframe.select(e.fill_null(False))
-
-    return pa.Check(run, name=name, error=name)
+def _first_failure(rules: list[tuple[str, str, pl.Expr]]) -> pl.Expr:
+    """The number of the first rule a row breaks (null where it passes them all)."""
+    return pl.min_horizontal(*(pl.when(~e.fill_null(False)).then(pl.lit(i)) for i, (_, _, e) in enumerate(rules)))
 
 
 def _failures(staged: pl.DataFrame, rules: list[tuple[str, str, pl.Expr]]) -> pl.DataFrame:
-    """One row per failing row index: (index, check_number) of its first failed rule."""
+    """One row per failing row index: (index, check_number) of its first failed rule.
+
+    pandera runs the rules as one check (all rules in one pass over the frame, so small
+    frames cost little); the rows it reports are then told which rule they broke first.
+    """
     import pandera.polars as pa
     from pandera.errors import SchemaErrors
 
-    schema = pa.DataFrameSchema(checks=[_check(expr, f"{r}:{f}") for r, f, expr in rules], name="event_rules")
+    every = pl.all_horizontal(e.fill_null(False) for _, _, e in rules)
+    check = pa.Check(lambda data: data.lazyframe.select(every), name="event_rules", error="event_rules")
     try:
-        schema.validate(staged, lazy=True)
+        pa.DataFrameSchema(checks=[check], name="event_rules").validate(staged, lazy=True)
     except SchemaErrors as err:
-        return (
-            err.failure_cases.select(pl.col("index").cast(pl.Int64), pl.col("check_number").cast(pl.Int64))
-            .group_by("index")
-            .agg(pl.col("check_number").min())
-        )
-    return pl.DataFrame(schema={"index": pl.Int64, "check_number": pl.Int64})
+        index = err.failure_cases["index"].cast(pl.Int64).unique().sort()
+        first = staged[index].select(_first_failure(rules).cast(pl.Int64).alias("check_number"))
+        return first.with_columns(index.alias("index"))
+    return pl.DataFrame(schema={"check_number": pl.Int64, "index": pl.Int64})
 
 
 def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
