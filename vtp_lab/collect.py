@@ -118,7 +118,9 @@ def _receipts(
     receipts = {}
     for sub in submissions:
         n, fresh = by_source.get(sub.source, (0, 0))
-        mine = rejected.filter(pl.col("source") == sub.source).select("row_number", "reason", "field").sort("row_number")
+        mine = (
+            rejected.filter(pl.col("source") == sub.source).select("row_number", "reason", "field").sort("row_number")
+        )
         receipts[sub.source] = Receipt(source=sub.source, accepted=fresh, duplicates=n - fresh, rejected=mine)
     return receipts
 

@@ -275,14 +275,12 @@ def _malformed(raw: pl.Series, rows: pl.Series, source: str | pl.Series) -> pl.D
     )
 
 
-def _json_objects(texts: pl.DataFrame, source: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns: one parse per line.
-
-    The rows' source is ``source``, or their ``_source`` column when ``source`` is None.
+def _fields_sql(texts: str) -> str:
+    """SQL over relation ``texts`` (a column ``_raw``, kept with any others): ``ok`` and the fields as text.
 
     Every accepted key (:data:`vtp_lab.events.FIELD_ALIASES`) comes back as text: strings
     unquoted, numbers as written, a nested object (metadata) as compact JSON; the first
-    non-null spelling of a field wins.
+    non-null spelling of a field wins. ``ok`` is false where the text is not a JSON object.
     """
     keys = [k for spellings in FIELD_ALIASES.values() for k in spellings]
     paths = ", ".join(f"'$.\"{k}\"'" for k in keys)
@@ -291,20 +289,26 @@ def _json_objects(texts: pl.DataFrame, source: str | None) -> tuple[pl.DataFrame
         f"coalesce({', '.join(f'm[{position[k]}]' for k in spellings)}) AS {name}"
         for name, spellings in FIELD_ALIASES.items()
     )
-    con = compute()
-    con.register("texts", texts.select("_raw").to_arrow())
-    parsed = con.sql(
-        f"""
-        SELECT ok, {fields}
-        FROM (SELECT ok, CASE WHEN ok THEN json_extract_string(_raw, [{paths}]) END AS m
-              FROM (SELECT _raw, json_valid(_raw) AND starts_with(ltrim(_raw), '{{') AS ok FROM texts))
-        """
-    ).pl()
-    con.close()
-    frame = texts.hstack(parsed) if source is None else texts.hstack(parsed).with_columns(_source=pl.lit(source))
-    good = frame.filter(pl.col("ok")).drop("ok")
+    return f"""
+        SELECT * EXCLUDE (m), {fields}
+        FROM (SELECT *, CASE WHEN ok THEN json_extract_string(_raw, [{paths}]) END AS m
+              FROM (SELECT *, coalesce(json_valid(_raw) AND starts_with(ltrim(_raw), '{{'), false) AS ok FROM {texts}))
+    """
+
+
+def _split_parsed(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parsed rows (``ok`` true) and the others as ``malformed`` rejections."""
     bad = frame.filter(~pl.col("ok"))
-    return good, _malformed(bad["_raw"], bad["_row"], bad["_source"])
+    return frame.filter(pl.col("ok")).drop("ok"), _malformed(bad["_raw"], bad["_row"], bad["_source"])
+
+
+def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns: one parse per line."""
+    con = compute()
+    con.register("texts", texts.select("_raw", "_row").to_arrow())
+    parsed = con.sql(_fields_sql("texts")).pl()
+    con.close()
+    return _split_parsed(parsed.with_columns(pl.lit(source).alias("_source")))
 
 
 def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
@@ -446,29 +450,24 @@ def read_documents(docs: pl.DataFrame) -> tuple[RawBatch, pl.Series]:
         >>> unreadable.to_list()
         ['c']
     """
+    unreadable = "NOT _ndjson AND NOT coalesce(CASE WHEN json_valid(_doc) THEN json_type(_doc) IN ('ARRAY', 'OBJECT') END, false)"
+    elements = f"""
+        (SELECT _source, unreadable, unnest(e) AS _raw, unnest(range(1, len(e) + 1)) AS _row
+         FROM (SELECT _source, unreadable,
+                      CASE WHEN unreadable THEN ['']
+                           WHEN _ndjson THEN string_split(_doc, chr(10))
+                           WHEN json_type(_doc) = 'ARRAY' THEN json_extract(_doc, '$[*]')::VARCHAR[]
+                           ELSE [_doc] END AS e
+               FROM (SELECT *, {unreadable} AS unreadable FROM docs)))
+    """
     con = compute()
     con.register("docs", docs.select("_doc", "_source", "_ndjson").to_arrow())
-    checked = con.sql(
-        """
-        SELECT *, NOT _ndjson AND NOT coalesce(CASE WHEN json_valid(_doc) THEN json_type(_doc) IN ('ARRAY', 'OBJECT')
-                                                END, false) AS unreadable
-        FROM docs
-        """
-    )
-    unreadable = checked.filter("unreadable").select("_source").pl()["_source"]
-    elements = con.sql(
-        """
-        SELECT _source, unnest(e) AS _raw, unnest(range(1, len(e) + 1)) AS _row
-        FROM (SELECT _source, CASE WHEN _ndjson THEN string_split(_doc, chr(10))
-                                   WHEN json_type(_doc) = 'ARRAY' THEN json_extract(_doc, '$[*]')::VARCHAR[]
-                                   ELSE [_doc] END AS e
-              FROM checked WHERE NOT unreadable)
-        """
-    ).pl()
+    parsed = con.sql(_fields_sql(f"{elements} WHERE unreadable OR trim(_raw) <> ''")).pl()
     con.close()
-    texts = elements.filter(~pl.col("_raw").str.contains(r"^\s*$")).with_columns(pl.col("_row").cast(pl.Int64))
-    good, bad = _json_objects(texts, None)
-    return RawBatch(rows=good, malformed=bad, bytes_read=int(docs["_doc"].str.len_bytes().sum())), unreadable
+    gone = parsed.filter(pl.col("unreadable"))["_source"]
+    readable = parsed.filter(~pl.col("unreadable")).drop("unreadable").with_columns(pl.col("_row").cast(pl.Int64))
+    good, bad = _split_parsed(readable)
+    return RawBatch(rows=good, malformed=bad, bytes_read=int(docs["_doc"].str.len_bytes().sum())), gone
 
 
 def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:

@@ -238,10 +238,14 @@ class DuckDBStore:
                 )
                 ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
                 inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
-                quarantined = self.con.execute(
-                    "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
-                    "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
-                ).fetchall()
+                quarantined = (
+                    self.con.execute(
+                        "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
+                        "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
+                    ).fetchall()
+                    if rej.height
+                    else [(0,)]
+                )
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
