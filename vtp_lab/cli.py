@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
         "--max-body", type=int, default=8 * 1024 * 1024, metavar="BYTES", help="largest request body (default 8 MiB)"
     )
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow a player's origin")
+    serve.add_argument(
+        "--linger", type=float, default=0.005, metavar="SECONDS",
+        help="wait this long for more posts before storing a group (default 0.005)",
+    )  # fmt: skip
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     return parser
 
@@ -303,6 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
         token=args.token,
         max_body_bytes=args.max_body,
         cors_origins=args.cors_origin,
+        linger=args.linger,
         log_level=args.log_level,
     )
     return 0

@@ -11,7 +11,9 @@ reaches ``batch_size`` events or ``flush_interval`` seconds after the last flush
 player or the platform posts them) and returns a future that resolves, once its events
 are stored, to a :class:`Receipt`: how many were stored, how many were duplicates, and
 each rejected row with its reason. Documents submitted while the store is busy are
-validated and stored together, in one pass and one transaction (group commit).
+validated and stored together, in one pass and one transaction (group commit);
+``linger`` seconds of waiting for more documents before a group starts make groups
+larger when many clients post at once (each waits for its answer before the next post).
 
 Memory is bounded: at most ``max_pending`` full batches wait for the sink; when the
 store is slower, ``record()`` waits. Nothing is dropped: if the sink fails, the batch
@@ -146,6 +148,7 @@ class Collector:
         max_pending: int = 4,
         on_invalid: OnInvalid = "raise",
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+        linger: float = 0.0,
     ) -> None:
         if on_invalid not in ("raise", "quarantine"):
             raise ValueError(f"on_invalid={on_invalid!r} is not one of 'raise', 'quarantine'")
@@ -159,6 +162,7 @@ class Collector:
         self.flush_interval = flush_interval
         self.on_invalid = on_invalid
         self.max_clock_skew = max_clock_skew
+        self.linger = linger
         self.recorded = 0
         self._lock = threading.Lock()
         self._rows: list[tuple[Any, ...]] = []
@@ -370,7 +374,8 @@ class Collector:
                     self._deliver_or_keep(item)
                 continue
             items = [item]
-            if isinstance(item, _Submission):  # take every document already waiting, to store them together
+            if isinstance(item, _Submission):  # take every document waiting, to store them together
+                time.sleep(self.linger)
                 items += self._waiting()
             submissions = [i for i in items if isinstance(i, _Submission)]
             if submissions:

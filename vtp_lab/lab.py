@@ -533,6 +533,7 @@ class Lab:
         *,
         max_pending: int = 4,
         on_invalid: OnInvalid = "raise",
+        linger: float = 0.0,
     ) -> Collector:
         """A :class:`~vtp_lab.collect.Collector` that stores into this Lab.
 
@@ -557,6 +558,7 @@ class Lab:
             max_pending=max_pending,
             on_invalid=on_invalid,
             max_clock_skew=self.max_clock_skew,
+            linger=linger,
         )
 
     def close(self) -> None:

@@ -53,11 +53,13 @@ try:
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError('the HTTP API needs FastAPI and uvicorn: pip install "vtp-lab[serve]"') from exc
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "ApiError", "create_app", "serve"]
+__all__ = ["DEFAULT_LINGER", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "ApiError", "create_app", "serve"]
 
 DEFAULT_PORT: Final = 8750
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """The largest body (after gzip) ``POST /v1/events`` takes: 8 MiB, some 20,000 events."""
+DEFAULT_LINGER: Final = 0.005
+"""Seconds a group of posted documents waits for more before it is stored (see :class:`~vtp_lab.collect.Collector`)."""
 
 _NDJSON_TYPES: Final = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
 _ARROW: Final = "application/vnd.apache.arrow.stream"
@@ -244,6 +246,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     cors_origins: Sequence[str] = (),
+    linger: float = DEFAULT_LINGER,
 ) -> FastAPI:
     """The ASGI app over ``lab``: it owns the Lab's collector from startup to shutdown (which flushes).
 
@@ -254,11 +257,13 @@ def create_app(
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes={max_body_bytes}: give a positive number of bytes")
+    if not 0 <= linger <= 1:
+        raise ValueError(f"linger={linger}: give 0 to 1 second")
     limits = _Limits(token=token or None, max_body_bytes=max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        collector = lab.collector(batch_size=10_000, flush_interval=1.0, max_pending=1024)
+        collector = lab.collector(batch_size=10_000, flush_interval=1.0, max_pending=1024, linger=linger)
         app.state.collector = collector
         try:
             yield
@@ -395,6 +400,7 @@ def serve(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     cors_origins: Sequence[str] = (),
+    linger: float = DEFAULT_LINGER,
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info",
 ) -> None:
     """Open the store and serve it until SIGINT or SIGTERM; shutdown stores everything acknowledged.
@@ -415,6 +421,7 @@ def serve(
             token=token or os.environ.get("VTP_LAB_TOKEN"),
             max_body_bytes=max_body_bytes,
             cors_origins=cors_origins,
+            linger=linger,
         )
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
