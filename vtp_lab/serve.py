@@ -17,7 +17,7 @@ Example:
     >>> from vtp_lab.lab import Lab
     >>> app = create_app(Lab(":memory:"), token="s3cret")
     >>> sorted(r.path for r in app.routes if r.path.startswith("/v1"))[:2]
-    ['/v1/courses/{course_id}/statistics', '/v1/events']
+    ['/v1/courses/{id}/statistics', '/v1/events']
 """
 
 from __future__ import annotations
@@ -226,6 +226,15 @@ def _frame_response(frame: pl.DataFrame, accept: str) -> Response:
     return Response(frame.write_json(), media_type="application/json")
 
 
+def _frame_route(query: Callable[[str], pl.DataFrame]) -> Callable[..., Response]:
+    """A GET route answering ``query(id)``, the id checked as a UUID first."""
+
+    def route(id: uuid.UUID, request: Request) -> Response:
+        return _frame_response(query(str(id)), request.headers.get("accept", ""))
+
+    return route
+
+
 def _bearer(limits: _Limits) -> Callable[..., Any]:
     scheme = HTTPBearer(auto_error=False, description="the server's --token or $VTP_LAB_TOKEN, when one is set")
 
@@ -252,7 +261,7 @@ def create_app(
 
     Example:
         >>> spec = create_app(Lab(":memory:")).openapi()
-        >>> spec["paths"]["/v1/users/{user_id}/engagement"]["get"]["parameters"][0]["schema"]["format"]
+        >>> spec["paths"]["/v1/users/{id}/engagement"]["get"]["parameters"][0]["schema"]["format"]
         'uuid'
     """
     if max_body_bytes < 1:
@@ -328,25 +337,17 @@ def create_app(
             rejections=rejections,
         )
 
-    @app.get("/v1/recordings/{recording_id}/sessions", summary="Playback sessions of a recording", responses=frames)
-    def recording_sessions(recording_id: uuid.UUID, request: Request) -> Response:
-        frame = lab.playback_sessions(recording_id=str(recording_id))
-        return _frame_response(frame, request.headers.get("accept", ""))
-
-    @app.get("/v1/users/{user_id}/engagement", summary="Engagement metrics of a user, per recording", responses=frames)
-    def user_engagement(user_id: uuid.UUID, request: Request) -> Response:
-        frame = lab.engagement_metrics(user_id=str(user_id))
-        return _frame_response(frame, request.headers.get("accept", ""))
-
-    @app.get("/v1/recordings/{recording_id}/statistics", summary="Statistics of a recording", responses=frames)
-    def recording_statistics(recording_id: uuid.UUID, request: Request) -> Response:
-        frame = lab.lecture_statistics(recording_id=str(recording_id))
-        return _frame_response(frame, request.headers.get("accept", ""))
-
-    @app.get("/v1/courses/{course_id}/statistics", summary="Statistics of a course", responses=frames)
-    def course_statistics(course_id: uuid.UUID, request: Request) -> Response:
-        frame = lab.course_statistics(course_id=str(course_id))
-        return _frame_response(frame, request.headers.get("accept", ""))
+    queries: list[tuple[str, str, Callable[[str], pl.DataFrame]]] = [
+        ("/v1/recordings/{id}/sessions", "Playback sessions of a recording",
+         lambda id: lab.playback_sessions(recording_id=id)),
+        ("/v1/users/{id}/engagement", "Engagement metrics of a user, per recording",
+         lambda id: lab.engagement_metrics(user_id=id)),
+        ("/v1/recordings/{id}/statistics", "Statistics of a recording",
+         lambda id: lab.lecture_statistics(recording_id=id)),
+        ("/v1/courses/{id}/statistics", "Statistics of a course", lambda id: lab.course_statistics(course_id=id)),
+    ]  # fmt: skip
+    for path, summary, query in queries:
+        app.get(path, summary=summary, responses=frames)(_frame_route(query))
 
     @app.get(
         "/v1/reports/{kind}",
