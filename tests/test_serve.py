@@ -339,3 +339,26 @@ def test_schemathesis_finds_no_server_error(server: VtpServer, tmp_path: Path) -
         check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_the_token_can_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VTP_LAB_TOKEN", "from-env")
+    with running_vtp_server(tmp_path / "lab.duckdb") as server:
+        body = json.dumps([raw_event()]).encode()
+        assert call(server, "/v1/events", body=body)[0] == 401
+        assert call(server, "/v1/events", body=body, headers={"Authorization": "Bearer from-env"})[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--port", "70000"], "--port 70000 is not a port"), (["--max-body", "0"], "max_body_bytes=0")],
+)
+def test_bad_serve_options_are_named(tmp_path: Path, args: list[str], message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "vtp_lab.cli", "serve", "--store", str(tmp_path / "lab.duckdb"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode in (1, 2) and message in out.stderr and "Traceback" not in out.stderr
