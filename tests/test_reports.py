@@ -9,7 +9,7 @@ import sys
 
 import polars as pl
 import pytest
-from conftest import ROOT
+from conftest import ROOT, raw_event
 
 from vtp_lab.lab import Lab
 from vtp_lab.reports import REPORT_KINDS, Report, alerts
@@ -148,3 +148,16 @@ def test_cli_report(lab, tmp_path):
     assert out.returncode == 2 and "needs --user" in out.stderr
     out = run("report", "quality", "--store", store, "-o", str(tmp_path / "q.md"))
     assert out.returncode == 0 and (tmp_path / "q.md").read_text().startswith("# Streaming quality")
+
+
+def test_reports_are_strict_json_when_sessions_played_nothing():
+    lab = Lab(":memory:")
+    lab.append(semester(courses=1, lectures_per_course=2, students=4, seed=2).events)
+    rec = "5ba7b811-9dad-11d1-80b4-00c04fd430c8"
+    lab.append(
+        pl.DataFrame([raw_event(recording_id=rec, session_id=f"idle-{i}", event_type=kind) for i, kind in
+                      enumerate(["playback_started", "buffer_start", "playback_started"])])
+    )  # fmt: skip
+    for kind in REPORT_KINDS:
+        if kind != "student":
+            json.dumps(lab.report(kind).to_dict(), allow_nan=False)  # no NaN or infinity anywhere

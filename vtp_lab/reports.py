@@ -86,10 +86,15 @@ class Source(Protocol):
 
 
 def _jsonable(value: Any) -> Any:
+    """A value as JSON can hold it: dates as ISO text, NaN and infinities as null, containers throughout."""
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
     return value
 
 
@@ -130,7 +135,7 @@ class Report:
                 name: [{k: _jsonable(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
                 for name, frame in self.tables.items()
             },
-            "charts": self.charts,
+            "charts": _jsonable(self.charts),
         }
 
     @classmethod
@@ -611,10 +616,12 @@ def quality(source: Source, *, course_id: str | None = None, recording_id: str |
         .agg(
             pl.len().alias("sessions"),
             pl.col("qoe_score").mean().alias("qoe_score"),
-            (
+            pl.when(pl.col("play_time_seconds").sum() + pl.col("rebuffer_seconds").sum() > 0)
+            .then(
                 pl.col("rebuffer_seconds").sum()
                 / (pl.col("play_time_seconds").sum() + pl.col("rebuffer_seconds").sum())
-            ).alias("rebuffer_ratio"),
+            )
+            .alias("rebuffer_ratio"),
         )
         .sort("week")
     )
