@@ -362,3 +362,15 @@ def test_bad_serve_options_are_named(tmp_path: Path, args: list[str], message: s
         check=False,
     )
     assert out.returncode in (1, 2) and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_lake_store_serves_the_same(tmp_path: Path, sem: pl.DataFrame) -> None:
+    with running_vtp_server(tmp_path / "lake") as server:
+        first = post(server, event_rows(sem))[1]
+        again = post(server, event_rows(sem.head(5)))[1]
+        rec = sem["recording_id"][0]
+        status, _, body = call(server, f"/v1/recordings/{rec}/sessions")
+    assert (first["accepted"], again["accepted"], again["duplicates"]) == (sem.height, 0, 5)
+    reference = Lab(":memory:")
+    reference.append(sem)
+    assert status == 200 and json.loads(body) == as_json(reference.playback_sessions(recording_id=rec))
