@@ -226,11 +226,13 @@ def _frame_response(frame: pl.DataFrame, accept: str) -> Response:
     return Response(frame.write_json(), media_type="application/json")
 
 
-def _frame_route(query: Callable[[str], pl.DataFrame]) -> Callable[..., Response]:
+def _frame_route(query: Callable[[str], pl.DataFrame | pl.LazyFrame]) -> Callable[..., Response]:
     """A GET route answering ``query(id)``, the id checked as a UUID first."""
 
     def route(id: uuid.UUID, request: Request) -> Response:
-        return _frame_response(query(str(id)), request.headers.get("accept", ""))
+        frame = query(str(id))
+        eager = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        return _frame_response(eager, request.headers.get("accept", ""))
 
     return route
 
@@ -337,7 +339,7 @@ def create_app(
             rejections=rejections,
         )
 
-    queries: list[tuple[str, str, Callable[[str], pl.DataFrame]]] = [
+    queries: list[tuple[str, str, Callable[[str], pl.DataFrame | pl.LazyFrame]]] = [
         ("/v1/recordings/{id}/sessions", "Playback sessions of a recording",
          lambda id: lab.playback_sessions(recording_id=id)),
         ("/v1/users/{id}/engagement", "Engagement metrics of a user, per recording",
