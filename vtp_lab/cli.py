@@ -144,7 +144,7 @@ def _open_lab(args: argparse.Namespace, *, read_only: bool = False) -> Lab:
 
 
 def _info_text(lab: Lab) -> str:
-    counts = {name: lab.store.read(name).height for name in TABLES}
+    counts = {name: lab.store.count(name) for name in TABLES}
     events = lab.store.read("analytics_events")
     lines = [f"store {lab.path}", _table("table", counts)]
     if events.height:
