@@ -274,7 +274,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        collector = lab.collector(batch_size=10_000, flush_interval=1.0, max_pending=1024, linger=linger)
+        collector = lab.collector(batch_size=10_000, flush_interval=1.0, max_pending=64, linger=linger)
         app.state.collector = collector
         try:
             yield
