@@ -48,6 +48,7 @@ import polars as pl
 from vtp_lab.errors import EventValidationError, InputFormatError, StoreError
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
+    CheckedFields,
     Event,
     canonical_metadata,
     check_fields,
@@ -97,6 +98,13 @@ class Receipt:
         return self.accepted + self.duplicates + self.rejected.height
 
 
+def _row(event_id: str | None, fields: CheckedFields | Event) -> tuple[Any, ...]:
+    """A checked event as the buffer holds it: the table's columns, the time as epoch microseconds."""
+    meta = None if fields.metadata is None else canonical_metadata(fields.metadata)
+    return (event_id, fields.event_type.value, fields.recording_id, fields.user_id, fields.session_id,
+            (fields.event_timestamp - _EPOCH) // _MICROSECOND, meta)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Submission:
     text: str
@@ -117,12 +125,13 @@ def _receipts(
     new = first if inserted_ids is None else first & accepted["id"].is_in(inserted_ids.implode())
     counts = pl.DataFrame({"source": sources, "new": new}).group_by("source").agg(pl.len(), pl.col("new").sum())
     by_source = {source: (int(n), int(fresh)) for source, n, fresh in counts.iter_rows()}
+    columns = rejected.select("source", "row_number", "reason", "field").sort("row_number")
+    rejected_by = {key[0]: part.drop("source") for key, part in columns.partition_by("source", as_dict=True).items()}
+    empty = columns.drop("source").clear()
     receipts = {}
     for sub in submissions:
         n, fresh = by_source.get(sub.source, (0, 0))
-        mine = (
-            rejected.filter(pl.col("source") == sub.source).select("row_number", "reason", "field").sort("row_number")
-        )
+        mine = rejected_by.get(sub.source, empty)
         receipts[sub.source] = Receipt(source=sub.source, accepted=fresh, duplicates=n - fresh, rejected=mine)
     return receipts
 
@@ -224,11 +233,7 @@ class Collector:
             }
             self._append_rejected(raw, exc, now)
             return
-        meta = None if fields.metadata is None else canonical_metadata(fields.metadata)
-        self._append(
-            (fields.event_id, fields.event_type.value, fields.recording_id, fields.user_id,
-             fields.session_id, (fields.event_timestamp - _EPOCH) // _MICROSECOND, meta)
-        )  # fmt: skip
+        self._append(_row(fields.event_id, fields))
 
     def add(self, event: Event) -> None:
         """Record a :class:`vtp_lab.Event` (already checked).
@@ -240,11 +245,7 @@ class Collector:
             >>> c.close()
         """
         self._raise_pending_error()
-        meta = None if event.metadata is None else canonical_metadata(event.metadata)
-        self._append(
-            (event.id, event.event_type.value, event.recording_id, event.user_id,
-             event.session_id, (event.event_timestamp - _EPOCH) // _MICROSECOND, meta)
-        )  # fmt: skip
+        self._append(_row(event.id, event))
 
     def submit(self, text: str, *, ndjson: bool = False, source: str | None = None) -> Future[Receipt]:
         """Validate and store a document of events; the future resolves to its :class:`Receipt` once stored.
@@ -269,8 +270,7 @@ class Collector:
         self._raise_pending_error()
         submission = _Submission(text, ndjson, source or f"collector:{uuid.uuid4()}", Future())
         with self._lock:
-            if self._closed:
-                raise StoreError("this Collector is closed; make a new one with lab.collector()")
+            self._check_open()
         self._pending.put(submission)
         return submission.future
 
@@ -305,8 +305,7 @@ class Collector:
     def _append(self, row: tuple[Any, ...]) -> None:
         full = None
         with self._lock:
-            if self._closed:
-                raise StoreError("this Collector is closed; make a new one with lab.collector()")
+            self._check_open()
             rows = self._rows
             rows.append(row)
             self.recorded += 1
@@ -314,6 +313,11 @@ class Collector:
                 full = self._take()
         if full is not None:
             self._pending.put(full)
+
+    def _check_open(self) -> None:
+        """Refuse new events once closed (the lock is held by the caller)."""
+        if self._closed:
+            raise StoreError("this Collector is closed; make a new one with lab.collector()")
 
     def _append_rejected(self, raw: dict[str, Any], exc: EventValidationError, now: datetime) -> None:
         with self._lock:

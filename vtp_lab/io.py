@@ -98,9 +98,9 @@ def _ndjson_lines(events: pl.DataFrame) -> pl.Series:
 
 def _encode(events: pl.DataFrame, fmt: Format) -> bytes:
     if fmt == "ndjson":
-        return ("\n".join(_ndjson_lines(events).to_list()) + "\n").encode()
+        return (_ndjson_lines(events).str.join("\n").item() + "\n").encode()
     if fmt == "json":
-        return ("[" + ",\n".join(_ndjson_lines(events).to_list()) + "]\n").encode()
+        return ("[" + _ndjson_lines(events).str.join(",\n").item() + "]\n").encode()
     text = events.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"))
     return text.write_csv().encode()
 

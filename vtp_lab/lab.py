@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +31,7 @@ from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, 
 from vtp_lab.export import export_csv, export_parquet
 from vtp_lab.io import Format, read_recordings
 from vtp_lab.load import LoadReport, load_files
-from vtp_lab.metrics import REALTIME_REBUFFER_MINUTES, Realtime, realtime
+from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.reports import Report, ReportKind
 from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
@@ -304,7 +304,6 @@ class Lab:
     def _query(
         self,
         name: str,
-        pick: Callable[[Derived], pl.DataFrame],
         *,
         lazy: bool,
         score: pl.Expr | None = None,
@@ -327,14 +326,14 @@ class Lab:
                 score=score if score is not None else DEFAULT_SCORE,
                 attendance_threshold=attendance_threshold,
             )
-            frame = pick(derived)
+            frame = getattr(derived, name)
             for column, value in filters.items():
                 if value is not None and column in frame.columns:
                     frame = frame.filter(pl.col(column) == parse_uuid(value))
         else:
             if self._stale():
                 self.refresh()
-            frame = self.store.read(name) if name in TABLES else pick(self.derived())
+            frame = self.store.read(name) if name in TABLES else getattr(self.derived(), name)
         for f in (*_time_filter("started_at", ">=", since), *_time_filter("started_at", "<", until)):
             frame = frame.filter(f.expr())
         return frame.lazy() if lazy else frame
@@ -359,7 +358,7 @@ class Lab:
             0
         """
         return self._query(
-            "playback_sessions", lambda d: d.playback_sessions, lazy=lazy, since=since, until=until,
+            "playback_sessions", lazy=lazy, since=since, until=until,
             recording_id=recording_id, user_id=user_id, course_id=course_id,
         )  # fmt: skip
 
@@ -380,7 +379,7 @@ class Lab:
             True
         """
         return self._query(
-            "session_details", lambda d: d.session_details, lazy=lazy, since=since, until=until,
+            "session_details", lazy=lazy, since=since, until=until,
             recording_id=recording_id, user_id=user_id, course_id=course_id,
         )  # fmt: skip
 
@@ -399,7 +398,7 @@ class Lab:
             0
         """
         return self._query(
-            "quality_events", lambda d: d.quality_events, lazy=lazy,
+            "quality_events", lazy=lazy,
             recording_id=recording_id, user_id=user_id, course_id=course_id,
         )  # fmt: skip
 
@@ -419,7 +418,7 @@ class Lab:
             0
         """
         return self._query(
-            "engagement_metrics", lambda d: d.engagement_metrics, lazy=lazy, score=score,
+            "engagement_metrics", lazy=lazy, score=score,
             recording_id=recording_id, user_id=user_id, course_id=course_id,
         )  # fmt: skip
 
@@ -438,7 +437,7 @@ class Lab:
             0
         """
         return self._query(
-            "lecture_statistics", lambda d: d.lecture_statistics, lazy=lazy, score=score,
+            "lecture_statistics", lazy=lazy, score=score,
             recording_id=recording_id, course_id=course_id,
         )  # fmt: skip
 
@@ -457,7 +456,7 @@ class Lab:
             0
         """
         return self._query(
-            "course_statistics", lambda d: d.course_statistics, lazy=lazy, score=score,
+            "course_statistics", lazy=lazy, score=score,
             attendance_threshold=attendance_threshold, course_id=course_id,
         )  # fmt: skip
 
@@ -505,8 +504,8 @@ class Lab:
             0.0
         """
         now = now or datetime.now(UTC)
-        window = timedelta(minutes=max(active_minutes, REALTIME_REBUFFER_MINUTES))
-        return realtime(self.events(since=now - window), now=now, active_minutes=active_minutes)
+        recent = self.events(since=now - realtime_window(active_minutes))
+        return realtime(recent, now=now, active_minutes=active_minutes)
 
     def rejected_events(self) -> pl.DataFrame:
         """The quarantine: every rejected row with its raw text, source, row number, reason and field.
@@ -579,7 +578,7 @@ class Lab:
 
     def _summary(self) -> tuple[str, int, int]:
         kind = "DuckDB" if isinstance(self.store, DuckDBStore) else "Parquet lake"
-        return kind, self.store.read("analytics_events").height, self.store.read("rejected_events").height
+        return kind, self.store.count("analytics_events"), self.store.count("rejected_events")
 
     def __repr__(self) -> str:
         kind, events, rejected = self._summary()

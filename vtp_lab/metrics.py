@@ -35,6 +35,7 @@ __all__ = [
     "qoe_and_engagement",
     "qoe_summary",
     "realtime",
+    "realtime_window",
     "retention",
     "struggle_lectures",
     "weekly_engagement",
@@ -80,6 +81,12 @@ def qoe(details: pl.DataFrame, *, reference_bitrate: float = QOE_REFERENCE_BITRA
     )
 
 
+def _rebuffer_ratio() -> pl.Expr:
+    """Rebuffer time / (play time + rebuffer time) over the sessions; null where neither happened."""
+    rebuffer, play = pl.col("rebuffer_seconds").sum(), pl.col("play_time_seconds").sum()
+    return pl.when(play + rebuffer > 0).then(rebuffer / (play + rebuffer)).alias("rebuffer_ratio")
+
+
 def _per_play(count: pl.Expr, seconds: float) -> pl.Expr:
     """``count`` per ``seconds`` of play; null (not infinite) where nothing was played."""
     play = pl.col("play_time_seconds").sum()
@@ -108,7 +115,7 @@ def qoe_summary(details: pl.DataFrame, *, by: list[str] | None = None) -> pl.Dat
         pl.len().alias("sessions"),
         (pl.col("fatal_errors") > 0).mean().alias("playback_failure_rate"),
         pl.col("exited_before_start").mean().alias("exit_before_start_rate"),
-        (pl.col("rebuffer_seconds").sum() / (play.sum() + pl.col("rebuffer_seconds").sum())).alias("rebuffer_ratio"),
+        _rebuffer_ratio(),
         _per_play(pl.col("buffer_events").sum(), 60).alias("rebuffer_frequency"),
         ((pl.col("time_weighted_bitrate") * play).sum() / bitrate_play.sum()).alias("time_weighted_bitrate"),
         _per_play(pl.col("upshifts").sum(), 3600).alias("upshifts_per_hour"),
@@ -442,6 +449,16 @@ class Realtime:
     recordings: pl.DataFrame
 
 
+def realtime_window(active_minutes: float) -> timedelta:
+    """How far back :func:`realtime` reads events: the activity window or the rebuffer window, the longer.
+
+    Example:
+        >>> realtime_window(2), realtime_window(30)
+        (datetime.timedelta(seconds=300), datetime.timedelta(seconds=1800))
+    """
+    return timedelta(minutes=max(active_minutes, REALTIME_REBUFFER_MINUTES))
+
+
 def realtime(events: pl.DataFrame, *, now: datetime, active_minutes: float = 5.0) -> Realtime:
     """Viewers active in the last ``active_minutes`` per recording, events per second, recent rebuffer ratio.
 
@@ -449,7 +466,8 @@ def realtime(events: pl.DataFrame, *, now: datetime, active_minutes: float = 5.0
     in ``(now - active_minutes, now]``; events per second counts the events of the
     last :data:`REALTIME_RATE_SECONDS`; the rebuffer ratio is rebuffer time / (play +
     rebuffer time) of the sessions (spec section 3) cut to their events of the last
-    :data:`REALTIME_REBUFFER_MINUTES` minutes (None without play). Per recording:
+    :data:`REALTIME_REBUFFER_MINUTES` minutes (as :func:`qoe_summary`; None where nothing
+    played or buffered). Per recording:
     ``active_viewers``, ``events_per_second`` and ``rebuffer_ratio`` on the same terms.
 
     Example:
@@ -460,11 +478,10 @@ def realtime(events: pl.DataFrame, *, now: datetime, active_minutes: float = 5.0
         (['recording_id', 'active_viewers', 'events_per_second', 'rebuffer_ratio'], True)
     """
     ts = pl.col("event_timestamp")
-    recent = events.filter(ts <= now, ts > now - timedelta(minutes=max(active_minutes, REALTIME_REBUFFER_MINUTES)))
+    recent = events.filter(ts <= now, ts > now - realtime_window(active_minutes))
     in_rate = ts > now - timedelta(seconds=REALTIME_RATE_SECONDS)
     details = session_details(recent.filter(ts > now - timedelta(minutes=REALTIME_REBUFFER_MINUTES)))
-    rebuffer, play = pl.col("rebuffer_seconds").sum(), pl.col("play_time_seconds").sum()
-    ratio = pl.when(play > 0).then(rebuffer / (play + rebuffer)).alias("rebuffer_ratio")
+    ratio = _rebuffer_ratio()
     per_recording = (
         recent.filter(ts > now - timedelta(minutes=active_minutes))
         .group_by("recording_id")

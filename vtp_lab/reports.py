@@ -609,22 +609,8 @@ def quality(source: Source, *, course_id: str | None = None, recording_id: str |
         .agg(pl.len().alias("switches"))
         .sort("switches", descending=True)
     )
-    health = (
-        qoe(details)
-        .with_columns(pl.col("started_at").dt.truncate("1w").dt.date().alias("week"))
-        .group_by("week")
-        .agg(
-            pl.len().alias("sessions"),
-            pl.col("qoe_score").mean().alias("qoe_score"),
-            pl.when(pl.col("play_time_seconds").sum() + pl.col("rebuffer_seconds").sum() > 0)
-            .then(
-                pl.col("rebuffer_seconds").sum()
-                / (pl.col("play_time_seconds").sum() + pl.col("rebuffer_seconds").sum())
-            )
-            .alias("rebuffer_ratio"),
-        )
-        .sort("week")
-    )
+    weeks = details.with_columns(pl.col("started_at").dt.truncate("1w").dt.date().alias("week"))
+    health = qoe_summary(weeks, by=["week"]).select("week", "sessions", "qoe_score", "rebuffer_ratio")
     total = float(distribution["play_seconds"].sum()) if distribution.height else 0.0
     high = (
         float(distribution.filter(pl.col("quality").is_in(["720p", "1080p", "1440p", "2160p"]))["play_seconds"].sum())

@@ -31,7 +31,6 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 import polars as pl
@@ -135,10 +134,11 @@ class RealtimeBody(BaseModel):
     recordings: list[RecordingNow]
 
 
-@dataclass(frozen=True)
-class _Limits:
-    token: str | None
-    max_body_bytes: int
+def _check_settings(max_body_bytes: int, linger: float) -> None:
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes={max_body_bytes}: give a positive number of bytes")
+    if not 0 <= linger <= 1:
+        raise ValueError(f"linger={linger}: give 0 to 1 second")
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -237,14 +237,14 @@ def _frame_route(query: Callable[[str], pl.DataFrame | pl.LazyFrame]) -> Callabl
     return route
 
 
-def _bearer(limits: _Limits) -> Callable[..., Any]:
+def _bearer(token: str | None) -> Callable[..., Any]:
     scheme = HTTPBearer(auto_error=False, description="the server's --token or $VTP_LAB_TOKEN, when one is set")
 
     def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
-        if limits.token is None:
+        if not token:
             return
         given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode(), limits.token.encode()):
+        if not hmac.compare_digest(given.encode(), token.encode()):
             what = "a wrong bearer token" if given else "no bearer token"
             raise ApiError(401, "unauthorized", f"{what}: send Authorization: Bearer <the server's --token>")
 
@@ -266,11 +266,7 @@ def create_app(
         >>> spec["paths"]["/v1/users/{id}/engagement"]["get"]["parameters"][0]["schema"]["format"]
         'uuid'
     """
-    if max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes={max_body_bytes}: give a positive number of bytes")
-    if not 0 <= linger <= 1:
-        raise ValueError(f"linger={linger}: give 0 to 1 second")
-    limits = _Limits(token=token or None, max_body_bytes=max_body_bytes)
+    _check_settings(max_body_bytes, linger)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -310,10 +306,10 @@ def create_app(
         response_model=Acknowledgement,
         responses=errors,
         openapi_extra={"requestBody": _EVENTS_BODY},
-        dependencies=[Depends(_bearer(limits))],
+        dependencies=[Depends(_bearer(token))],
     )
     async def post_events(request: Request) -> Acknowledgement:
-        body = await _read_body(request, limits.max_body_bytes)
+        body = await _read_body(request, max_body_bytes)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -416,8 +412,7 @@ def serve(
         ...
         ValueError: max_body_bytes=0: give a positive number of bytes
     """
-    if max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes={max_body_bytes}: give a positive number of bytes")
+    _check_settings(max_body_bytes, linger)  # before the store is opened
     with Lab(store) as lab:
         app = create_app(
             lab,

@@ -212,6 +212,18 @@ class DuckDBStore:
             for name in frames:
                 self.con.unregister(name)
 
+    @contextlib.contextmanager
+    def _transaction(self, **frames: pl.DataFrame) -> Iterator[None]:
+        """The lock held, ``frames`` registered by name, one transaction: committed whole or rolled back."""
+        with self._lock, self._registered(**frames):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
     def append(
         self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
     ) -> AppendResult:
@@ -229,28 +241,18 @@ class DuckDBStore:
         batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         columns = ", ".join(ANALYTICS_EVENTS.column_names)
-        with self._lock, self._registered(batch=batch, rej=rej):
-            self.con.execute("BEGIN TRANSACTION")
-            try:
-                insert = (
-                    f"INSERT INTO analytics_events SELECT {columns} FROM batch b "
-                    "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id::UUID)"
-                )
-                ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
-                inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
-                quarantined = (
-                    self.con.execute(
-                        "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
-                        "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
-                    ).fetchall()
-                    if rej.height
-                    else [(0,)]
-                )
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
-        q = int(quarantined[0][0])
+        with self._transaction(batch=batch, rej=rej):
+            insert = (
+                f"INSERT INTO analytics_events SELECT {columns} FROM batch b "
+                "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id::UUID)"
+            )
+            ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
+            inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
+            quarantine = (
+                "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
+                "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
+            )
+            q = int(self.con.execute(quarantine).fetchall()[0][0]) if rej.height else 0
         return AppendResult(
             inserted=inserted, duplicates=events.height - inserted + rej.height - q, rejected=q, inserted_ids=ids
         )
@@ -300,16 +302,10 @@ class DuckDBStore:
             >>> DuckDBStore().replace_tables({"recordings": RECORDINGS.empty()})
         """
         conformed = {f"new_{name}": _table(name).conform(frame) for name, frame in frames.items()}
-        with self._lock, self._registered(**conformed):
-            self.con.execute("BEGIN TRANSACTION")
-            try:
-                for name in frames:
-                    self.con.execute(f"DELETE FROM {name}")
-                    self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
+        with self._transaction(**conformed):
+            for name in frames:
+                self.con.execute(f"DELETE FROM {name}")
+                self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
 
     def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
         """For each table, replace the rows whose ``column`` is in ``values`` by ``frame``; one transaction.
@@ -319,18 +315,12 @@ class DuckDBStore:
             >>> DuckDBStore().replace_rows({"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())})
         """
         conformed = {f"new_{name}": _table(name).conform(frame) for name, (_, _, frame) in changes.items()}
-        with self._lock, self._registered(**conformed):
-            self.con.execute("BEGIN TRANSACTION")
-            try:
-                for name, (column, values, _) in changes.items():
-                    if values:
-                        marks = ", ".join("?" * len(values))
-                        self.con.execute(f"DELETE FROM {name} WHERE {column} IN ({marks})", values)
-                    self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
+        with self._transaction(**conformed):
+            for name, (column, values, _) in changes.items():
+                if values:
+                    marks = ", ".join("?" * len(values))
+                    self.con.execute(f"DELETE FROM {name} WHERE {column} IN ({marks})", values)
+                self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue in one transaction.
