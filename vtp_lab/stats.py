@@ -33,7 +33,9 @@ from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATIS
 __all__ = [
     "DEFAULT_ATTENDANCE_THRESHOLD",
     "DEFAULT_SCORE",
+    "DEFAULT_WEIGHTS",
     "ENGAGEMENT_FEATURES",
+    "SCORE_TERMS",
     "Derived",
     "course_statistics",
     "derive",
@@ -41,6 +43,7 @@ __all__ = [
     "engagement_metrics",
     "lecture_statistics",
     "quality_events",
+    "weighted_score",
 ]
 
 DEFAULT_ATTENDANCE_THRESHOLD: Final = 0.5
@@ -51,15 +54,35 @@ def _clip01(expr: pl.Expr) -> pl.Expr:
     return expr.clip(0.0, 1.0).fill_null(0.0)
 
 
-DEFAULT_SCORE: Final = (
-    100
-    * (
-        0.6 * _clip01(pl.col("coverage"))
-        + 0.2 * _clip01(pl.col("play_time_seconds") / pl.col("duration_seconds"))
-        + 0.1 * pl.col("completed").cast(pl.Float64)
-        + 0.1 * _clip01(pl.col("rewatched_seconds") / (0.1 * pl.col("duration_seconds")))
-    )
-).alias("engagement_score")
+SCORE_TERMS: Final = {
+    "coverage": _clip01(pl.col("coverage")),
+    "time_on_task": _clip01(pl.col("play_time_seconds") / pl.col("duration_seconds")),
+    "completed": pl.col("completed").cast(pl.Float64),
+    "revisiting": _clip01(pl.col("rewatched_seconds") / (0.1 * pl.col("duration_seconds"))),
+}
+"""The terms of the default engagement score, each in [0, 1] (see ``docs/metrics.md``)."""
+
+DEFAULT_WEIGHTS: Final = {"coverage": 0.6, "time_on_task": 0.2, "completed": 0.1, "revisiting": 0.1}
+"""The default score's weight of each of :data:`SCORE_TERMS`."""
+
+
+def weighted_score(weights: dict[str, float]) -> pl.Expr:
+    """100 x the weighted mean of :data:`SCORE_TERMS` (weights scaled to sum to 1; all zero counts as 1).
+
+    Example:
+        >>> f = pl.DataFrame({"coverage": [0.5], "play_time_seconds": [60.0], "duration_seconds": [600.0],
+        ...     "completed": [False], "rewatched_seconds": [0.0]})
+        >>> f.select(weighted_score({"coverage": 1.0})).item()
+        50.0
+    """
+    unknown = set(weights) - set(SCORE_TERMS)
+    if unknown:
+        raise ValueError(f"no score term {sorted(unknown)[0]!r}; the terms are {', '.join(SCORE_TERMS)}")
+    total = sum(weights.values()) or 1.0
+    return (100 * sum((w / total) * SCORE_TERMS[name] for name, w in weights.items())).alias("engagement_score")
+
+
+DEFAULT_SCORE: Final = weighted_score(DEFAULT_WEIGHTS)
 """The default engagement score in [0, 100]: 60 x coverage + 20 x time on task + 10 x completed
 + 10 x revisiting (see ``docs/metrics.md``). Non-decreasing in coverage."""
 

@@ -23,7 +23,7 @@ import polars as pl
 from vtp_lab.metrics import qoe, weekly_engagement
 from vtp_lab.plot import completion_distribution, engagement_by_week, qoe_against_completion
 from vtp_lab.reports import Source, alerts
-from vtp_lab.stats import DEFAULT_SCORE, Derived, derive
+from vtp_lab.stats import DEFAULT_SCORE, DEFAULT_WEIGHTS, Derived, derive, weighted_score
 
 __all__ = ["Dashboard"]
 
@@ -61,8 +61,8 @@ class Dashboard:
         self.charts = w.HTML()
         self.alerts_table = w.HTML()
         self.weights = {
-            name: w.FloatSlider(value=value, min=0, max=1, step=0.05, description=name)
-            for name, value in (("coverage", 0.6), ("time on task", 0.2), ("completed", 0.1), ("revisiting", 0.1))
+            name: w.FloatSlider(value=value, min=0, max=1, step=0.05, description=name.replace("_", " "))
+            for name, value in DEFAULT_WEIGHTS.items()
         }
         self.expression = w.Text(placeholder='e.g. 100 * pl.col("coverage")', description="expression")
         self.apply = w.Button(description="apply score")
@@ -216,13 +216,7 @@ class Dashboard:
             if text:
                 score = eval(text, {"pl": pl})
             else:
-                v = [s.value for s in self.weights.values()]
-                total = sum(v) or 1.0
-                parts = [pl.col("coverage").fill_null(0).clip(0, 1),
-                         (pl.col("play_time_seconds") / pl.col("duration_seconds")).clip(0, 1).fill_null(0),
-                         pl.col("completed").cast(pl.Float64),
-                         (pl.col("rewatched_seconds") / (0.1 * pl.col("duration_seconds"))).clip(0, 1).fill_null(0)]  # fmt: skip
-                score = 100 * sum((w / total) * p for w, p in zip(v, parts, strict=True))
+                score = weighted_score({name: slider.value for name, slider in self.weights.items()})
             events = self.source.events()
             self.derived = derive(
                 events, recordings=self.derived.recordings, score=score if score is not None else DEFAULT_SCORE
