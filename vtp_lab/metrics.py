@@ -38,6 +38,7 @@ __all__ = [
     "realtime_window",
     "retention",
     "struggle_lectures",
+    "week_of",
     "weekly_engagement",
 ]
 
@@ -79,6 +80,17 @@ def qoe(details: pl.DataFrame, *, reference_bitrate: float = QOE_REFERENCE_BITRA
         per_minute.alias("rebuffer_frequency"),
         (100 * pl.sum_horizontal(weighted) / pl.sum_horizontal(known)).round(6).alias("qoe_score"),
     )
+
+
+def week_of(column: str) -> pl.Expr:
+    """The start of the week of a timestamp column: Monday 00:00 UTC, as every weekly figure counts weeks.
+
+    Example:
+        >>> from datetime import datetime
+        >>> pl.DataFrame({"t": [datetime(2026, 9, 3, 15)]}).select(week_of("t")).item()
+        datetime.datetime(2026, 8, 31, 0, 0)
+    """
+    return pl.col(column).dt.truncate("1w")
 
 
 def _rebuffer_ratio() -> pl.Expr:
@@ -218,7 +230,7 @@ def weekly_engagement(features: pl.DataFrame, recordings: pl.DataFrame) -> pl.Da
     cat = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
     return (
         features.join(cat, on="recording_id")
-        .with_columns(pl.col("first_watched").dt.truncate("1w").alias("week"))
+        .with_columns(week_of("first_watched").alias("week"))
         .group_by("course_id", "week")
         .agg(pl.col("engagement_score").mean(), pl.len().alias("pairs"))
         .with_columns(
@@ -305,7 +317,7 @@ def attendance_categories(features: pl.DataFrame, recordings: pl.DataFrame) -> p
         [('a', 2, 'all'), ('b', 1, 'some')]
     """
     lectures = recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
-        "recording_id", "course_id", pl.col("published_at").dt.truncate("1w").alias("week")
+        "recording_id", "course_id", week_of("published_at").alias("week")
     )
     per_week = lectures.group_by("course_id", "week").agg(pl.len().alias("lectures"))
     viewed = features.select("user_id", "recording_id").unique().join(lectures, on="recording_id")
@@ -349,7 +361,7 @@ def at_risk_students(
     if not 0 < below <= 1 or weeks < 1:
         raise ValueError(f"below={below} must be in (0, 1] and weeks={weeks} at least 1")
     lectures = recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
-        "recording_id", "course_id", pl.col("published_at").dt.truncate("1w").alias("week")
+        "recording_id", "course_id", week_of("published_at").alias("week")
     )
     scored = features.select("user_id", "recording_id", "engagement_score").join(lectures, on="recording_id")
     students = scored.select("course_id", "user_id").unique()

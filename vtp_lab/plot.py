@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from vtp_lab.metrics import qoe
+from vtp_lab.metrics import qoe, week_of
 
 __all__ = [
     "attendance_heatmap",
@@ -40,6 +40,13 @@ def _alt() -> Any:
     return alt
 
 
+def _titled(frame: pl.DataFrame, titles: pl.DataFrame | None) -> pl.DataFrame:
+    """``frame`` with a ``title`` per recording: from ``titles`` (``recording_id, title``), else the id."""
+    if titles is None:
+        return frame.with_columns(pl.col("recording_id").alias("title"))
+    return frame.join(titles, on="recording_id", how="left")
+
+
 def retention_curve(retention: pl.DataFrame, *, titles: pl.DataFrame | None = None) -> Any:
     """The drop-off curve: share of a lecture's viewers who played each segment, one line per lecture.
 
@@ -51,11 +58,7 @@ def retention_curve(retention: pl.DataFrame, *, titles: pl.DataFrame | None = No
         'line'
     """
     alt = _alt()
-    frame = (
-        retention.join(titles, on="recording_id", how="left")
-        if titles is not None
-        else retention.with_columns(pl.col("recording_id").alias("title"))
-    )
+    frame = _titled(retention, titles)
     return (
         alt.Chart(frame.select("title", "bin_start", "retention"), title="Audience retention")
         .mark_line()
@@ -97,7 +100,7 @@ def quality_mix_over_time(sessions: pl.DataFrame) -> Any:
     alt = _alt()
     frame = (
         sessions.filter(pl.col("quality").is_not_null())
-        .with_columns(pl.col("started_at").dt.truncate("1w").dt.date().alias("week"))
+        .with_columns(week_of("started_at").dt.date().alias("week"))
         .group_by("week", "quality")
         .agg(pl.len().alias("sessions"))
         .sort("week")
@@ -167,12 +170,7 @@ def attendance_heatmap(features: pl.DataFrame, *, titles: pl.DataFrame | None = 
         'rect'
     """
     alt = _alt()
-    frame = features.select("user_id", "recording_id", "coverage")
-    frame = (
-        frame.join(titles, on="recording_id", how="left")
-        if titles is not None
-        else frame.with_columns(pl.col("recording_id").alias("title"))
-    )
+    frame = _titled(features.select("user_id", "recording_id", "coverage"), titles)
     return (
         alt.Chart(frame, title="Coverage by student and lecture")
         .mark_rect()

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal, Protocol, get_args
 
 import polars as pl
 
-from vtp_lab.metrics import at_risk_students, attendance_categories, lecture_attendance, qoe, qoe_summary
+from vtp_lab.metrics import at_risk_students, attendance_categories, lecture_attendance, qoe, qoe_summary, week_of
 from vtp_lab.stats import Derived
 
 __all__ = [
@@ -392,7 +392,7 @@ def student(source: Source, *, user_id: str) -> StudentEngagementReport:
         .sort("title")
     )
     weekly = (
-        feats.with_columns(pl.col("first_watched").dt.truncate("1w").dt.date().alias("week"))
+        feats.with_columns(week_of("first_watched").dt.date().alias("week"))
         .group_by("week")
         .agg(pl.col("engagement_score").mean().alias("engagement_score"), pl.len().alias("lectures"))
         .sort("week")
@@ -609,7 +609,7 @@ def quality(source: Source, *, course_id: str | None = None, recording_id: str |
         .agg(pl.len().alias("switches"))
         .sort("switches", descending=True)
     )
-    weeks = details.with_columns(pl.col("started_at").dt.truncate("1w").dt.date().alias("week"))
+    weeks = details.with_columns(week_of("started_at").dt.date().alias("week"))
     health = qoe_summary(weeks, by=["week"]).select("week", "sessions", "qoe_score", "rebuffer_ratio")
     total = float(distribution["play_seconds"].sum()) if distribution.height else 0.0
     high = (
@@ -760,7 +760,7 @@ def alerts(source: Source, *, below: float = 0.5, weeks: int = 2, qoe_drop: floa
         ]  # fmt: skip
     weekly = (
         qoe(d.session_details)
-        .with_columns(pl.col("started_at").dt.truncate("1w").alias("week"))
+        .with_columns(week_of("started_at").alias("week"))
         .group_by("recording_id", "week")
         .agg(pl.col("qoe_score").mean().alias("qoe"))
         .sort("recording_id", "week")
