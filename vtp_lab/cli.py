@@ -211,10 +211,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(_info_text(lab))
         print()
         print(_statistics_text(lab))
-        path = (
-            lab.report("engagement").to_html(Path("engagement-report.html"))
-            and Path("engagement-report.html").resolve()
-        )
+        path = Path("engagement-report.html").resolve()
+        lab.report("engagement").to_html(path)
         print(f"\nengagement report: {path}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
