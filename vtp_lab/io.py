@@ -261,6 +261,11 @@ def _position(fh: IO[bytes], raw: IO[bytes]) -> int:
         return raw.tell()
 
 
+_SPELLINGS: Final = [k for spellings in FIELD_ALIASES.values() for k in spellings]
+_FOLDED: Final = [k for i, k in enumerate(_SPELLINGS) if k.lower() in {j.lower() for j in _SPELLINGS[:i]}]
+"""Spellings equal to an earlier one but for case (``ID``, ``Metadata``)."""
+
+
 def _malformed(raw: pl.Series, rows: pl.Series, source: str | pl.Series) -> pl.DataFrame:
     return REJECTED_EVENTS.conform(
         pl.DataFrame(
@@ -275,25 +280,37 @@ def _malformed(raw: pl.Series, rows: pl.Series, source: str | pl.Series) -> pl.D
     )
 
 
-def _fields_sql(texts: str) -> str:
+def _fields_sql(texts: str, *, folded: bool = True) -> str:
     """SQL over relation ``texts`` (a column ``_raw``, kept with any others): ``ok`` and the fields as text.
 
     Every accepted key (:data:`vtp_lab.events.FIELD_ALIASES`) comes back as text: strings
     unquoted, numbers as written, a nested object (metadata) as compact JSON; the first
     non-null spelling of a field wins. ``ok`` is false where the text is not a JSON object.
+    Each text is parsed once, by ``from_json`` into a struct of the spellings. DuckDB's
+    struct fields ignore case, so the spellings that differ from another only in case
+    (:data:`_FOLDED`) are looked up by path, unless ``folded=False`` says no text holds them.
     """
-    keys = [k for spellings in FIELD_ALIASES.values() for k in spellings]
-    paths = ", ".join(f"'$.\"{k}\"'" for k in keys)
-    position = {k: i + 1 for i, k in enumerate(keys)}
+    struct = "{" + ", ".join(f'"{k}": "VARCHAR"' for k in _SPELLINGS if k not in _FOLDED) + "}"
+    paths = ", ".join(f"'$.\"{k}\"'" for k in _FOLDED)
+    found = f"CASE WHEN ok THEN json_extract_string(_raw, [{paths}]) END" if folded else "NULL"
+
+    def value(k: str) -> str:
+        return f"f[{_FOLDED.index(k) + 1}]" if k in _FOLDED else f'm."{k}"'
+
     fields = ", ".join(
-        f"coalesce({', '.join(f'm[{position[k]}]' for k in spellings)}) AS {name}"
-        for name, spellings in FIELD_ALIASES.items()
+        f"coalesce({', '.join(value(k) for k in spellings)}) AS {name}" for name, spellings in FIELD_ALIASES.items()
     )
     return f"""
-        SELECT * EXCLUDE (m), {fields}
-        FROM (SELECT *, CASE WHEN ok THEN json_extract_string(_raw, [{paths}]) END AS m
-              FROM (SELECT *, coalesce(json_valid(_raw) AND starts_with(ltrim(_raw), '{{'), false) AS ok FROM {texts}))
+        SELECT * EXCLUDE (m, f), {fields}
+        FROM (SELECT * EXCLUDE (ok), coalesce(ok, false) AS ok, {found} AS f
+              FROM (SELECT *, m IS NOT NULL AND (starts_with(_raw, '{{') OR starts_with(ltrim(_raw), '{{')) AS ok
+                    FROM (SELECT *, try(from_json(_raw, '{struct}')) AS m FROM {texts})))
     """
+
+
+def _holds_folded(texts: pl.Series) -> bool:
+    """Whether any text may hold a spelling of :data:`_FOLDED` (a cheap substring test)."""
+    return any(texts.str.contains(f'"{k}"', literal=True).any() for k in _FOLDED)
 
 
 def _split_parsed(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -306,7 +323,7 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
     """Parse JSON object texts (columns ``_raw``, ``_row``) into raw field columns: one parse per line."""
     con = compute()
     con.register("texts", texts.select("_raw", "_row").to_arrow())
-    parsed = con.sql(_fields_sql("texts")).pl()
+    parsed = con.sql(_fields_sql("texts", folded=_holds_folded(texts["_raw"]))).pl()
     con.close()
     return _split_parsed(parsed.with_columns(pl.lit(source).alias("_source")))
 
@@ -450,19 +467,21 @@ def read_documents(docs: pl.DataFrame) -> tuple[RawBatch, pl.Series]:
         >>> unreadable.to_list()
         ['c']
     """
-    unreadable = "NOT _ndjson AND NOT coalesce(CASE WHEN json_valid(_doc) THEN json_type(_doc) IN ('ARRAY', 'OBJECT') END, false)"
-    elements = f"""
-        (SELECT _source, unreadable, unnest(e) AS _raw, unnest(range(1, len(e) + 1)) AS _row
-         FROM (SELECT _source, unreadable,
-                      CASE WHEN unreadable THEN ['']
-                           WHEN _ndjson THEN string_split(_doc, chr(10))
-                           WHEN json_type(_doc) = 'ARRAY' THEN json_extract(_doc, '$[*]')::VARCHAR[]
-                           ELSE [_doc] END AS e
-               FROM (SELECT *, {unreadable} AS unreadable FROM docs)))
+    elements = """
+        (SELECT _source, unreadable, _raw, _row
+         FROM (SELECT _source, unreadable, _ndjson, unnest(e) AS _raw, unnest(range(1, len(e) + 1)) AS _row
+         FROM (SELECT _source, unreadable, _ndjson,
+                      CASE WHEN _ndjson THEN string_split(_doc, chr(10))
+                           WHEN t = 'ARRAY' THEN json_extract(_doc, '$[*]')::VARCHAR[]
+                           WHEN t = 'OBJECT' THEN [_doc] ELSE [''] END AS e
+               FROM (SELECT *, NOT _ndjson AND coalesce(t NOT IN ('ARRAY', 'OBJECT'), true) AS unreadable
+                     FROM (SELECT *, CASE WHEN NOT _ndjson THEN try(json_type(_doc)) END AS t FROM docs))))
+         WHERE NOT _ndjson OR trim(_raw) <> '')
     """
     con = compute()
     con.register("docs", docs.select("_doc", "_source", "_ndjson").to_arrow())
-    parsed = con.sql(_fields_sql(f"{elements} WHERE unreadable OR trim(_raw) <> ''")).pl()
+    folded = _holds_folded(docs["_doc"])
+    parsed = con.sql(_fields_sql(elements, folded=folded)).pl()
     con.close()
     gone = parsed.filter(pl.col("unreadable"))["_source"]
     readable = parsed.filter(~pl.col("unreadable")).drop("unreadable").with_columns(pl.col("_row").cast(pl.Int64))

@@ -127,6 +127,30 @@ class Column:
         """The polars dtype of this column in frames."""
         return _POLARS[self.kind]
 
+    @property
+    def valid(self) -> pl.Expr:
+        """True where a value keeps this column's rules.
+
+        A value is present unless the column is nullable (NaN is no value), a canonical
+        UUID for ``uuid``, at most ``length`` characters for ``varchar(n)``.
+
+        Example:
+            >>> c = Column(name="session_id", kind="varchar", length=3, nullable=False)
+            >>> pl.DataFrame({"session_id": ["abc", "abcd", None]}).select(c.valid)["session_id"].to_list()
+            [True, False, False]
+        """
+        value = pl.col(self.name)
+        rules = []
+        if self.kind == "uuid":
+            rules.append(value.str.contains(UUID_PATTERN))
+        if self.kind == "varchar" and self.length:
+            rules.append(value.str.len_chars() <= self.length)
+        if self.kind == "double":
+            rules.append(value.is_not_nan())
+        keeps = pl.all_horizontal(rules).fill_null(False) if rules else pl.lit(True)
+        valid = value.is_null() | keeps if self.nullable else value.is_not_null() & keeps
+        return valid.alias(self.name)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Index:
@@ -174,7 +198,11 @@ class Table:
 
     @cached_property
     def model(self) -> type:
-        """A pandera ``DataFrameModel`` checking dtypes, nulls and canonical UUIDs.
+        """A pandera ``DataFrameModel``: the dtypes, and every :attr:`Column.valid` rule.
+
+        The fields carry the dtypes; the column rules (NOT NULL, canonical UUIDs,
+        lengths) run as one frame-wide check, ``contract``, in one pass over the frame
+        (a check per column would cost a pass each).
 
         Example:
             >>> RECORDINGS.model.validate(RECORDINGS.empty()).height
@@ -182,16 +210,20 @@ class Table:
         """
         import pandera.polars as pa_pl
 
-        annotations: dict[str, object] = {}
-        fields: dict[str, object] = {}
-        for c in self.columns:
-            annotations[c.name] = c.polars_dtype
-            checks: dict[str, object] = {}
-            if c.kind == "uuid":
-                checks["str_matches"] = UUID_PATTERN
-            if c.kind == "varchar" and c.length:
-                checks["str_length"] = {"max_value": c.length}
-            fields[c.name] = pa_pl.Field(nullable=c.nullable, **checks)
+        annotations: dict[str, object] = {c.name: c.polars_dtype for c in self.columns}
+        fields: dict[str, object] = {c.name: pa_pl.Field(nullable=True) for c in self.columns}
+        rules = [c.valid for c in self.columns]
+        rule_text = "; ".join(
+            f"{c.name}: {'nullable' if c.nullable else 'not null'}"
+            + (", a canonical UUID" if c.kind == "uuid" else "")
+            + (f", at most {c.length} characters" if c.kind == "varchar" and c.length else "")
+            for c in self.columns
+        )
+
+        def contract(cls: type, data: pa_pl.PolarsData) -> pl.LazyFrame:
+            return data.lazyframe.select(*rules).select(pl.all_horizontal(pl.all()))
+
+        fields["contract"] = pa_pl.dataframe_check(contract, name="contract", error=rule_text)
         config = type("Config", (), {"strict": True, "ordered": True, "name": self.name})
         class_name = "".join(part.title() for part in self.name.split("_"))
         return type(

@@ -79,20 +79,6 @@ class Validated:
 _CANONICAL = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
-def _uuid_column(frame: pl.DataFrame, column: str | None) -> pl.Series:
-    """Canonical UUIDs of a raw column: a regex fast path, the full normaliser only where needed."""
-    if column is None:
-        return pl.Series(values=[None] * frame.height, dtype=pl.String)
-    text = frame[column].cast(pl.String, strict=False)
-    fast = text.str.contains(_CANONICAL).fill_null(False)
-    result = text.to_frame("u").select(pl.when(fast).then(pl.col("u"))).to_series()
-    slow = text.is_not_null() & ~fast
-    if not slow.any():
-        return result
-    fixed = text.filter(slow).to_frame("u").select(canonical_uuid(pl.col("u"))).to_series()
-    return result.scatter(slow.arg_true(), fixed)
-
-
 def canonical_uuid(expr: pl.Expr) -> pl.Expr:
     """The canonical lowercase form of UUID strings (any case, dashes, braces, urn), else null.
 
@@ -126,19 +112,37 @@ def _is_uuid_text(text: pl.Expr) -> pl.Expr:
     return text.str.contains(r"^[{}]*(-*[0-9a-f]){32}-*[{}]*$")
 
 
-def _event_type_column(frame: pl.DataFrame, column: str | None) -> pl.Series:
-    """Canonical event types of a raw column: canonical spellings pass as they are, others are mapped."""
-    if column is None:
-        return pl.Series(values=[None] * frame.height, dtype=pl.String)
-    text = frame[column].cast(pl.String, strict=False)
-    canonical = text.is_in([t.value for t in EventType])
-    other = text.is_not_null() & ~canonical
-    result = text.to_frame("t").select(pl.when(canonical).then(pl.col("t"))).to_series()
-    if not other.any():
-        return result
+def _canonical_event_type(text: pl.Expr) -> pl.Expr:
+    """The canonical event type of any accepted spelling, else null (the slow path of staging)."""
     mapping = {k: v.value for k, v in EVENT_TYPE_SPELLINGS.items()}
-    compact = text.filter(other).str.replace_all(r"[\s_\-]", "").str.to_lowercase().str.strip_prefix("event")
-    return result.scatter(other.arg_true(), compact.replace_strict(mapping, default=None, return_dtype=pl.String))
+    compact = text.str.replace_all(r"[\s_\-]", "").str.to_lowercase().str.strip_prefix("event")
+    return compact.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+_NORMALISE: Final = {
+    "id": canonical_uuid,
+    "recording_id": canonical_uuid,
+    "user_id": canonical_uuid,
+    "event_type": _canonical_event_type,
+}
+"""Columns with a cheap test for the canonical form, and the normaliser for the rest."""
+
+
+def _fast_path(name: str, text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(the value where it is already canonical, else null; whether it needs the normaliser)."""
+    canonical = text.str.contains(_CANONICAL) if name != "event_type" else text.is_in([t.value for t in EventType])
+    canonical = canonical.fill_null(False)
+    return pl.when(canonical).then(text).alias(name), (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
+
+
+def _normalise(staged: pl.DataFrame, frame: pl.DataFrame, texts: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Run the normalisers of :data:`_NORMALISE` on the rows the fast path left (usually none)."""
+    for name, normaliser in _NORMALISE.items():
+        slow = staged[f"_slow_{name}"]
+        if slow.any():
+            fixed = frame.filter(slow).select(normaliser(texts[name])).to_series()
+            staged = staged.with_columns(staged[name].scatter(slow.arg_true(), fixed))
+    return staged.drop(f"_slow_{name}" for name in _NORMALISE)
 
 
 def _epoch(expr: pl.Expr) -> pl.Expr:
@@ -209,19 +213,22 @@ def _stage(frame: pl.DataFrame) -> pl.DataFrame:
         _metadata_text(schema[meta_col], raw("metadata")) if meta_col else (pl.lit(None, pl.String), pl.lit(True))
     )
 
-    staged = frame.select(
-        *(present(name) for name in FIELD_ALIASES if name != "metadata"),
-        _uuid_column(frame, source["id"]).alias("id"),
-        _event_type_column(frame, source["event_type"]).alias("event_type"),
-        _uuid_column(frame, source["recording_id"]).alias("recording_id"),
-        _uuid_column(frame, source["user_id"]).alias("user_id"),
-        raw("session_id").cast(pl.String, strict=False).str.strip_chars().alias("session_id"),
-        (ts_parsed if ts_parsed is not None else pl.lit(None, pl.Datetime("us", "UTC"))).alias("event_timestamp"),
-        (ts_text if ts_text is not None else pl.lit(None, pl.String)).alias("_ts_text"),
-        meta_text.alias("metadata"),
-        meta_object.alias("_meta_can_be_object"),
+    texts = {name: raw(name).cast(pl.String, strict=False).alias(name) for name in _NORMALISE}
+    fast = [e for name in _NORMALISE for e in _fast_path(name, texts[name])]
+    staged = (
+        frame.lazy()
+        .select(
+            *(present(name) for name in FIELD_ALIASES if name != "metadata"),
+            *fast,
+            raw("session_id").cast(pl.String, strict=False).str.strip_chars().alias("session_id"),
+            (ts_parsed if ts_parsed is not None else pl.lit(None, pl.Datetime("us", "UTC"))).alias("event_timestamp"),
+            (ts_text if ts_text is not None else pl.lit(None, pl.String)).alias("_ts_text"),
+            meta_text.alias("metadata"),
+            meta_object.alias("_meta_can_be_object"),
+        )
+        .collect()
     )
-    return _parse_in_duckdb(staged)
+    return _parse_in_duckdb(_normalise(staged, frame, texts))
 
 
 def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
