@@ -240,11 +240,11 @@ class DuckDBStore:
         """
         batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
-        columns = ", ".join(ANALYTICS_EVENTS.column_names)
+        columns = ", ".join(["id::UUID AS id", *ANALYTICS_EVENTS.column_names[1:]])
         with self._transaction(batch=batch, rej=rej):
             insert = (
-                f"INSERT INTO analytics_events SELECT {columns} FROM batch b "
-                "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id::UUID)"
+                f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b "
+                "WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
             )
             ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
             inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])

@@ -49,7 +49,7 @@ from vtp_lab.events import (
     canonical_metadata,
     derive_event_ids,
 )
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, UUID_PATTERN
 
 __all__ = ["Validated", "canonical_uuid", "rules", "validate"]
 
@@ -74,9 +74,6 @@ class Validated:
     def rows_read(self) -> int:
         """Rows in: accepted plus rejected."""
         return self.accepted.height + self.rejected.height
-
-
-_CANONICAL = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def canonical_uuid(expr: pl.Expr) -> pl.Expr:
@@ -130,7 +127,7 @@ _NORMALISE: Final = {
 
 def _fast_path(name: str, text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(the value where it is already canonical, else null; whether it needs the normaliser)."""
-    canonical = text.str.contains(_CANONICAL) if name != "event_type" else text.is_in([t.value for t in EventType])
+    canonical = text.str.contains(UUID_PATTERN) if name != "event_type" else text.is_in([t.value for t in EventType])
     canonical = canonical.fill_null(False)
     return pl.when(canonical).then(text).alias(name), (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
 
