@@ -11,7 +11,15 @@ import pytest
 from conftest import REC, ROOT, USER
 
 from vtp_lab.duck import connect
-from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, RECORDINGS, TABLES, schema_sql
+from vtp_lab.tables import (
+    ANALYTICS_EVENTS,
+    ANALYTICS_TABLES,
+    ENGAGEMENT_METRICS,
+    PLAYBACK_SESSIONS,
+    RECORDINGS,
+    TABLES,
+    schema_sql,
+)
 
 PG_FILE = ROOT / "schema/postgres/005_analytics_schema.sql"
 DUCK_FILE = ROOT / "schema/duckdb/analytics_schema.sql"
@@ -149,3 +157,19 @@ def test_postgres_ddl_applies_to_a_real_server(postgres):
     for table in ANALYTICS_TABLES:
         assert got[table.name] == [(c.name, c.kind, c.length) for c in table.columns]
     assert n_indexes == (13,)
+
+
+def test_the_model_checks_every_column_rule_in_one_pass() -> None:
+    """NaN is no value in a NOT NULL double and allowed in a nullable one; the error lists the rules."""
+    row = {
+        "id": REC, "recording_id": REC, "user_id": USER, "total_views": 1, "total_watch_time_seconds": 1,
+        "buffer_events_total": 0, "engagement_score": 0.5,
+    }  # fmt: skip
+    good = ENGAGEMENT_METRICS.conform(pl.DataFrame([row]))
+    assert ENGAGEMENT_METRICS.model.validate(good).height == 1
+    assert [c.name for c in ENGAGEMENT_METRICS.model.to_schema().checks] == ["contract"]
+    with pytest.raises(pandera.errors.SchemaError, match="engagement_score: not null"):
+        ENGAGEMENT_METRICS.model.validate(good.with_columns(pl.lit(float("nan")).alias("engagement_score")))
+    rate = next(c for c in PLAYBACK_SESSIONS.columns if c.name == "completion_rate")
+    assert rate.nullable
+    assert pl.DataFrame({"completion_rate": [float("nan"), None, 0.5]}).select(rate.valid).to_series().all()

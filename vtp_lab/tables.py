@@ -131,7 +131,7 @@ class Column:
     def valid(self) -> pl.Expr:
         """True where a value keeps this column's rules.
 
-        A value is present unless the column is nullable (NaN is no value), a canonical
+        A value is present unless the column is nullable (NaN counts as absent), a canonical
         UUID for ``uuid``, at most ``length`` characters for ``varchar(n)``.
 
         Example:
@@ -145,7 +145,7 @@ class Column:
             rules.append(value.str.contains(UUID_PATTERN))
         if self.kind == "varchar" and self.length:
             rules.append(value.str.len_chars() <= self.length)
-        if self.kind == "double":
+        if self.kind == "double" and not self.nullable:
             rules.append(value.is_not_nan())
         keeps = pl.all_horizontal(rules).fill_null(False) if rules else pl.lit(True)
         valid = value.is_null() | keeps if self.nullable else value.is_not_null() & keeps
