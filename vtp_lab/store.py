@@ -240,7 +240,7 @@ class DuckDBStore:
         """
         batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
-        columns = ", ".join(["id::UUID AS id", *ANALYTICS_EVENTS.column_names[1:]])
+        columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
         with self._transaction(batch=batch, rej=rej):
             insert = (
                 f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b "

@@ -127,9 +127,31 @@ class Column:
         """The polars dtype of this column in frames."""
         return _POLARS[self.kind]
 
+    def _checks(self) -> list[tuple[str, pl.Expr]]:
+        """The rules on a present value, each in words and as an expression."""
+        value = pl.col(self.name)
+        checks = []
+        if self.kind == "uuid":
+            checks.append(("a canonical UUID", value.str.contains(UUID_PATTERN)))
+        if self.kind == "varchar" and self.length:
+            checks.append((f"at most {self.length} characters", value.str.len_chars() <= self.length))
+        if self.kind == "double" and not self.nullable:
+            checks.append(("not NaN", value.is_not_nan()))
+        return checks
+
+    @property
+    def rule(self) -> str:
+        """This column's rules in words.
+
+        Example:
+            >>> Column(name="user_id", kind="uuid", nullable=False).rule
+            'not null, a canonical UUID'
+        """
+        return ", ".join(["nullable" if self.nullable else "not null", *(text for text, _ in self._checks())])
+
     @property
     def valid(self) -> pl.Expr:
-        """True where a value keeps this column's rules.
+        """True where a value keeps this column's rules (:attr:`rule`).
 
         A value is present unless the column is nullable (NaN counts as absent), a canonical
         UUID for ``uuid``, at most ``length`` characters for ``varchar(n)``.
@@ -140,14 +162,8 @@ class Column:
             [True, False, False]
         """
         value = pl.col(self.name)
-        rules = []
-        if self.kind == "uuid":
-            rules.append(value.str.contains(UUID_PATTERN))
-        if self.kind == "varchar" and self.length:
-            rules.append(value.str.len_chars() <= self.length)
-        if self.kind == "double" and not self.nullable:
-            rules.append(value.is_not_nan())
-        keeps = pl.all_horizontal(rules).fill_null(False) if rules else pl.lit(True)
+        checks = [expr for _, expr in self._checks()]
+        keeps = pl.all_horizontal(checks).fill_null(False) if checks else pl.lit(True)
         valid = value.is_null() | keeps if self.nullable else value.is_not_null() & keeps
         return valid.alias(self.name)
 
@@ -213,12 +229,7 @@ class Table:
         annotations: dict[str, object] = {c.name: c.polars_dtype for c in self.columns}
         fields: dict[str, object] = {c.name: pa_pl.Field(nullable=True) for c in self.columns}
         rules = [c.valid for c in self.columns]
-        rule_text = "; ".join(
-            f"{c.name}: {'nullable' if c.nullable else 'not null'}"
-            + (", a canonical UUID" if c.kind == "uuid" else "")
-            + (f", at most {c.length} characters" if c.kind == "varchar" and c.length else "")
-            for c in self.columns
-        )
+        rule_text = "; ".join(f"{c.name}: {c.rule}" for c in self.columns)
 
         def contract(cls: type, data: pa_pl.PolarsData) -> pl.LazyFrame:
             return data.lazyframe.select(*rules).select(pl.all_horizontal(pl.all()))

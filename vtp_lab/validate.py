@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -116,25 +117,33 @@ def _canonical_event_type(text: pl.Expr) -> pl.Expr:
     return compact.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
-_NORMALISE: Final = {
-    "id": canonical_uuid,
-    "recording_id": canonical_uuid,
-    "user_id": canonical_uuid,
-    "event_type": _canonical_event_type,
+def _is_canonical_uuid(text: pl.Expr) -> pl.Expr:
+    return text.str.contains(UUID_PATTERN)
+
+
+def _is_canonical_event_type(text: pl.Expr) -> pl.Expr:
+    return text.is_in([t.value for t in EventType])
+
+
+_Expression = Callable[[pl.Expr], pl.Expr]
+_NORMALISE: Final[dict[str, tuple[_Expression, _Expression]]] = {
+    "id": (_is_canonical_uuid, canonical_uuid),
+    "recording_id": (_is_canonical_uuid, canonical_uuid),
+    "user_id": (_is_canonical_uuid, canonical_uuid),
+    "event_type": (_is_canonical_event_type, _canonical_event_type),
 }
-"""Columns with a cheap test for the canonical form, and the normaliser for the rest."""
+"""Per column: a cheap test for the canonical form, and the normaliser for the rest."""
 
 
 def _fast_path(name: str, text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(the value where it is already canonical, else null; whether it needs the normaliser)."""
-    canonical = text.str.contains(UUID_PATTERN) if name != "event_type" else text.is_in([t.value for t in EventType])
-    canonical = canonical.fill_null(False)
+    canonical = _NORMALISE[name][0](text).fill_null(False)
     return pl.when(canonical).then(text).alias(name), (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
 
 
 def _normalise(staged: pl.DataFrame, frame: pl.DataFrame, texts: dict[str, pl.Expr]) -> pl.DataFrame:
     """Run the normalisers of :data:`_NORMALISE` on the rows the fast path left (usually none)."""
-    for name, normaliser in _NORMALISE.items():
+    for name, (_, normaliser) in _NORMALISE.items():
         slow = staged[f"_slow_{name}"]
         if slow.any():
             fixed = frame.filter(slow).select(normaliser(texts[name])).to_series()
