@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import walk
 
+from vtp_lab import sessions
 from vtp_lab.events import SESSION_EVENT_ORDER, playback_session_id
 from vtp_lab.sessions import catalogue, playback_sessions, session_details
+from vtp_lab.synth import semester
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
 T0 = datetime(2026, 9, 1, 10, tzinfo=UTC)
@@ -130,6 +132,13 @@ def test_exited_before_start_and_fatal_errors():
     assert d["exited_before_start"].to_list() == [True, False]
     assert d["fatal_errors"].to_list() == [0, 1]
     assert d["ended_at"][1] == T0 + timedelta(seconds=10)
+
+
+def test_sessions_whose_keys_share_a_hash_stay_apart(monkeypatch):
+    sem = semester(courses=1, lectures_per_course=2, students=20, seed=4)
+    expected = session_details(sem.events, recordings=sem.recordings)
+    monkeypatch.setattr(sessions, "_SESSION_HASH", pl.lit(7, pl.UInt64))
+    assert session_details(sem.events, recordings=sem.recordings).equals(expected)
 
 
 def test_catalogue_prefers_loaded_rows_then_recording_started_events():

@@ -70,7 +70,10 @@ _META: Final[dict[str, pl.DataType]] = {
     "new_bitrate": pl.Float64(),
     "fatal": pl.String(),
     "duration": pl.Float64(),
+    "course_id": pl.String(),
+    "title": pl.String(),
 }
+_CATALOGUE_KEYS: Final = ("duration", "course_id", "title")
 
 # The 4 states are playing + 2 * resume_after_buffer; a function maps each to its image.
 _IMAGES: Final[dict[str, tuple[int, int, int, int]]] = {
@@ -132,15 +135,19 @@ def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
 
 
-def _with_metadata(events: pl.DataFrame) -> pl.DataFrame:
-    """The metadata keys the walk reads, as typed columns (one JSON parse per event, in DuckDB)."""
+def _with_metadata(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META) -> pl.DataFrame:
+    """Events with ``metadata`` replaced by the ``keys`` as typed columns ``m_<key>`` (one JSON parse per event, in DuckDB).
+
+    The parsed columns come back as one chunk each: DuckDB's many small chunks beside the
+    events' few made every later filter and sort several times slower.
+    """
     duck = {pl.Float64(): "DOUBLE", pl.String(): "VARCHAR"}
-    struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in _META.items()) + "}"
+    struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in keys.items()) + "}"
     con = compute()
     con.register("ev", events.select("metadata").to_arrow())
-    values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"]
+    values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
     con.close()
-    return events.hstack(values.struct.unnest().select(pl.col(k).alias(f"m_{k}") for k in _META))
+    return events.drop("metadata").hstack(values.struct.unnest().select(pl.col(k).alias(f"m_{k}") for k in keys))
 
 
 def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -156,18 +163,21 @@ def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | No
         ...     sem.recordings.drop("published_at").sort("recording_id"))
         True
     """
-    lf = _lazy(events).select("recording_id", "event_type", "event_timestamp", "metadata")
-    meta = lf.with_columns(
-        pl.col("metadata").str.json_path_match("$.duration").cast(pl.Float64, strict=False).alias("duration"),
-    )
-    durations = meta.group_by("recording_id").agg(pl.col("duration").max().alias("max_duration"))
+    frame = _lazy(events).select("recording_id", "event_type", "event_timestamp", "metadata").collect()
+    return _catalogue(_with_metadata(frame, {k: _META[k] for k in _CATALOGUE_KEYS}), recordings)
+
+
+def _catalogue(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -> pl.DataFrame:
+    """:func:`catalogue` of events whose metadata keys ``duration``, ``course_id`` and ``title`` are parsed."""
+    meta = parsed.lazy()
+    durations = meta.group_by("recording_id").agg(pl.col("m_duration").max().alias("max_duration"))
     started = (
         meta.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
         .sort("event_timestamp")
         .group_by("recording_id")
         .agg(
-            pl.col("metadata").str.json_path_match("$.course_id").first().alias("course_id"),
-            pl.col("metadata").str.json_path_match("$.title").first().alias("title"),
+            pl.col("m_course_id").first().alias("course_id"),
+            pl.col("m_title").first().alias("title"),
             pl.col("event_timestamp").first().alias("published_at"),
         )
     )
@@ -237,23 +247,53 @@ def _state_after(code: pl.Series, first: pl.Series, index: pl.Series, longest: i
     return prefix & 3  # the image of the start state (not playing, no rab)
 
 
-def _walk(events: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
-    """One row per event with the walk's state: playing before/after, positions, opens and closes."""
-    rank = {t.value: i for i, t in enumerate(SESSION_EVENT_ORDER)}
+_SESSION_HASH: Final = pl.struct(SESSION_KEY).hash()
+"""What events are grouped by when sorted into sessions: a 64-bit hash of the session key."""
+
+_KIND: Final = pl.Enum([t.value for t in SESSION_EVENT_ORDER])
+"""The walk's event types, ordered as :data:`SESSION_EVENT_ORDER` (so sorting by it is that order)."""
+
+
+def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The walk's events in order (session, time, :data:`SESSION_EVENT_ORDER`, id), and its sessions.
+
+    Sessions are numbered ``_s`` from 0 in walk order; the events carry ``_s`` and ``_new``
+    (a session's first event) instead of the key's strings, and the sessions frame holds
+    ``_s`` with the key. Sessions are grouped by :data:`_SESSION_HASH`, which sorts several
+    times faster than the three strings of the key. Should two keys share a hash (found
+    exactly, as a key change within a run of one hash), the events are sorted by the key.
+    """
+    order = ["event_timestamp", "event_type", "id"]
     ev = (
-        events.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value)
-        .with_columns(pl.col("event_type").replace_strict(rank, return_dtype=pl.Int8).alias("_rank"))
-        .sort([*SESSION_KEY, "event_timestamp", "_rank", "id"])
+        parsed.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value)
+        .drop("m_course_id", "m_title")
+        .with_columns(pl.col("event_type").cast(_KIND), _SESSION_HASH.alias("_h"))
+        .sort(["_h", *order])
     )
-    ev = _with_metadata(ev).join(durations, on="recording_id", how="left")
+    new_session = pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in SESSION_KEY).fill_null(True)
+    ev = ev.with_columns(new_session.alias("_new"))
+    if ev.select((pl.col("_new") & (pl.col("_h") == pl.col("_h").shift(1))).any()).item():
+        ev = ev.sort([*SESSION_KEY, *order]).with_columns(new_session.alias("_new"))
+    ev = ev.with_columns((pl.col("_new").cum_sum() - 1).cast(pl.UInt32).alias("_s"))
+    sessions = ev.filter(pl.col("_new")).select("_s", *SESSION_KEY)
+    return ev.drop("_h", "id", *SESSION_KEY), sessions
+
+
+def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per event with the walk's state (playing before/after, positions, opens and closes), and the sessions.
+
+    ``parsed`` is events with their metadata parsed (:func:`_with_metadata`); the sessions
+    frame has ``_s``, the key and the recording's ``duration_seconds``.
+    """
+    ev, sessions = _in_walk_order(parsed)
+    sessions = sessions.join(durations, on="recording_id", how="left", maintain_order="left")
+    ev = ev.with_columns(sessions["duration_seconds"].gather(ev["_s"]))
     kind = pl.col("event_type")
     action = pl.col("m_action")
     fatal = (kind == "error_occurred") & (pl.col("m_fatal") == "true")
     seek = (kind == "engagement_action") & (action == "seek")
     speed = (kind == "engagement_action") & (action == "speed_change")
-    new_session = pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in SESSION_KEY).fill_null(True)
     ev = ev.with_columns(
-        new_session.alias("_new"),
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
         pl.when(kind.is_in(["playback_started", "playback_resumed"])).then(_encode(_IMAGES["open"]))
         .when(kind == "buffer_start").then(_encode(_IMAGES["buffer_start"]))
@@ -262,10 +302,7 @@ def _walk(events: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
         .otherwise(_encode(_IMAGES["keep"])).cast(pl.UInt8).alias("_f"),
         fatal.alias("_fatal"), seek.alias("_seek"), speed.alias("_speed"),
     )  # fmt: skip
-    ev = ev.with_columns(
-        pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"),
-        pl.col("_new").cum_sum().alias("_s"),
-    )
+    ev = ev.with_columns(pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"))
     longest = int(ev.group_by("_s").len()["len"].max() or 1)
     state = _state_after(ev["_f"], ev["_first"], ev["_i"], longest)
     ev = ev.with_columns(
@@ -329,17 +366,19 @@ def _walk(events: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
         .when(pl.col("_seek")).then(pl.coalesce("m_from_position", "cur"))
         .otherwise(pl.coalesce("m_position", "cur"))
     )  # fmt: skip
-    return ev.with_columns((playing & closing).alias("closes"), opens.alias("opens"), end.alias("close_end"))
+    walked = ev.with_columns((playing & closing).alias("closes"), opens.alias("opens"), end.alias("close_end"))
+    return walked, sessions
 
 
 def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
-    """Closed playing segments: one row each with its session, content interval, play time, quality, bitrate.
+    """Closed playing segments: one row each with its session ``_s``, content interval, play time, quality, bitrate.
 
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=1, students=2, seed=1)
-        >>> segs = session_segments(_walk(sem.events, catalogue(sem.events).select(
-        ...     "recording_id", "duration_seconds")))
+        >>> walked, _ = _walk(_with_metadata(sem.events), catalogue(sem.events).select(
+        ...     "recording_id", "duration_seconds"))
+        >>> segs = session_segments(walked)
         >>> (segs["play_seconds"] >= 0).all()
         True
     """
@@ -348,7 +387,7 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     nxt = pl.col("_b").shift(-1).backward_fill()
     w = w.with_columns(pl.when(pl.col("_s").gather(nxt.fill_null(0)) == pl.col("_s")).then(nxt).alias("_next"))
     opens = w.filter(pl.col("opens") & pl.col("_next").is_not_null()).select(
-        "_s", *SESSION_KEY, pl.col("_next"), pl.col("t").alias("open_t"), pl.col("x").alias("start"),
+        "_s", pl.col("_next"), pl.col("t").alias("open_t"), pl.col("x").alias("start"),
         pl.col("quality_after").alias("quality"), pl.col("bitrate_after").alias("bitrate"), "duration_seconds",
     )  # fmt: skip
     closes = w.filter(pl.col("closes")).select(pl.col("_i").alias("_next"), pl.col("t").alias("close_t"), "close_end")
@@ -359,7 +398,7 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("close_end"))
     )
     return segs.select(
-        "_s", *SESSION_KEY, "open_t", "quality", "bitrate", "start",
+        "_s", "open_t", "quality", "bitrate", "start",
         capped.alias("end"), (pl.col("close_t") - pl.col("open_t")).alias("play_seconds"),
     )  # fmt: skip
 
@@ -434,9 +473,11 @@ def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataF
 class Sessionized:
     """Sessions with what the aggregates need: details, closed segments, the catalogue.
 
-    ``segments`` has one row per closed playing segment: the session key, ``started_at``
-    of its session, ``open_t`` (seconds after the session started), ``quality``,
-    ``bitrate``, the content interval ``[start, end)`` (capped) and ``play_seconds``.
+    ``details`` is sorted by recording, user, start and session id. ``segments`` has one row
+    per closed playing segment: ``session`` (the row of its session in ``details``), the
+    session key, ``started_at`` of its session, ``open_t`` (seconds after the session
+    started), ``quality``, ``bitrate``, the content interval ``[start, end)`` (capped) and
+    ``play_seconds``.
 
     Example:
         >>> from vtp_lab.tables import ANALYTICS_EVENTS
@@ -458,33 +499,35 @@ def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame 
         >>> abs(s.segments["play_seconds"].sum() - s.details["play_time_seconds"].sum()) < 1e-6
         True
     """
-    frame = _lazy(events).collect()
-    cat = catalogue(frame, recordings)
+    parsed = _with_metadata(_lazy(events).collect())
+    cat = _catalogue(parsed, recordings)
     durations = cat.select("recording_id", "duration_seconds")
-    if frame.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value).height == 0:
+    if not parsed.select((pl.col("event_type") != EventType.RECORDING_STARTED.value).any()).item():
         return Sessionized(details=_empty_details(), segments=_empty_segments(), catalogue=cat)
-    walked = _walk(frame, durations)
+    walked, sessions = _walk(parsed, durations)
     segs = session_segments(walked)
-    details = _details(walked, segs)
-    starts = details.select(*SESSION_KEY, "started_at")
+    details = _details(walked, segs, sessions)
+    row = details["_s"].arg_sort().gather(segs["_s"])  # _s numbers 0..n-1, so arg_sort maps it to the row
+    of_session = details.select(*SESSION_KEY, "started_at")[row]
+    segments = segs.with_columns(row.alias("session")).hstack(of_session)
     return Sessionized(
-        details=details, segments=segs.drop("_s").join(starts, on=SESSION_KEY, how="left"), catalogue=cat
+        details=details.select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS),
+        segments=segments.select(_empty_segments().columns),
+        catalogue=cat,
     )
 
 
 def _empty_segments() -> pl.DataFrame:
     return pl.DataFrame(
-        schema={**{c: pl.String for c in SESSION_KEY}, "open_t": pl.Float64, "quality": pl.String, "bitrate": pl.Float64,
+        schema={"session": pl.UInt32, **{c: pl.String for c in SESSION_KEY}, "open_t": pl.Float64, "quality": pl.String, "bitrate": pl.Float64,
                 "start": pl.Float64, "end": pl.Float64, "play_seconds": pl.Float64, "started_at": pl.Datetime("us", "UTC")}
     )  # fmt: skip
 
 
-def _details(walked: pl.DataFrame, segs: pl.DataFrame) -> pl.DataFrame:
-    """Aggregate the walk and its segments to one row per session."""
+def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Aggregate the walk and its segments to one row per session (with ``_s``)."""
     kind = pl.col("event_type")
     per_session = walked.group_by("_s").agg(
-        *(pl.col(c).first() for c in SESSION_KEY),
-        pl.col("duration_seconds").first(),
         pl.col("event_timestamp").min().alias("started_at"),
         pl.col("event_timestamp")
         .filter(kind.is_in(["playback_completed", "session_ended"]) | pl.col("_fatal"))
@@ -525,7 +568,8 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame) -> pl.DataFrame:
     cover = coverage(segs, ["_s"]).rename({"covered_seconds": "union_seconds"})
     rebuffer = _rebuffer(walked)
     out = (
-        per_session.join(play, on="_s", how="left")
+        sessions.join(per_session, on="_s", how="left")
+        .join(play, on="_s", how="left")
         .join(top, on="_s", how="left")
         .join(cover, on="_s", how="left")
         .join(rebuffer, on="_s", how="left")
@@ -556,8 +600,7 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame) -> pl.DataFrame:
     out = out.sort(["recording_id", "user_id", "started_at", "session_id"])
     ids = uuid5_series(out.select(pl.concat_str([pl.lit("session"), *SESSION_KEY], separator="|")).to_series())
     out = out.with_columns(ids.alias("id"), pl.col("duration_int").alias("duration_seconds"))
-    out = out.with_columns(pl.col(c).cast(pl.Int32) for c in (*_COUNTS, "buffer_events"))
-    return out.select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
+    return out.with_columns(pl.col(c).cast(pl.Int32) for c in (*_COUNTS, "buffer_events"))
 
 
 def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:

@@ -172,34 +172,47 @@ def _top_quality(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 
 def _features(s: Sessionized) -> pl.DataFrame:
+    """Per (user, recording): numbered ``_g`` in the details' order, which is by recording then user."""
     d = s.details
-    by = ["user_id", "recording_id"]
-    agg = d.group_by(by).agg(
-        pl.col("duration_seconds").first(),
-        pl.len().cast(pl.Int32).alias("total_views"),
-        pl.col("watched_seconds").sum().cast(pl.Int32).alias("total_watch_time_seconds"),
-        pl.col("play_time_seconds").sum(),
-        pl.col("completed").any(),
-        pl.col("pauses").sum(),
-        pl.col("seeks").sum(),
-        pl.col("backward_seeks").sum(),
-        pl.col("buffer_events").sum().cast(pl.Int32).alias("buffer_events_total"),
-        pl.col("rebuffer_seconds").sum(),
-        pl.col("fatal_errors").sum(),
-        pl.col("started_at").min().alias("first_watched"),
-        pl.coalesce(pl.col("ended_at").max(), pl.col("last_event_at").max()).alias("last_watched"),
-        pl.col("quality").sort_by("started_at").drop_nulls().last().alias("_last_quality"),
+    by = ["recording_id", "user_id"]
+    pair = d.select(
+        pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in by).fill_null(True).cum_sum().alias("_g")
+    ).to_series()
+    segments = s.segments.with_columns(pair.gather(s.segments["session"]))
+    agg = (
+        d.with_columns(pair)
+        .group_by("_g", maintain_order=True)
+        .agg(
+            pl.col("user_id").first(),
+            pl.col("recording_id").first(),
+            pl.col("duration_seconds").first(),
+            pl.len().cast(pl.Int32).alias("total_views"),
+            pl.col("watched_seconds").sum().cast(pl.Int32).alias("total_watch_time_seconds"),
+            pl.col("play_time_seconds").sum(),
+            pl.col("completed").any(),
+            pl.col("pauses").sum(),
+            pl.col("seeks").sum(),
+            pl.col("backward_seeks").sum(),
+            pl.col("buffer_events").sum().cast(pl.Int32).alias("buffer_events_total"),
+            pl.col("rebuffer_seconds").sum(),
+            pl.col("fatal_errors").sum(),
+            pl.col("started_at").min().alias("first_watched"),
+            pl.coalesce(pl.col("ended_at").max(), pl.col("last_event_at").max()).alias("last_watched"),
+            pl.col("quality").sort_by("started_at").drop_nulls().last().alias("_last_quality"),
+        )
     )
-    cover = coverage(s.segments, by)
-    top = _top_quality(s.segments, by).rename({"quality": "_top_quality"})
-    feats = agg.join(cover, on=by, how="left").join(top, on=by, how="left")
+    cover = coverage(segments, ["_g"])
+    top = _top_quality(segments, ["_g"]).rename({"quality": "_top_quality"})
+    feats = agg.join(cover, on="_g", how="left", maintain_order="left").join(
+        top, on="_g", how="left", maintain_order="left"
+    )
     return feats.with_columns(
         pl.col("rewatched_seconds").fill_null(0.0),
         pl.when(pl.col("duration_seconds") > 0)
         .then((pl.col("covered_seconds").fill_null(0.0) / pl.col("duration_seconds")).clip(0.0, 1.0))
         .alias("coverage"),
         pl.coalesce("_top_quality", "_last_quality").alias("average_quality"),
-    ).sort("recording_id", "user_id")
+    ).drop("_g")
 
 
 def engagement_features(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
