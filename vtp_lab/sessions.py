@@ -47,6 +47,7 @@ __all__ = [
     "Sessionized",
     "catalogue",
     "coverage",
+    "metadata_columns",
     "playback_sessions",
     "session_details",
     "session_segments",
@@ -135,11 +136,19 @@ def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
 
 
-def _with_metadata(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META) -> pl.DataFrame:
+def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META) -> pl.DataFrame:
     """Events with ``metadata`` replaced by the ``keys`` as typed columns ``m_<key>`` (one JSON parse per event, in DuckDB).
+
+    ``keys`` maps a metadata key to ``pl.Float64()`` or ``pl.String()``; a value that is
+    absent or not of that type is null. By default, every key the sessions read.
 
     The parsed columns come back as one chunk each: DuckDB's many small chunks beside the
     events' few made every later filter and sort several times slower.
+
+    Example:
+        >>> frame = pl.DataFrame({"metadata": ['{"position": 12.5, "quality": "720p"}', None]})
+        >>> metadata_columns(frame, {"position": pl.Float64(), "quality": pl.String()}).rows()
+        [(12.5, '720p'), (None, None)]
     """
     duck = {pl.Float64(): "DOUBLE", pl.String(): "VARCHAR"}
     struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in keys.items()) + "}"
@@ -164,7 +173,7 @@ def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | No
         True
     """
     frame = _lazy(events).select("recording_id", "event_type", "event_timestamp", "metadata").collect()
-    return _catalogue(_with_metadata(frame, {k: _META[k] for k in _CATALOGUE_KEYS}), recordings)
+    return _catalogue(metadata_columns(frame, {k: _META[k] for k in _CATALOGUE_KEYS}), recordings)
 
 
 def _catalogue(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -> pl.DataFrame:
@@ -264,12 +273,24 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     exactly, as a key change within a run of one hash), the events are sorted by the key.
     """
     order = ["event_timestamp", "event_type", "id"]
+    kind, action = pl.col("event_type"), pl.col("m_action")
+    started, changed = kind == "playback_started", kind == "quality_changed"
     ev = (
-        parsed.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value)
-        .drop("m_course_id", "m_title")
-        .with_columns(pl.col("event_type").cast(_KIND), _SESSION_HASH.alias("_h"))
+        parsed.lazy()
+        .filter(kind != EventType.RECORDING_STARTED.value)
+        .select(
+            pl.exclude("^m_.*$"), "m_position", "m_playback_rate", "m_from_position", "m_to_position",
+            ((kind == "error_occurred") & (pl.col("m_fatal") == "true")).alias("_fatal"),
+            ((kind == "engagement_action") & (action == "seek")).alias("_seek"),
+            ((kind == "engagement_action") & (action == "speed_change")).alias("_speed"),
+            pl.when(started).then(pl.col("m_quality")).when(changed).then(pl.col("m_new_quality")).alias("_quality"),
+            pl.when(started).then(pl.col("m_bitrate")).when(changed).then(pl.col("m_new_bitrate")).alias("_bitrate"),
+            pl.when(changed).then((pl.col("m_new_bitrate") - pl.col("m_old_bitrate")).sign()).cast(pl.Int8).alias("_shift"),
+        )
+        .with_columns(kind.cast(_KIND), _SESSION_HASH.alias("_h"))
         .sort(["_h", *order])
-    )
+        .collect()
+    )  # fmt: skip
     new_session = pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in SESSION_KEY).fill_null(True)
     ev = ev.with_columns(new_session.alias("_new"))
     if ev.select((pl.col("_new") & (pl.col("_h") == pl.col("_h").shift(1))).any()).item():
@@ -282,28 +303,23 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per event with the walk's state (playing before/after, positions, opens and closes), and the sessions.
 
-    ``parsed`` is events with their metadata parsed (:func:`_with_metadata`); the sessions
+    ``parsed`` is events with their metadata parsed (:func:`metadata_columns`); the sessions
     frame has ``_s``, the key and the recording's ``duration_seconds``.
     """
     ev, sessions = _in_walk_order(parsed)
     sessions = sessions.join(durations, on="recording_id", how="left", maintain_order="left")
     ev = ev.with_columns(sessions["duration_seconds"].gather(ev["_s"]))
     kind = pl.col("event_type")
-    action = pl.col("m_action")
-    fatal = (kind == "error_occurred") & (pl.col("m_fatal") == "true")
-    seek = (kind == "engagement_action") & (action == "seek")
-    speed = (kind == "engagement_action") & (action == "speed_change")
     ev = ev.with_columns(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
         pl.when(kind.is_in(["playback_started", "playback_resumed"])).then(_encode(_IMAGES["open"]))
         .when(kind == "buffer_start").then(_encode(_IMAGES["buffer_start"]))
         .when(kind == "buffer_end").then(_encode(_IMAGES["buffer_end"]))
-        .when(kind.is_in(["playback_paused", "playback_completed", "session_ended"]) | fatal).then(_encode(_IMAGES["clear"]))
+        .when(kind.is_in(["playback_paused", "playback_completed", "session_ended"]) | pl.col("_fatal")).then(_encode(_IMAGES["clear"]))
         .otherwise(_encode(_IMAGES["keep"])).cast(pl.UInt8).alias("_f"),
-        fatal.alias("_fatal"), seek.alias("_seek"), speed.alias("_speed"),
     )  # fmt: skip
     ev = ev.with_columns(pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"))
-    longest = int(ev.group_by("_s").len()["len"].max() or 1)
+    longest = int(ev.select((pl.col("_i") - pl.col("_first")).max()).item()) + 1
     state = _state_after(ev["_f"], ev["_first"], ev["_i"], longest)
     ev = ev.with_columns(
         (state & 1).cast(pl.Boolean).alias("playing_after"),
@@ -314,11 +330,11 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
         _previous(pl.col("rab_after"), False).alias("rab_before"),
         ((pl.col("event_timestamp") - pl.col("event_timestamp").gather(pl.col("_first"))).dt.total_microseconds() / 1e6).alias("t"),
         _last_set(
-            pl.when(((kind == "playback_started") | speed) & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate")),
+            pl.when(((kind == "playback_started") | pl.col("_speed")) & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate")),
             1.0,
         ).alias("rate_after"),
-        _last_set(pl.when(kind == "playback_started").then(pl.col("m_quality")).when(kind == "quality_changed").then(pl.col("m_new_quality"))).alias("quality_after"),
-        _last_set(pl.when(kind == "playback_started").then(pl.col("m_bitrate")).when(kind == "quality_changed").then(pl.col("m_new_bitrate"))).alias("bitrate_after"),
+        _last_set(pl.col("_quality")).alias("quality_after"),
+        _last_set(pl.col("_bitrate")).alias("bitrate_after"),
     )  # fmt: skip
     playing = pl.col("playing_before")
     ev = ev.with_columns(_previous(pl.col("rate_after"), 1.0).alias("rate_before"))
@@ -376,22 +392,23 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=1, students=2, seed=1)
-        >>> walked, _ = _walk(_with_metadata(sem.events), catalogue(sem.events).select(
+        >>> walked, _ = _walk(metadata_columns(sem.events), catalogue(sem.events).select(
         ...     "recording_id", "duration_seconds"))
         >>> segs = session_segments(walked)
         >>> (segs["play_seconds"] >= 0).all()
         True
     """
     boundary = pl.col("closes") | pl.col("opens")
-    w = walked.with_columns(pl.when(boundary).then(pl.col("_i")).alias("_b"))
-    nxt = pl.col("_b").shift(-1).backward_fill()
-    w = w.with_columns(pl.when(pl.col("_s").gather(nxt.fill_null(0)) == pl.col("_s")).then(nxt).alias("_next"))
+    nxt = pl.when(boundary).then(pl.col("_i")).shift(-1).backward_fill()
+    w = walked.lazy().with_columns(
+        pl.when(pl.col("_s").gather(nxt.fill_null(0)) == pl.col("_s")).then(nxt).alias("_next")
+    )
     opens = w.filter(pl.col("opens") & pl.col("_next").is_not_null()).select(
         "_s", pl.col("_next"), pl.col("t").alias("open_t"), pl.col("x").alias("start"),
         pl.col("quality_after").alias("quality"), pl.col("bitrate_after").alias("bitrate"), "duration_seconds",
     )  # fmt: skip
     closes = w.filter(pl.col("closes")).select(pl.col("_i").alias("_next"), pl.col("t").alias("close_t"), "close_end")
-    segs = opens.join(closes, on="_next", how="inner")
+    segs = opens.join(closes, on="_next", how="inner").collect()
     capped = (
         pl.when(pl.col("duration_seconds").is_not_null())
         .then(pl.min_horizontal("close_end", "duration_seconds"))
@@ -499,7 +516,7 @@ def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame 
         >>> abs(s.segments["play_seconds"].sum() - s.details["play_time_seconds"].sum()) < 1e-6
         True
     """
-    parsed = _with_metadata(_lazy(events).collect())
+    parsed = metadata_columns(_lazy(events).collect())
     cat = _catalogue(parsed, recordings)
     durations = cat.select("recording_id", "duration_seconds")
     if not parsed.select((pl.col("event_type") != EventType.RECORDING_STARTED.value).any()).item():
@@ -539,8 +556,8 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -
         (kind == "playback_paused").sum().alias("pauses"),
         pl.col("_speed").sum().alias("speed_changes"),
         (kind == "quality_changed").sum().alias("quality_changes"),
-        ((kind == "quality_changed") & (pl.col("m_new_bitrate") > pl.col("m_old_bitrate"))).sum().alias("upshifts"),
-        ((kind == "quality_changed") & (pl.col("m_new_bitrate") < pl.col("m_old_bitrate"))).sum().alias("downshifts"),
+        (pl.col("_shift") > 0).sum().alias("upshifts"),
+        (pl.col("_shift") < 0).sum().alias("downshifts"),
         (kind == "error_occurred").sum().alias("errors"),
         pl.col("_fatal").sum().alias("fatal_errors"),
         (kind == "playback_started").any().alias("_saw_started"),
@@ -604,17 +621,22 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -
 
 
 def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
-    """Seconds from a buffer_start to the next buffer_end: the union of such periods, in walk order."""
-    kind = pl.col("event_type")
-    buf = walked.filter(kind.is_in(["buffer_start", "buffer_end"])).select(
-        "_s", "t", (kind == "buffer_start").alias("on")
+    """Seconds from a buffer_start to the next buffer_end: the union of such periods, in walk order.
+
+    The walk is sorted by session, so the previous buffer event is the session's when ``_s``
+    is the same, and the last opening start before a closing end is in the end's session.
+    """
+    kind, on = pl.col("event_type"), pl.col("on")
+    buf = (
+        walked.lazy()
+        .filter(kind.is_in(["buffer_start", "buffer_end"]))
+        .select("_s", "t", (kind == "buffer_start").alias("on"))
     )
-    buf = buf.with_columns(pl.col("on").shift(1).over("_s").fill_null(False).alias("was_on"))
-    buf = buf.with_columns(
-        pl.when(pl.col("on") & ~pl.col("was_on")).then(pl.col("t")).forward_fill().over("_s").alias("since")
-    )
-    ends = buf.filter(~pl.col("on") & pl.col("was_on"))
-    return ends.group_by("_s").agg((pl.col("t") - pl.col("since")).sum().alias("rebuffer_seconds"))
+    was_on = pl.when(pl.col("_s") == pl.col("_s").shift(1)).then(on.shift(1)).otherwise(False)
+    buf = buf.with_columns(was_on.alias("was_on"))
+    buf = buf.with_columns(pl.when(on & ~pl.col("was_on")).then(pl.col("t")).forward_fill().alias("since"))
+    ends = buf.filter(~on & pl.col("was_on"))
+    return ends.group_by("_s").agg((pl.col("t") - pl.col("since")).sum().alias("rebuffer_seconds")).collect()
 
 
 def _empty_details() -> pl.DataFrame:

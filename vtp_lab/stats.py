@@ -27,7 +27,7 @@ import polars as pl
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import EventType, uuid5_series
 from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
-from vtp_lab.sessions import Sessionized, coverage, sessionize
+from vtp_lab.sessions import Sessionized, coverage, metadata_columns, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = [
@@ -139,19 +139,20 @@ def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         'quality_timestamp'
     """
     lf = events.lazy() if isinstance(events, pl.DataFrame) else events
-    q = lf.filter(pl.col("event_type") == EventType.QUALITY_CHANGED.value)
-
-    def meta(key: str) -> pl.Expr:
-        return pl.col("metadata").str.json_path_match(f"$.{key}")
-
+    q = lf.filter(pl.col("event_type") == EventType.QUALITY_CHANGED.value).select(
+        "id", "session_id", "recording_id", "user_id", "event_timestamp", "metadata"
+    )
+    text, number = pl.String(), pl.Float64()
+    keys = {"old_quality": text, "new_quality": text, "old_bitrate": number, "new_bitrate": number, "reason": text}
+    m = metadata_columns(q.collect(), keys)
     return QUALITY_EVENTS.conform(
-        q.select(
-            "id", "session_id", "recording_id", "user_id",
-            meta("old_quality").alias("old_quality"), meta("new_quality").alias("new_quality"),
-            meta("old_bitrate").cast(pl.Float64, strict=False).cast(pl.Int32, strict=False).alias("old_bitrate"),
-            meta("new_bitrate").cast(pl.Float64, strict=False).cast(pl.Int32, strict=False).alias("new_bitrate"),
-            meta("reason").alias("reason"), pl.col("event_timestamp").alias("quality_timestamp"),
-        ).collect()
+        m.select(
+            "id", "session_id", "recording_id", "user_id", pl.col("m_old_quality").alias("old_quality"),
+            pl.col("m_new_quality").alias("new_quality"),
+            pl.col("m_old_bitrate").cast(pl.Int32, strict=False).alias("old_bitrate"),
+            pl.col("m_new_bitrate").cast(pl.Int32, strict=False).alias("new_bitrate"),
+            pl.col("m_reason").alias("reason"), pl.col("event_timestamp").alias("quality_timestamp"),
+        )
     )  # fmt: skip
 
 
