@@ -15,7 +15,7 @@ from reference import walk
 
 from vtp_lab import sessions
 from vtp_lab.events import SESSION_EVENT_ORDER, playback_session_id
-from vtp_lab.sessions import catalogue, playback_sessions, session_details
+from vtp_lab.sessions import SESSION_KEY, catalogue, playback_sessions, session_details, sessionize
 from vtp_lab.synth import semester
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
@@ -140,6 +140,15 @@ def test_sessions_whose_keys_share_a_hash_stay_apart(monkeypatch):
     expected = session_details(sem.events, recordings=sem.recordings)
     monkeypatch.setattr(sessions, "_SESSION_HASH", pl.lit(7, pl.UInt64))
     assert_frame_equal(session_details(sem.events, recordings=sem.recordings), expected)  # sums in another order
+
+
+def test_each_segment_names_the_row_of_its_session():
+    sem = semester(courses=1, lectures_per_course=2, students=20, seed=5)
+    s = sessionize(sem.events, recordings=sem.recordings)
+    played = s.segments.group_by("session").agg(pl.col("play_seconds").sum())
+    rows = s.details.with_row_index("session").join(played, on="session", how="left")
+    assert (rows["play_seconds"].fill_null(0.0) - rows["play_time_seconds"]).abs().max() < 1e-6
+    assert s.segments.select(SESSION_KEY).equals(s.details.select(SESSION_KEY)[s.segments["session"]])
 
 
 def test_catalogue_prefers_loaded_rows_then_recording_started_events():
