@@ -19,7 +19,7 @@ from typing import Final
 
 import polars as pl
 
-from vtp_lab.sessions import session_details, sweep
+from vtp_lab.sessions import run_starts, session_details, sweep
 
 __all__ = [
     "QOE_REFERENCE_BITRATE",
@@ -375,7 +375,7 @@ def at_risk_students(
     weekly = weekly.sort("course_id", "user_id", "week").with_columns(
         (pl.col("score") < below * pl.col("cohort_median")).alias("low")
     )
-    run_id = (pl.col("low") != pl.col("low").shift(1)).fill_null(True).cum_sum().over("course_id", "user_id")
+    run_id = run_starts(["low"]).cum_sum().over("course_id", "user_id")
     weekly = weekly.with_columns(run_id.alias("_run"))
     runs = (
         weekly.filter(pl.col("low"))

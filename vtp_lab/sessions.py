@@ -49,6 +49,7 @@ __all__ = [
     "coverage",
     "metadata_columns",
     "playback_sessions",
+    "run_starts",
     "session_details",
     "session_segments",
     "sessionize",
@@ -256,6 +257,17 @@ def _state_after(code: pl.Series, first: pl.Series, index: pl.Series, longest: i
     return prefix & 3  # the image of the start state (not playing, no rab)
 
 
+def run_starts(columns: list[str]) -> pl.Expr:
+    """True at the first row of each run of equal values of ``columns`` (on a frame sorted by them).
+
+    Example:
+        >>> f = pl.DataFrame({"a": [1, 1, 2, 2], "b": ["x", "y", "y", "y"]})
+        >>> f.select(run_starts(["a", "b"]))["a"].to_list()
+        [True, True, True, False]
+    """
+    return pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in columns).fill_null(True)
+
+
 _SESSION_HASH: Final = pl.struct(SESSION_KEY).hash()
 """What events are grouped by when sorted into sessions: a 64-bit hash of the session key."""
 
@@ -291,7 +303,7 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .sort(["_h", *order])
         .collect()
     )  # fmt: skip
-    new_session = pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in SESSION_KEY).fill_null(True)
+    new_session = run_starts(SESSION_KEY)
     ev = ev.with_columns(new_session.alias("_new"))
     if ev.select((pl.col("_new") & (pl.col("_h") == pl.col("_h").shift(1))).any()).item():
         ev = ev.sort([*SESSION_KEY, *order]).with_columns(new_session.alias("_new"))

@@ -27,7 +27,7 @@ import polars as pl
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import EventType, uuid5_series
 from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
-from vtp_lab.sessions import Sessionized, coverage, metadata_columns, sessionize
+from vtp_lab.sessions import Sessionized, coverage, metadata_columns, run_starts, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = [
@@ -173,12 +173,9 @@ def _top_quality(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 
 def _features(s: Sessionized) -> pl.DataFrame:
-    """Per (user, recording): numbered ``_g`` in the details' order, which is by recording then user."""
+    """Per (user, recording), in the details' order (by recording, then user), each pair a run numbered ``_g``."""
     d = s.details
-    by = ["recording_id", "user_id"]
-    pair = d.select(
-        pl.any_horizontal(pl.col(c) != pl.col(c).shift(1) for c in by).fill_null(True).cum_sum().alias("_g")
-    ).to_series()
+    pair = d.select(run_starts(["recording_id", "user_id"]).cum_sum().alias("_g")).to_series()
     segments = s.segments.with_columns(pair.gather(s.segments["session"]))
     agg = (
         d.with_columns(pair)
