@@ -142,12 +142,20 @@ def _fast_path(name: str, text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 
 
 def _normalise(staged: pl.DataFrame, frame: pl.DataFrame, texts: dict[str, pl.Expr]) -> pl.DataFrame:
-    """Run the normalisers of :data:`_NORMALISE` on the rows the fast path left (usually none)."""
+    """Run the normalisers of :data:`_NORMALISE` on the rows the fast path left (usually none).
+
+    Those rows are also the only ones whose presence flag needs a look: a canonical
+    value is present, a null one is not, and the rest are present unless blank.
+    """
     for name, (_, normaliser) in _NORMALISE.items():
         slow = staged[f"_slow_{name}"]
         if slow.any():
-            fixed = frame.filter(slow).select(normaliser(texts[name])).to_series()
-            staged = staged.with_columns(staged[name].scatter(slow.arg_true(), fixed))
+            text = texts[name]
+            fixed = frame.filter(slow).select(normaliser(text).alias(name), (text.str.strip_chars() != "").alias("p"))
+            at = slow.arg_true()
+            staged = staged.with_columns(
+                staged[name].scatter(at, fixed[name]), staged[f"p_{name}"].scatter(at, fixed["p"])
+            )
     return staged.drop(f"_slow_{name}" for name in _NORMALISE)
 
 
@@ -205,11 +213,15 @@ def _stage(frame: pl.DataFrame) -> pl.DataFrame:
         return pl.col(col) if col else pl.lit(None)
 
     def present(name: str) -> pl.Expr:
-        """Not null, and (for text) not blank; session_id blank is a rule of its own."""
+        """Not null, and (for text) not blank; session_id blank is a rule of its own.
+
+        The columns of :data:`_NORMALISE` get only the null test here; :func:`_normalise`
+        looks for blanks among the few values that are not already canonical.
+        """
         col = source[name]
         if col is None:
             return pl.lit(False).alias(f"p_{name}")
-        if schema[col] == pl.String and name != "session_id":
+        if schema[col] == pl.String and name != "session_id" and name not in _NORMALISE:
             return (pl.col(col).str.strip_chars() != "").fill_null(False).alias(f"p_{name}")
         return pl.col(col).is_not_null().alias(f"p_{name}")
 
@@ -241,12 +253,14 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     """Parse text timestamps and JSON metadata in one DuckDB pass (row order preserved).
 
     Each known metadata key comes back as its raw JSON text (``_m_<key>``), for the
-    rules to check.
+    rules to check, and ``_meta_parsed`` tells whether the metadata is valid JSON other
+    than ``null`` (an object if it also starts with ``{``: one parse, not a second one
+    for ``json_type``).
     """
     keys = list(METADATA_RULES)
     if staged["_ts_text"].null_count() == staged.height and staged["metadata"].null_count() == staged.height:
         return staged.drop("_ts_text").with_columns(
-            pl.lit(None, pl.String).alias("_meta_type"), *(pl.lit(None, pl.String).alias(f"_m_{k}") for k in keys)
+            pl.lit(None, pl.Boolean).alias("_meta_parsed"), *(pl.lit(None, pl.String).alias(f"_m_{k}") for k in keys)
         )
     struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
     fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
@@ -254,17 +268,17 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     con.register("inputs", staged.select("_ts_text", "metadata").to_arrow())
     parsed = con.sql(
         f"""
-        SELECT _ts_parsed, _meta_type, {fields}
-        FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed, json_type(j) AS _meta_type,
-                     from_json(j, '{struct}') AS m
-              FROM (SELECT _ts_text, CASE WHEN json_valid(metadata) THEN metadata END AS j FROM inputs))
+        SELECT _ts_parsed, m IS NOT NULL AS _meta_parsed, {fields}
+        FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed,
+                     CASE WHEN json_valid(metadata) THEN from_json(metadata, '{struct}') END AS m
+              FROM inputs)
         """
     ).pl()
     con.close()
     ts = parsed["_ts_parsed"].cast(pl.Datetime("us", "UTC"))
     return (
         staged.drop("_ts_text")
-        .hstack(parsed.drop("_ts_parsed").cast(pl.String))
+        .hstack(parsed.drop("_ts_parsed").cast({f"_m_{k}": pl.String for k in keys}))
         .with_columns(pl.coalesce("event_timestamp", ts).alias("event_timestamp"))
     )
 
@@ -305,7 +319,9 @@ def rules(now: datetime, max_clock_skew: timedelta) -> list[tuple[str, str, pl.E
     rules.append(("invalid_timestamp", "event_timestamp", pl.col("event_timestamp").is_not_null()))
     limit = pl.lit(now + max_clock_skew, pl.Datetime("us", "UTC"))
     rules.append(("future_timestamp", "event_timestamp", pl.col("event_timestamp") <= limit))
-    is_object = pl.col("metadata").is_null() | (pl.col("_meta_can_be_object") & (pl.col("_meta_type") == "OBJECT"))
+    is_object = pl.col("metadata").is_null() | (
+        pl.col("_meta_can_be_object") & pl.col("metadata").str.starts_with("{") & pl.col("_meta_parsed")
+    )
     rules.append(("invalid_metadata", "metadata", is_object))
     rules += [("invalid_metadata", f"metadata.{key}", _metadata_ok(key)) for key in METADATA_RULES]
     return rules
@@ -346,6 +362,19 @@ def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
     return accepted["id"].scatter(missing.arg_true(), derive_event_ids(todo, pl.Series(canonical, dtype=pl.String)))
 
 
+def _check_schema(accepted: pl.DataFrame) -> None:
+    """Check the accepted rows' columns and dtypes against the ``analytics_events`` model.
+
+    Only the schema: the model's data rules (NOT NULL, canonical UUIDs, lengths) are
+    implied by the rules every accepted row has just passed, and a second pass over
+    the data would cost a sixth of the validation.
+    """
+    from pandera.config import ValidationDepth, config_context
+
+    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
+        ANALYTICS_EVENTS.model.validate(accepted)
+
+
 def validate(
     frame: pl.DataFrame,
     *,
@@ -374,11 +403,11 @@ def validate(
         schema={"check_number": pl.Int64, "reason": pl.String, "field": pl.String},
     )
     failed = failed.join(reason_of, on="check_number").sort("index")
-    bad = pl.Series("bad", [False] * frame.height).scatter(failed["index"], True) if failed.height else None
+    bad = pl.repeat(False, frame.height, eager=True).scatter(failed["index"], True) if failed.height else None
     accepted = staged if bad is None else staged.filter(~bad)
     accepted = accepted.with_columns(_derive_ids(accepted).alias("id"))
     accepted = ANALYTICS_EVENTS.conform(accepted)
-    ANALYTICS_EVENTS.model.validate(accepted)
+    _check_schema(accepted)
 
     idx = failed["index"]
     rows = frame[idx]
