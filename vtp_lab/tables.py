@@ -243,6 +243,24 @@ class Table:
             {"__annotations__": annotations, "__doc__": self.doc, "Config": config, **fields},
         )
 
+    def check_schema(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Check ``frame``'s columns and dtypes with :attr:`model`, not its data rules.
+
+        For frames whose rows have already passed the rules of spec section 1 (which
+        imply the model's NOT NULL, UUID and length rules): a second pass over the
+        data would cost as much as the rules themselves. Raises pandera's ``SchemaError``.
+
+        Example:
+            >>> RECORDINGS.check_schema(RECORDINGS.empty().with_columns(title=pl.lit(None)))
+            Traceback (most recent call last):
+            ...
+            pandera.errors.SchemaError: expected column 'title' to have type String, got Null
+        """
+        from pandera.config import ValidationDepth, config_context
+
+        with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
+            return self.model.validate(frame)
+
     def empty(self) -> pl.DataFrame:
         """An empty frame with this table's schema.
 

@@ -362,19 +362,6 @@ def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
     return accepted["id"].scatter(missing.arg_true(), derive_event_ids(todo, pl.Series(canonical, dtype=pl.String)))
 
 
-def _check_schema(accepted: pl.DataFrame) -> None:
-    """Check the accepted rows' columns and dtypes against the ``analytics_events`` model.
-
-    Only the schema: the model's data rules (NOT NULL, canonical UUIDs, lengths) are
-    implied by the rules every accepted row has just passed, and a second pass over
-    the data would cost a sixth of the validation.
-    """
-    from pandera.config import ValidationDepth, config_context
-
-    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
-        ANALYTICS_EVENTS.model.validate(accepted)
-
-
 def validate(
     frame: pl.DataFrame,
     *,
@@ -407,7 +394,7 @@ def validate(
     accepted = staged if bad is None else staged.filter(~bad)
     accepted = accepted.with_columns(_derive_ids(accepted).alias("id"))
     accepted = ANALYTICS_EVENTS.conform(accepted)
-    _check_schema(accepted)
+    ANALYTICS_EVENTS.check_schema(accepted)  # the rules above imply the model's data rules
 
     idx = failed["index"]
     rows = frame[idx]
