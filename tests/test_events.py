@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import polars as pl
@@ -16,6 +17,7 @@ from vtp_lab.events import (
     REASONS,
     Event,
     EventType,
+    canonical_metadata,
     events_from_json,
     events_to_json,
     parse_event_type,
@@ -243,3 +245,15 @@ def test_json_round_trip_is_exact(event_type, session, micros, meta):
     assert back == e
     assert back.to_json() == e.to_json()
     assert events_from_json(events_to_json([e, e])) == [e, e]
+
+
+@given(
+    meta=st.dictionaries(
+        st.text(max_size=4),
+        metadata_values | st.floats() | st.integers() | st.text(alphabet='é\u2028"\\ü\x00', max_size=4),
+        max_size=5,
+    )
+)
+def test_canonical_metadata_is_sorted_compact_json_as_the_spec_says(meta):
+    """The encoder built once gives what ``json.dumps`` gives; derived ids depend on it."""
+    assert canonical_metadata(meta) == json.dumps(meta, sort_keys=True, separators=(",", ":"))
