@@ -514,7 +514,7 @@ class ParquetLake:
             ids = new["id"] if return_ids else None
             if new.height == 0 and rej_new.height == 0:
                 return AppendResult(inserted=0, duplicates=duplicates, rejected=0, inserted_ids=ids)
-            digest = _digest(new["id"].sort(), rej_new["raw"], rej_new["source"], rej_new["row_number"])
+            digest = _digest(new["id"], rej_new["raw"], rej_new["source"], rej_new["row_number"])
             by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
             parts = [
                 (part.drop("_d"), self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet")
