@@ -9,8 +9,9 @@ dropped: ``accepted.height + rejected.height == frame.height``.
 Parsing is one polars pass plus one DuckDB pass (timestamps given as text, JSON
 metadata); the rules, one per reason and field in priority order
 (:data:`vtp_lab.events.REASONS`), run as one pandera check over the parsed frame, and a
-row that breaks several rules is rejected with the first. The accepted frame is then checked against
-the ``analytics_events`` pandera model generated from :mod:`vtp_lab.tables`.
+row that breaks several rules is rejected with the first. The accepted frame's columns and
+dtypes are then checked against the ``analytics_events`` pandera model generated from
+:mod:`vtp_lab.tables` (its data rules follow from the rules the rows have passed).
 
 Optional input columns: ``_raw`` (the row's raw text; else the row as JSON),
 ``_source`` (else the ``source`` argument) and ``_row`` (else 1, 2, 3, ...).
