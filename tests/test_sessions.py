@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 from reference import walk
 
 from vtp_lab import sessions
+from vtp_lab.errors import InputFormatError
 from vtp_lab.events import SESSION_EVENT_ORDER, playback_session_id
 from vtp_lab.sessions import SESSION_KEY, catalogue, playback_sessions, session_details, sessionize
 from vtp_lab.synth import semester
@@ -149,6 +150,15 @@ def test_each_segment_names_the_row_of_its_session():
     rows = s.details.with_row_index("session").join(played, on="session", how="left")
     assert (rows["play_seconds"].fill_null(0.0) - rows["play_time_seconds"]).abs().max() < 1e-6
     assert s.segments.select(SESSION_KEY).equals(s.details.select(SESSION_KEY)[s.segments["session"]])
+
+
+def test_metadata_that_is_not_json_gets_an_error_that_names_the_fix():
+    events = frame([event(1, 0, "playback_started", {"position": 0}), event(2, 5, "playback_paused", None)])
+    events = events.with_columns(
+        pl.when(pl.col("metadata").is_null()).then(pl.lit("{position: 5")).otherwise("metadata").alias("metadata")
+    )
+    with pytest.raises(InputFormatError, match=r"not valid JSON .*vtp_lab\.validate"):
+        sessionize(events, recordings=recordings())
 
 
 def test_catalogue_prefers_loaded_rows_then_recording_started_events():

@@ -35,9 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import duckdb
 import polars as pl
 
 from vtp_lab.duck import compute
+from vtp_lab.errors import InputFormatError
 from vtp_lab.events import SESSION_EVENT_ORDER, EventType, uuid5_series
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
@@ -141,7 +143,9 @@ def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META)
     """Events with ``metadata`` replaced by the ``keys`` as typed columns ``m_<key>`` (one JSON parse per event, in DuckDB).
 
     ``keys`` maps a metadata key to ``pl.Float64()`` or ``pl.String()``; a value that is
-    absent or not of that type is null. By default, every key the sessions read.
+    absent or not of that type is null. By default, every key the sessions read. Metadata
+    that is not JSON raises :class:`~vtp_lab.errors.InputFormatError` (validated events
+    never hold any).
 
     The parsed columns come back as one chunk each: DuckDB's many small chunks beside the
     events' few made every later filter and sort several times slower.
@@ -155,8 +159,15 @@ def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META)
     struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in keys.items()) + "}"
     con = compute()
     con.register("ev", events.select("metadata").to_arrow())
-    values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
-    con.close()
+    try:
+        values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
+    except duckdb.InvalidInputException as exc:
+        raise InputFormatError(
+            f"an event's metadata is not valid JSON ({str(exc).splitlines()[0]}); sessions and statistics "
+            "take validated events: pass the frame through vtp_lab.validate.validate() and use its accepted rows"
+        ) from None
+    finally:
+        con.close()
     return events.drop("metadata").hstack(values.struct.unnest().select(pl.col(k).alias(f"m_{k}") for k in keys))
 
 
