@@ -137,9 +137,13 @@ _NORMALISE: Final[dict[str, tuple[_Expression, _Expression]]] = {
 
 
 def _fast_path(name: str, text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(the value where it is already canonical, else null; whether it needs the normaliser)."""
+    """(the value as given; whether it needs the normaliser, which :func:`_normalise` then runs).
+
+    Every value that is neither null nor canonical is replaced by :func:`_normalise`, so
+    the column is taken as it is: no copy of a million strings to null out none of them.
+    """
     canonical = _NORMALISE[name][0](text).fill_null(False)
-    return pl.when(canonical).then(text).alias(name), (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
+    return text.alias(name), (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
 
 
 def _normalise(staged: pl.DataFrame, frame: pl.DataFrame, texts: dict[str, pl.Expr]) -> pl.DataFrame:
