@@ -377,7 +377,7 @@ class Collector:
 
     def _frames(self, columns: _Columns, rejected: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The batch as frames; the buffer holds the timestamp as epoch microseconds (cheap to convert)."""
-        schema = {**ANALYTICS_EVENTS.polars_schema, "event_timestamp": pl.Int64}
+        schema = pl.Schema({**ANALYTICS_EVENTS.polars_schema, "event_timestamp": pl.Int64()})
         events = pl.DataFrame(dict(zip(schema, columns, strict=True)), schema=schema).with_columns(
             pl.from_epoch("event_timestamp", time_unit="us").dt.replace_time_zone("UTC")
         )

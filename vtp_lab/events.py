@@ -172,20 +172,21 @@ _RULE_TEXT: Final[dict[MetadataKind, str]] = {
     "uuid": "a UUID",
 }
 
+_RULE_KINDS: Final[dict[str, MetadataKind]] = {
+    "position": "nonneg_number",
+    "duration": "nonneg_number",
+    "from_position": "nonneg_number",
+    "to_position": "nonneg_number",
+    "playback_rate": "positive_number",
+    "old_bitrate": "nonneg_integer",
+    "new_bitrate": "nonneg_integer",
+    "bitrate": "nonneg_integer",
+    "fatal": "boolean",
+    "course_id": "uuid",
+}
+
 METADATA_RULES: Final[dict[str, MetadataRule]] = {
-    key: MetadataRule(kind=kind, text=_RULE_TEXT[kind])
-    for key, kind in (
-        ("position", "nonneg_number"),
-        ("duration", "nonneg_number"),
-        ("from_position", "nonneg_number"),
-        ("to_position", "nonneg_number"),
-        ("playback_rate", "positive_number"),
-        ("old_bitrate", "nonneg_integer"),
-        ("new_bitrate", "nonneg_integer"),
-        ("bitrate", "nonneg_integer"),
-        ("fatal", "boolean"),
-        ("course_id", "uuid"),
-    )
+    key: MetadataRule(kind=kind, text=_RULE_TEXT[kind]) for key, kind in _RULE_KINDS.items()
 }
 """The metadata keys whose values are checked; every other key is kept as it is."""
 
@@ -514,7 +515,6 @@ def _check_metadata(value: object) -> dict[str, Any] | None:
 
 
 _RULE_KEYS: Final = frozenset(METADATA_RULES)
-_RULE_KINDS: Final = {key: rule.kind for key, rule in METADATA_RULES.items()}
 
 
 def _require(name: str, value: object) -> object:

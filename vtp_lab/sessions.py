@@ -664,10 +664,10 @@ def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
 
 def _empty_details() -> pl.DataFrame:
     schema = dict(PLAYBACK_SESSIONS.polars_schema)
-    schema.update({c: pl.Float64 for c in _SECONDS})
-    schema.update({c: pl.Int32 for c in _COUNTS})
+    schema.update({c: pl.Float64() for c in _SECONDS})
+    schema.update({c: pl.Int32() for c in _COUNTS})
     schema.update(
-        {"exited_before_start": pl.Boolean, "completed": pl.Boolean, "last_event_at": pl.Datetime("us", "UTC")}
+        {"exited_before_start": pl.Boolean(), "completed": pl.Boolean(), "last_event_at": pl.Datetime("us", "UTC")}
     )
     return pl.DataFrame(schema=schema).select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
 

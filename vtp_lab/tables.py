@@ -31,10 +31,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 import polars as pl
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pandera.polars import DataFrameModel
 
 __all__ = [
     "ANALYTICS_EVENTS",
@@ -213,7 +216,7 @@ class Table:
         return pa.schema([f.with_nullable(nullable[f.name]) for f in empty.schema])
 
     @cached_property
-    def model(self) -> type:
+    def model(self) -> type[DataFrameModel]:
         """A pandera ``DataFrameModel``: the dtypes, and every :attr:`Column.valid` rule.
 
         The fields carry the dtypes; the column rules (NOT NULL, canonical UUIDs,
@@ -237,10 +240,13 @@ class Table:
         fields["contract"] = pa_pl.dataframe_check(contract, name="contract", error=rule_text)
         config = type("Config", (), {"strict": True, "ordered": True, "name": self.name})
         class_name = "".join(part.title() for part in self.name.split("_"))
-        return type(
-            class_name,
-            (pa_pl.DataFrameModel,),
-            {"__annotations__": annotations, "__doc__": self.doc, "Config": config, **fields},
+        return cast(
+            "type[DataFrameModel]",
+            type(
+                class_name,
+                (pa_pl.DataFrameModel,),
+                {"__annotations__": annotations, "__doc__": self.doc, "Config": config, **fields},
+            ),
         )
 
     def check_schema(self, frame: pl.DataFrame) -> pl.DataFrame:
