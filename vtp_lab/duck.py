@@ -29,7 +29,7 @@ def connect(
         >>> connect().execute("SELECT 1").fetchone()
         (1,)
     """
-    config: dict[str, str | bool | int] = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
     }

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final, Literal
+from typing import IO, Final, Literal, cast
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -191,7 +191,7 @@ def _open_text(path: Path) -> IO[bytes]:
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic.startswith(_GZIP):
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     if magic == _ZSTD:
         import zstandard
 
@@ -496,16 +496,17 @@ def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         >>> read_recordings("data/recordings.csv").columns
         ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
     """
+    path: str | Path
     if isinstance(source, pl.DataFrame):
         raw, path = source, "the recordings frame"
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputFormatError(f"no file {path}; check the path")
-        fmt = detect_format(path)
+        path = file = Path(source)
+        if not file.is_file():
+            raise InputFormatError(f"no file {file}; check the path")
+        fmt = detect_format(file)
         if fmt not in ("csv", "parquet"):
-            raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
-        raw = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(_open_text(path).read(), infer_schema=False)
+            raise InputFormatError(f"{file} is {fmt}; a recordings catalogue is CSV or Parquet")
+        raw = pl.read_parquet(file) if fmt == "parquet" else pl.read_csv(_open_text(file).read(), infer_schema=False)
     missing = [c for c in ("recording_id",) if c not in raw.columns]
     if missing:
         raise InputFormatError(
