@@ -82,6 +82,18 @@ def test_filters_push_down(store, sem):
     )
 
 
+def test_reads_only_the_columns_asked_for(store, sem):
+    ev = validate(sem.events).accepted
+    store.append(ev)
+    user = ev["user_id"][5]
+    got = store.read("analytics_events", [Filter(column="user_id", op="==", value=user)], columns=["id", "metadata"])
+    want = ev.filter(pl.col("user_id") == user).select("id", "metadata")
+    assert got.sort("id").equals(want.sort("id"))
+    assert store.read("rejected_events", columns=["reason"]).schema == pl.Schema({"reason": pl.String()})
+    with pytest.raises(StoreError, match="analytics_events has no column 'timestamp'; its columns are id, "):
+        store.read("analytics_events", columns=["timestamp"])
+
+
 def test_recordings_are_replaced_whole(store, sem):
     store.write_recordings(sem.recordings)
     store.write_recordings(sem.recordings.head(1))

@@ -145,12 +145,12 @@ def _open_lab(args: argparse.Namespace, *, read_only: bool = False) -> Lab:
 
 def _info_text(lab: Lab) -> str:
     counts = {name: lab.store.count(name) for name in TABLES}
-    events = lab.store.read("analytics_events")
+    events = lab.store.read("analytics_events", columns=["event_timestamp"])
     lines = [f"store {lab.path}", _table("table", counts)]
     if events.height:
         first, last = events["event_timestamp"].min(), events["event_timestamp"].max()
         lines.append(f"\nevents from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
-    rejected = lab.store.read("rejected_events")
+    rejected = lab.store.read("rejected_events", columns=["reason"])
     if rejected.height:
         by_reason = rejected.group_by("reason").len().sort("len", descending=True)
         lines += ["", _table("rejected by reason", dict(by_reason.iter_rows()))]

@@ -119,8 +119,8 @@ class Store(Protocol):
         """Store a batch of accepted events and rejected rows, whole or not at all."""
         ...
 
-    def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
-        """A table (or the rows matching ``filters``) as a polars frame."""
+    def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """A table (or the rows matching ``filters``) as a polars frame, with only ``columns`` if given."""
         ...
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
@@ -153,6 +153,16 @@ def _table(name: str) -> Table:
         return TABLES[name]
     except KeyError:
         raise StoreError(f"no table {name!r}; the tables are {', '.join(TABLES)}") from None
+
+
+def _columns(spec: Table, columns: Sequence[str] | None) -> list[str]:
+    """The columns to read: all of the table's, or ``columns`` once each is checked to be one."""
+    if columns is None:
+        return list(spec.column_names)
+    unknown = [c for c in columns if c not in spec.column_names]
+    if unknown:
+        raise StoreError(f"{spec.name} has no column {unknown[0]!r}; its columns are {', '.join(spec.column_names)}")
+    return list(columns)
 
 
 _KEYS: Final[dict[str, list[str]]] = {
@@ -260,20 +270,23 @@ class DuckDBStore:
             inserted=inserted, duplicates=events.height - inserted + rej.height - q, rejected=q, inserted_ids=ids
         )
 
-    def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
-        """Rows of ``table`` matching every filter (pushed down into DuckDB).
+    def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of ``table`` matching every filter, only ``columns`` if given (both pushed down into DuckDB).
 
         Example:
             >>> DuckDBStore().read("analytics_events", [Filter(column="user_id", op="==", value="u")]).height
             0
+            >>> DuckDBStore().read("analytics_events", columns=["event_timestamp"]).columns
+            ['event_timestamp']
         """
         spec = _table(table)
+        wanted = _columns(spec, columns)
         clauses, params = zip(*(f.sql() for f in filters), strict=True) if filters else ((), ())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM {spec.name}{where}"
+        sql = f"SELECT {', '.join(wanted)} FROM {spec.name}{where}"
         with self._lock:
             frame = self.con.sql(sql, params=[p for ps in params for p in ps]).pl()
-        return spec.conform(frame)
+        return spec.conform(frame).select(wanted)
 
     def count(self, table: str) -> int:
         """Rows in ``table``.
@@ -538,8 +551,8 @@ class ParquetLake:
             self._remember("rejected_events", rej_new)
         return AppendResult(inserted=new.height, duplicates=duplicates, rejected=rej_new.height, inserted_ids=ids)
 
-    def read(self, table: str, filters: Sequence[Filter] = ()) -> pl.DataFrame:
-        """Rows of ``table`` matching every filter; only committed files are read.
+    def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of ``table`` matching every filter, only ``columns`` if given; only committed files are read.
 
         Example:
             >>> import tempfile
@@ -547,13 +560,14 @@ class ParquetLake:
             'rejected_at'
         """
         spec = _table(table)
+        wanted = _columns(spec, columns)
         files = self._files(spec.name)
         if not files:
-            return spec.empty()
+            return spec.empty().select(wanted)
         scan = pl.scan_parquet(files, hive_partitioning=False, schema=spec.polars_schema)
         for f in filters:
             scan = scan.filter(f.expr())
-        return spec.conform(scan.collect())
+        return spec.conform(scan.select(wanted).collect()).select(wanted)
 
     def count(self, table: str) -> int:
         """Rows in ``table``, from the committed files' footers.
