@@ -506,12 +506,17 @@ def _check_metadata(value: object) -> dict[str, Any] | None:
     if type(meta) is not dict and not isinstance(meta, Mapping):
         raise _fail("invalid_metadata", "metadata", value, "a JSON object")
     for key in _RULE_KEYS.intersection(meta):
-        v = meta[key]
-        if v is not None and not _metadata_value_ok(_RULE_KINDS[key], v):
-            for name, rule in METADATA_RULES.items():  # the first broken key in rule order, as frames report it
-                if meta.get(name) is not None and not _metadata_value_ok(rule.kind, meta[name]):
-                    raise _fail("invalid_metadata", f"metadata.{name}", meta[name], rule.text)
+        if meta[key] is not None and not _metadata_value_ok(_RULE_KINDS[key], meta[key]):
+            raise _first_broken_key(meta)
     return dict(meta)
+
+
+def _first_broken_key(meta: Mapping[str, Any]) -> EventValidationError:
+    """The error for the first key that breaks its rule, in rule order (as frames report it)."""
+    key, rule = next(
+        (k, r) for k, r in METADATA_RULES.items() if meta.get(k) is not None and not _metadata_value_ok(r.kind, meta[k])
+    )
+    return _fail("invalid_metadata", f"metadata.{key}", meta[key], rule.text)
 
 
 _RULE_KEYS: Final = frozenset(METADATA_RULES)

@@ -496,21 +496,21 @@ def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         >>> read_recordings("data/recordings.csv").columns
         ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
     """
-    path: str | Path
     if isinstance(source, pl.DataFrame):
-        raw, path = source, "the recordings frame"
+        raw, name = source, "the recordings frame"
     else:
-        path = file = Path(source)
-        if not file.is_file():
-            raise InputFormatError(f"no file {file}; check the path")
-        fmt = detect_format(file)
+        path = Path(source)
+        if not path.is_file():
+            raise InputFormatError(f"no file {path}; check the path")
+        fmt = detect_format(path)
         if fmt not in ("csv", "parquet"):
-            raise InputFormatError(f"{file} is {fmt}; a recordings catalogue is CSV or Parquet")
-        raw = pl.read_parquet(file) if fmt == "parquet" else pl.read_csv(_open_text(file).read(), infer_schema=False)
+            raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
+        raw = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(_open_text(path).read(), infer_schema=False)
+        name = str(path)
     missing = [c for c in ("recording_id",) if c not in raw.columns]
     if missing:
         raise InputFormatError(
-            f"{path} has no column {missing[0]!r}; the columns are {', '.join(RECORDINGS.column_names)}"
+            f"{name} has no column {missing[0]!r}; the columns are {', '.join(RECORDINGS.column_names)}"
         )
     text = raw.select(
         pl.col(c).cast(pl.String) if c in raw.columns else pl.lit(None, pl.String).alias(c)
@@ -545,13 +545,13 @@ def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         if bad.any():
             row = int(bad.arg_true()[0])
             raise InputFormatError(
-                f"{path}, data row {row + 1}: {column}={text[column][row]!r} is not {rule}; "
+                f"{name}, data row {row + 1}: {column}={text[column][row]!r} is not {rule}; "
                 f"{int(bad.sum())} row(s) like it. Fix the file and load it again (nothing was stored)"
             )
     dupes = catalogue["recording_id"].is_duplicated()
     if dupes.any():
         raise InputFormatError(
-            f"{path}: recording_id {catalogue['recording_id'].filter(dupes)[0]} appears more than once; "
+            f"{name}: recording_id {catalogue['recording_id'].filter(dupes)[0]} appears more than once; "
             "keep one row per recording (nothing was stored)"
         )
     return RECORDINGS.conform(catalogue)

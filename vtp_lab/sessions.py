@@ -655,7 +655,7 @@ def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
         .filter(kind.is_in(["buffer_start", "buffer_end"]))
         .select("_s", "t", (kind == "buffer_start").alias("on"))
     )
-    was_on = pl.when(pl.col("_s") == pl.col("_s").shift(1)).then(on.shift(1)).otherwise(False)
+    was_on = pl.when(run_starts(["_s"])).then(False).otherwise(on.shift(1))
     buf = buf.with_columns(was_on.alias("was_on"))
     buf = buf.with_columns(pl.when(on & ~pl.col("was_on")).then(pl.col("t")).forward_fill().alias("since"))
     ends = buf.filter(~on & pl.col("was_on"))

@@ -79,7 +79,8 @@ def weighted_score(weights: dict[str, float]) -> pl.Expr:
     if unknown:
         raise ValueError(f"no score term {sorted(unknown)[0]!r}; the terms are {', '.join(SCORE_TERMS)}")
     total = sum(weights.values()) or 1.0
-    return (100 * sum((w / total) * SCORE_TERMS[name] for name, w in weights.items())).alias("engagement_score")
+    weighted = sum(((w / total) * SCORE_TERMS[name] for name, w in weights.items()), pl.lit(0.0))
+    return (100 * weighted).alias("engagement_score")
 
 
 DEFAULT_SCORE: Final = weighted_score(DEFAULT_WEIGHTS)

@@ -136,18 +136,18 @@ _NORMALISE: Final[dict[str, tuple[_Expression, _Expression]]] = {
 """Per column: a cheap test for the canonical form, and the normaliser for the rest."""
 
 
-def _fast_path(name: str, text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(the value as given; whether it needs the normaliser, which :func:`_normalise` then runs).
+def _needs_normaliser(name: str, text: pl.Expr) -> pl.Expr:
+    """``_slow_<name>``: true where a value is neither null nor canonical.
 
-    Every value that is neither null nor canonical is replaced by :func:`_normalise`, so
-    the column is taken as it is: no copy of a million strings to null out none of them.
+    :func:`_normalise` replaces exactly those values, so staging takes the column as it
+    is: no copy of a million strings to null out none of them.
     """
     canonical = _NORMALISE[name][0](text).fill_null(False)
-    return text.alias(name), (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
+    return (text.is_not_null() & ~canonical).alias(f"_slow_{name}")
 
 
 def _normalise(staged: pl.DataFrame, frame: pl.DataFrame, texts: dict[str, pl.Expr]) -> pl.DataFrame:
-    """Run the normalisers of :data:`_NORMALISE` on the rows the fast path left (usually none).
+    """Run the normalisers of :data:`_NORMALISE` on the values not already canonical (usually none).
 
     Those rows are also the only ones whose presence flag needs a look: a canonical
     value is present, a null one is not, and the rest are present unless blank.
@@ -237,12 +237,12 @@ def _stage(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
     texts = {name: raw(name).cast(pl.String, strict=False).alias(name) for name in _NORMALISE}
-    fast = [e for name in _NORMALISE for e in _fast_path(name, texts[name])]
     staged = (
         frame.lazy()
         .select(
             *(present(name) for name in FIELD_ALIASES if name != "metadata"),
-            *fast,
+            *texts.values(),
+            *(_needs_normaliser(name, text) for name, text in texts.items()),
             raw("session_id").cast(pl.String, strict=False).str.strip_chars().alias("session_id"),
             (ts_parsed if ts_parsed is not None else pl.lit(None, pl.Datetime("us", "UTC"))).alias("event_timestamp"),
             (ts_text if ts_text is not None else pl.lit(None, pl.String)).alias("_ts_text"),
