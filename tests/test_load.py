@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import zlib
 
 import polars as pl
 import pytest
@@ -16,6 +18,8 @@ from vtp_lab.errors import InputFormatError
 from vtp_lab.events import REASONS
 from vtp_lab.io import write_events
 from vtp_lab.lab import Lab
+from vtp_lab.load import load_files, read_ahead
+from vtp_lab.store import open_store
 from vtp_lab.synth import semester
 
 
@@ -233,3 +237,74 @@ def test_progress_bar_only_where_someone_looks(tmp_path, sem, capsys):
     assert "loading" in capsys.readouterr().err
     Lab(":memory:").load(path, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_read_ahead_keeps_order_and_raises_after_what_was_made():
+    def produce():
+        yield from range(5)
+        raise ValueError("line 6 is cut")
+
+    got = []
+    with pytest.raises(ValueError, match="line 6 is cut"):
+        got.extend(read_ahead(produce))
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_stops_its_thread_when_the_reader_stops_early():
+    made = []
+
+    def produce():
+        for k in range(1000):
+            made.append(k)
+            yield k
+
+    reader = read_ahead(produce, depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert not any(t.name == "vtp-lab-read-ahead" for t in threading.enumerate())
+    assert len(made) <= 3 + 2 + 1  # what was read, what waited, and one in hand
+
+
+def test_a_file_of_many_chunks_is_stored_in_row_group_sized_appends(tmp_path, sem, monkeypatch):
+    monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 4096)  # about 12 lines a chunk
+    monkeypatch.setattr("vtp_lab.load._ROW_GROUP_ROWS", 100)
+    path = write_events(sem.events, tmp_path / "many.ndjson")
+    store = open_store(":memory:")
+    sizes = []
+    append = store.append
+    monkeypatch.setattr(store, "append", lambda ev, rej: sizes.append(ev.height + rej.height) or append(ev, rej))
+    report = load_files(store, [path], progress=False)
+    assert balanced(report) and report.accepted == sem.events.height
+    assert all(size >= 100 for size in sizes[:-1]) and len(sizes) <= sem.events.height // 100 + 1
+    assert store.count("analytics_events") == sem.events.height
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.6, 0.75])
+def test_a_file_cut_short_keeps_every_whole_line_read_before_the_fault(tmp_path, sem, monkeypatch, kept):
+    monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 4096)
+    monkeypatch.setattr("vtp_lab.load._ROW_GROUP_ROWS", 100)
+    text = write_events(sem.events, tmp_path / "x.ndjson").read_bytes()
+    data = gzip.compress(text)
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(data[: int(len(data) * kept)])
+    store = open_store(":memory:")
+    report = load_files(store, [path], progress=False)
+    (file,) = report.files
+    assert file.error is not None and balanced(report)
+    readable = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(path.read_bytes()).count(b"\n")
+    assert readable - 40 <= file.rows_read <= readable  # all but the last chunk of 4096 bytes
+    assert file.accepted == file.rows_read < sem.events.height
+    stored = store.read("analytics_events", columns=["id"])["id"].sort()
+    assert stored.to_list() == sem.events["id"].head(file.rows_read).sort().to_list()
+
+
+def test_bytes_that_are_not_utf8_are_replaced_and_their_neighbours_load(tmp_path, sem):
+    lines = write_events(sem.events.head(3), tmp_path / "ok.ndjson").read_bytes().splitlines()
+    path = tmp_path / "latin1.ndjson"
+    path.write_bytes(b"\n".join([lines[0], b'{"event_type": "pause\xe9", "session_id": "s"}', b"\xff\xfe{", lines[2]]))
+    lab = Lab(":memory:")
+    report = lab.load(path, progress=False)
+    assert balanced(report) and (report.accepted, report.rejected) == (2, 2)
+    rejected = lab.rejected_events().sort("row_number")
+    assert rejected.select("row_number", "reason").rows() == [(2, "missing_field"), (3, "malformed")]
+    assert "pause\ufffd" in rejected["raw"][0]

@@ -93,15 +93,19 @@ def _encode(images: tuple[int, ...]) -> int:
     return sum(v << (2 * s) for s, v in enumerate(images))
 
 
-def _decode(code: int) -> tuple[int, ...]:
-    return tuple((code >> (2 * s)) & 3 for s in range(4))
+def _image(code: pl.Expr, state: int | pl.Expr) -> pl.Expr:
+    """The image of ``state`` under the function ``code`` (digit ``state`` of ``code`` in base 4)."""
+    return (code // pl.lit(4, pl.Int64).pow(state)) % 4
 
 
-_COMPOSE: Final = pl.Series(
-    "compose",
-    [_encode(tuple(_decode(a)[_decode(b)[s]] for s in range(4))) for a in range(256) for b in range(256)],
-    dtype=pl.UInt8,
-)
+def _composition_table() -> pl.Series:
+    pair = pl.int_range(0, 256 * 256, dtype=pl.Int64)
+    a, b = pair // 256, pair % 256
+    composed = pl.sum_horizontal(_image(a, _image(b, s)) * 4**s for s in range(4))
+    return pl.select(composed.cast(pl.UInt8).alias("compose")).to_series()
+
+
+_COMPOSE: Final = _composition_table()
 """``_COMPOSE[a * 256 + b]`` is the function a after b (b first)."""
 
 _COUNTS: Final = (
