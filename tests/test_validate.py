@@ -215,9 +215,13 @@ timestamps = st.sampled_from(
         "1788256800",
         "1788256800.5",
         "1788256800123",
+        " 2026-09-01T10:00:00Z\t",
+        "\u00a02026-09-01 10:00:00+00\u2003",
+        " 1788256800 ",
+        "\u20091788256800.5",
     ]
 )
-bad_timestamps = st.sampled_from(["", "soon", "2026-02-30T00:00:00Z", "2999-01-01T00:00:00Z"])
+bad_timestamps = st.sampled_from(["", " ", "soon", "2026-02-30T00:00:00Z", "2999-01-01T00:00:00Z", "17882568OO", "-"])
 meta_values = st.sampled_from([0, 1.5, -1, 2800, 2.5, True, "x", None, COURSE, "1e400"])
 metadata = st.one_of(
     st.none(),

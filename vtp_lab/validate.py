@@ -179,9 +179,32 @@ def _timestamp_plan(dtype: pl.DataType, raw: pl.Expr) -> tuple[pl.Expr | None, p
         return raw.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None
     if dtype.is_numeric():
         return _epoch(raw), None
-    text = raw.cast(pl.String, strict=False).str.strip_chars()
-    numeric = text.str.contains(r"^-?\d+(\.\d+)?$")
-    return pl.when(numeric).then(_epoch(text)), pl.when(~numeric).then(text)
+    return None, raw.cast(pl.String, strict=False)
+
+
+def _text_timestamps(texts: pl.Series) -> pl.Series:
+    """Timestamps from the texts DuckDB's cast did not take as they were (the slow path).
+
+    A text is stripped of any Unicode whitespace (DuckDB's cast skips only ASCII
+    whitespace); an epoch number is converted by :func:`_epoch`, the rest is cast again
+    once stripped. DuckDB's cast takes no text that is a number, so casting first
+    changes no result.
+    """
+    stripped = texts.str.strip_chars()
+    numeric = stripped.str.contains(r"^-?\d+(\.\d+)?$").fill_null(False)
+    epochs, others = pl.select(
+        pl.when(numeric).then(_epoch(pl.lit(stripped))), pl.when(~numeric).then(pl.lit(stripped)).alias("text")
+    ).get_columns()
+    return epochs.fill_null(_cast_timestamps(others))
+
+
+def _cast_timestamps(texts: pl.Series) -> pl.Series:
+    """DuckDB's ``TRY_CAST(text AS TIMESTAMPTZ)`` over a column of texts."""
+    con = compute()
+    con.register("texts", texts.to_frame("t").to_arrow())
+    parsed = con.sql("SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM texts").pl()["t"]
+    con.close()
+    return parsed.cast(pl.Datetime("us", "UTC"))
 
 
 def _metadata_text(dtype: pl.DataType, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -281,6 +304,9 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     ).pl()
     con.close()
     ts = parsed["_ts_parsed"].cast(pl.Datetime("us", "UTC"))
+    retry = ts.is_null() & staged["_ts_text"].is_not_null()
+    if retry.any():
+        ts = ts.scatter(retry.arg_true(), _text_timestamps(staged["_ts_text"].filter(retry)))
     return (
         staged.drop("_ts_text")
         .hstack(parsed.drop("_ts_parsed").cast({f"_m_{k}": pl.String for k in keys}))
