@@ -44,7 +44,7 @@ from vtp_lab.duck import compute
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
-from vtp_lab.validate import canonical_uuid
+from vtp_lab.validate import canonical_uuid, cast_timestamps
 
 __all__ = [
     "FORMATS",
@@ -544,15 +544,11 @@ def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         pl.col(c).cast(pl.String) if c in raw.columns else pl.lit(None, pl.String).alias(c)
         for c in RECORDINGS.column_names
     )
-    con = compute()
-    con.register("cat", text.to_arrow())
-    published = con.sql("SELECT TRY_CAST(published_at AS TIMESTAMPTZ) AS p FROM cat").pl()["p"]
-    con.close()
     catalogue = text.with_columns(
         canonical_uuid(pl.col("recording_id")).alias("recording_id"),
         canonical_uuid(pl.col("course_id")).alias("course_id"),
         pl.col("duration_seconds").cast(pl.Float64, strict=False),
-        published.cast(pl.Datetime("us", "UTC")).alias("published_at"),
+        cast_timestamps(text["published_at"]).alias("published_at"),
     )
     checks = [
         ("recording_id", catalogue["recording_id"].is_null(), "a UUID"),

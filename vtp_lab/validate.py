@@ -53,7 +53,7 @@ from vtp_lab.events import (
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, UUID_PATTERN
 
-__all__ = ["Validated", "canonical_uuid", "rules", "validate"]
+__all__ = ["Validated", "canonical_uuid", "cast_timestamps", "rules", "validate"]
 
 _REQUIRED: Final = ("event_type", "recording_id", "user_id", "session_id", "event_timestamp")
 _SPECIAL: Final = ("_raw", "_source", "_row")
@@ -195,11 +195,16 @@ def _text_timestamps(texts: pl.Series) -> pl.Series:
     epochs, others = pl.select(
         pl.when(numeric).then(_epoch(pl.lit(stripped))), pl.when(~numeric).then(pl.lit(stripped)).alias("text")
     ).get_columns()
-    return epochs.fill_null(_cast_timestamps(others))
+    return epochs.fill_null(cast_timestamps(others))
 
 
-def _cast_timestamps(texts: pl.Series) -> pl.Series:
-    """DuckDB's ``TRY_CAST(text AS TIMESTAMPTZ)`` over a column of texts."""
+def cast_timestamps(texts: pl.Series) -> pl.Series:
+    """DuckDB's ``TRY_CAST(text AS TIMESTAMPTZ)`` over a column of texts: UTC microseconds, null where it fails.
+
+    Example:
+        >>> cast_timestamps(pl.Series(["2026-09-01 12:00:00+02", "soon"])).to_list()
+        [datetime.datetime(2026, 9, 1, 10, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), None]
+    """
     con = compute()
     con.register("texts", texts.to_frame("t").to_arrow())
     parsed = con.sql("SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM texts").pl()["t"]
