@@ -316,7 +316,7 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         )
         .with_columns(kind.cast(_KIND), _SESSION_HASH.alias("_h"))
         .sort(["_h", *order])
-        .collect()
+        .collect(engine="in-memory")  # its sort of 10M events took half the time of the default engine's
     )  # fmt: skip
     new_session = run_starts(SESSION_KEY)
     ev = ev.with_columns(new_session.alias("_new"))
