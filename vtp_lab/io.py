@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final, Literal, cast
+from typing import Final, Literal, cast
 
 import polars as pl
 import pyarrow as pa
@@ -188,16 +188,16 @@ def expand_paths(*paths: str | Path) -> list[Path]:
     return list(found)
 
 
-def _open_text(path: Path) -> IO[bytes]:
+def _open_text(path: Path) -> io.BufferedIOBase:
     """The file's bytes, decompressed if it is gzip or zstd (by its magic number)."""
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic.startswith(_GZIP):
-        return cast(IO[bytes], gzip.open(path, "rb"))
+        return gzip.open(path, "rb")
     if magic == _ZSTD:
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        return cast(io.BufferedIOBase, zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
     return open(path, "rb")
 
 
@@ -271,7 +271,7 @@ def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
             yield _split(tail), number, _position(fh, raw)
 
 
-def _position(fh: IO[bytes], raw: IO[bytes]) -> int:
+def _position(fh: io.BufferedIOBase, raw: io.BufferedIOBase) -> int:
     """Compressed bytes consumed so far, for progress (the raw file's size when unknown)."""
     inner = getattr(fh, "fileobj", None) or getattr(fh, "_fp", None)
     try:
