@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import duckdb
 import polars as pl
 
 from vtp_lab.duck import compute
@@ -299,14 +300,19 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
     con = compute()
     con.register("inputs", staged.select("_ts_text", "metadata").to_arrow())
-    parsed = con.sql(
-        f"""
-        SELECT _ts_parsed, m IS NOT NULL AS _meta_parsed, {fields}
-        FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed,
-                     CASE WHEN json_valid(metadata) THEN from_json(metadata, '{struct}') END AS m
-              FROM inputs)
-        """
-    ).pl()
+
+    def parse(metadata: str) -> pl.DataFrame:
+        return con.sql(
+            f"""
+            SELECT _ts_parsed, m IS NOT NULL AS _meta_parsed, {fields}
+            FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed, {metadata} AS m FROM inputs)
+            """
+        ).pl()
+
+    try:
+        parsed = parse(f"from_json(metadata, '{struct}')")
+    except duckdb.InvalidInputException:  # some metadata is not JSON: check each text first
+        parsed = parse(f"CASE WHEN json_valid(metadata) THEN from_json(metadata, '{struct}') END")
     con.close()
     ts = parsed["_ts_parsed"].cast(pl.Datetime("us", "UTC"))
     retry = ts.is_null() & staged["_ts_text"].is_not_null()
