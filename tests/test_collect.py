@@ -116,6 +116,23 @@ def test_slow_store_makes_record_wait_not_drop():
     assert sum(stored) == 100
 
 
+def test_batches_that_waited_for_the_store_go_in_one_append():
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def blocked(acc: pl.DataFrame, rej: pl.DataFrame) -> None:
+        release.wait(5)
+        sizes.append(acc.height)
+
+    c = Collector(blocked, batch_size=10, max_pending=4, on_invalid="quarantine")
+    for i in range(50):
+        c.record("buffer_end", REC, USER, f"s{i}")
+    c.record("buffer_end", "0" * 32, USER, "bad")  # a rejected row rides along
+    release.set()
+    c.close()
+    assert sum(sizes) == 50 and len(sizes) <= 3  # the first batch, the four queued behind it, the rejected row
+
+
 def test_failing_store_keeps_events_and_says_how_to_retry():
     calls = {"n": 0}
     kept: list[int] = []

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -123,6 +124,18 @@ _Batch = tuple[_Columns, list[dict[str, Any]]]
 
 def _no_columns() -> _Columns:
     return tuple([] for _ in ANALYTICS_EVENTS.column_names)
+
+
+def _joined(batches: list[_Batch]) -> _Batch:
+    """Batches that waited for the store, as one: stored in one transaction, whole or not at all.
+
+    When ``record()`` runs ahead of the store, the batches queued meanwhile go in one
+    append, so the commit and the look-up of stored ids are paid once for all of them.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    columns = tuple(list(chain.from_iterable(parts)) for parts in zip(*(b[0] for b in batches), strict=True))
+    return columns, list(chain.from_iterable(b[1] for b in batches))
 
 
 @dataclass(frozen=True)
@@ -407,16 +420,16 @@ class Collector:
                 if item is not None:
                     self._deliver_or_keep(item)
                 continue
-            items = [item]
-            if isinstance(item, _Submission):  # take every document waiting, to store them together
+            if isinstance(item, _Submission):  # documents that arrive while waiting are stored together
                 time.sleep(self.linger)
-                items += self._waiting()
+            items = [item, *self._waiting()]
             submissions = [i for i in items if isinstance(i, _Submission)]
             if submissions:
                 self._store_submissions(submissions)
-            for item in items:
-                if item is not _STOP and not isinstance(item, _Submission):
-                    self._deliver_or_keep(item)
+            batches = [i for i in items if i is not _STOP and not isinstance(i, _Submission)]
+            if batches:
+                self._deliver_or_keep(_joined(batches))
+            for _ in items:
                 self._pending.task_done()
             if any(i is _STOP for i in items):
                 return
