@@ -16,8 +16,9 @@ validated and stored together, in one pass and one transaction (group commit);
 larger when many clients post at once (each waits for its answer before the next post).
 
 Memory is bounded: at most ``max_pending`` full batches wait for the sink; when the
-store is slower, ``record()`` waits. Nothing is dropped: if the sink fails, the batch
-is kept, the error is raised from the next call, and ``flush()`` tries it again.
+store is slower, ``record()`` waits, and the batches that waited go to the sink together,
+as one. Nothing is dropped: if the sink fails, the batch is kept, the error is raised
+from the next call, and ``flush()`` tries it again.
 
 Example:
     >>> got = []
