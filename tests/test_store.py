@@ -137,3 +137,50 @@ def test_lake_read_only_sees_what_the_writer_committed(tmp_path, sem):
 
 def test_empty_batches_are_fine(store):
     assert store.append(ANALYTICS_EVENTS.empty(), REJECTED_EVENTS.empty()).rows == 0
+
+
+class _Statements:
+    """A DuckDB connection that keeps the SQL it executes."""
+
+    def __init__(self, con):
+        self.con, self.executed = con, []
+
+    def execute(self, sql, *args):
+        self.executed.append(sql)
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def test_duckdb_looks_up_stored_ids_only_when_a_batch_may_repeat_one(tmp_path, sem):
+    events = validate(sem.events).accepted
+    first, second = events.head(100), events.slice(100)
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    store.append(first)
+    store.close()
+    store = DuckDBStore(tmp_path / "s.duckdb")  # the stored ids' hashes are read from the file
+    store.con = _Statements(store.con)
+    assert store.append(second).inserted == second.height
+    assert store.append(first.head(10)).duplicates == 10
+    inserts = [sql for sql in store.con.executed if sql.startswith("INSERT INTO analytics_events")]
+    assert ["NOT EXISTS" in sql for sql in inserts] == [False, True]
+    assert store.count("analytics_events") == events.height
+
+
+def test_duckdb_ids_in_another_spelling_or_replaced_events_are_still_found(sem):
+    events = validate(sem.events).accepted.head(50)
+    store = DuckDBStore()
+    store.append(events)
+    shouting = events.with_columns(pl.col("id").str.to_uppercase())
+    assert store.append(shouting).duplicates == 50  # not the stored spelling: every id is looked up
+    store.replace_tables({"analytics_events": events.head(20)})
+    assert store.append(events).inserted == 30
+
+    fresh = DuckDBStore()
+    fresh.append(ANALYTICS_EVENTS.empty())  # its stored ids' hashes are read: none
+    fresh.replace_tables({"analytics_events": events.head(5)})
+    assert fresh.append(events.head(5)).duplicates == 5  # the replacement made it read them again
+    fresh.replace_rows({"analytics_events": ("user_id", [], events.slice(5, 5))})
+    assert fresh.append(events.slice(5, 5)).duplicates == 5
+    assert fresh.count("analytics_events") == 10
