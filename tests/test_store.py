@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import polars as pl
@@ -184,3 +185,23 @@ def test_duckdb_ids_in_another_spelling_or_replaced_events_are_still_found(sem):
     fresh.replace_rows({"analytics_events": ("user_id", [], events.slice(5, 5))})
     assert fresh.append(events.slice(5, 5)).duplicates == 5
     assert fresh.count("analytics_events") == 10
+
+
+def test_duckdb_appends_from_several_threads_store_each_id_once(sem):
+    events = validate(sem.events).accepted
+    parts = [events.slice(k * 100, 150) for k in range(4)]  # overlapping batches
+    store = DuckDBStore()
+    barrier = threading.Barrier(4)
+
+    def append_all(shift: int) -> None:
+        barrier.wait()
+        for k in range(4):
+            store.append(parts[(k + shift) % 4])
+
+    threads = [threading.Thread(target=append_all, args=(shift,)) for shift in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = store.read("analytics_events", columns=["id"])["id"]
+    assert stored.len() == stored.n_unique() == min(events.height, 450)

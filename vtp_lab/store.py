@@ -219,7 +219,7 @@ class DuckDBStore:
         self.con.execute("SET preserve_insertion_order = false")  # stored row order carries no meaning
         if self.path != ":memory:":
             self.con.execute(f"SET memory_limit = '{memory_limit}'")  # DuckDB caches blocks up to this, then spills
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._id_hashes: pl.Series | None = None  # see _stored_id_hashes
         if not read_only:
             for table in TABLES.values():
@@ -266,19 +266,20 @@ class DuckDBStore:
         columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
         canonical = batch.select(pl.col("id").str.contains(UUID_PATTERN).all()).item()
         hashes = batch["id"].hash(seed=_ID_HASH_SEED) if canonical else None  # as stored, so comparable
-        with self._transaction(batch=batch, rej=rej):
-            stored = self._stored_id_hashes()
-            insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b"
-            if hashes is None or stored.is_in(hashes.implode()).any():  # some id may be stored: look each up
-                insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
-            ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
-            inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
-            quarantine = (
-                "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events q "
-                "WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
-            )
-            q = int(self.con.execute(quarantine).fetchall()[0][0]) if rej.height else 0
-        self._id_hashes = None if hashes is None else _appended(stored, hashes)
+        with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
+            with self._transaction(batch=batch, rej=rej):
+                stored = self._stored_id_hashes()
+                insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b"
+                if hashes is None or stored.is_in(hashes.implode()).any():  # some id may be stored: look each up
+                    insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
+                ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
+                inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
+                quarantine = (
+                    "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events"
+                    " q WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
+                )
+                q = int(self.con.execute(quarantine).fetchall()[0][0]) if rej.height else 0
+            self._id_hashes = None if hashes is None else _appended(stored, hashes)
         return AppendResult(
             inserted=inserted, duplicates=events.height - inserted + rej.height - q, rejected=q, inserted_ids=ids
         )
