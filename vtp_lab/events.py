@@ -505,7 +505,7 @@ def _check_metadata(value: object) -> dict[str, Any] | None:
             raise _fail("invalid_metadata", "metadata", value, "a JSON object") from None
     if type(meta) is not dict and not isinstance(meta, Mapping):
         raise _fail("invalid_metadata", "metadata", value, "a JSON object")
-    for key in _RULE_KEYS.intersection(meta):
+    for key in _RULE_KINDS.keys() & meta.keys():
         if meta[key] is not None and not _metadata_value_ok(_RULE_KINDS[key], meta[key]):
             raise _first_broken_key(meta)
     return dict(meta)
@@ -517,9 +517,6 @@ def _first_broken_key(meta: Mapping[str, Any]) -> EventValidationError:
         (k, r) for k, r in METADATA_RULES.items() if meta.get(k) is not None and not _metadata_value_ok(r.kind, meta[k])
     )
     return _fail("invalid_metadata", f"metadata.{key}", meta[key], rule.text)
-
-
-_RULE_KEYS: Final = frozenset(METADATA_RULES)
 
 
 def _require(name: str, value: object) -> object:

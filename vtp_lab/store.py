@@ -176,7 +176,8 @@ def _key_hash(columns: list[str]) -> pl.Expr:
     return pl.col(columns[0]).hash() if len(columns) == 1 else pl.struct(columns).hash()
 
 
-_ID_HASH_SEED: Final = 20260901
+_ID_HASH: Final = _key_hash(_KEYS["analytics_events"])
+"""An event id's 64-bit hash, the same in both stores."""
 
 
 def _appended(hashes: pl.Series, more: pl.Series) -> pl.Series:
@@ -265,7 +266,7 @@ class DuckDBStore:
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
         canonical = batch.select(pl.col("id").str.contains(UUID_PATTERN).all()).item()
-        hashes = batch["id"].hash(seed=_ID_HASH_SEED) if canonical else None  # as stored, so comparable
+        hashes = batch.select(_ID_HASH).to_series() if canonical else None  # in the stored spelling, so comparable
         with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
             with self._transaction(batch=batch, rej=rej):
                 stored = self._stored_id_hashes()
@@ -285,7 +286,7 @@ class DuckDBStore:
         )
 
     def _stored_id_hashes(self) -> pl.Series:
-        """64-bit hashes of every stored event id, read once (the lock is held) and kept up to date by append.
+        """The stored event ids' hashes (:data:`_ID_HASH`), read once, then kept up to date by append.
 
         An append whose ids all hash to none of these stores its batch without looking
         up each id in the table; DuckDB's anti-join reads every stored id, and its cost
@@ -295,7 +296,7 @@ class DuckDBStore:
         """
         if self._id_hashes is None:
             reader = self.con.sql("SELECT id::VARCHAR AS id FROM analytics_events").arrow()
-            parts = [pl.Series(part.column(0)).hash(seed=_ID_HASH_SEED) for part in reader]
+            parts = [pl.DataFrame(part).select(_ID_HASH).to_series() for part in reader]
             self._id_hashes = pl.concat(parts).rechunk() if parts else pl.Series(dtype=pl.UInt64)
         return self._id_hashes
 
