@@ -60,6 +60,18 @@ def test_duplicates_within_batch_and_against_store_are_stored_once(store, sem):
     assert store.read("analytics_events").height == 500
 
 
+def test_a_batch_of_stored_and_new_rows_stores_the_new_ones_and_remembers_them(store, sem):
+    v = validate(sem.events)
+    ev, rej = v.accepted.unique("id", keep="first", maintain_order=True), v.rejected
+    store.append(ev.head(100), rej.head(2))
+    mixed = store.append(ev.head(150), rej.head(3))
+    assert (mixed.inserted, mixed.rejected, mixed.duplicates) == (50, 1, 102)
+    later = store.append(ev.slice(120, 80), rej.head(3))  # 30 stored by the mixed batch, 50 new
+    assert (later.inserted, later.rejected, later.duplicates) == (50, 0, 33)
+    assert store.count("analytics_events") == 200
+    assert store.count("rejected_events") == 3
+
+
 def test_first_copy_of_a_repeated_id_wins(store, sem):
     ev = validate(sem.events).accepted.head(1)
     changed = ev.with_columns(pl.lit("other-session").alias("session_id"))

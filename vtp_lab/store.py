@@ -186,11 +186,17 @@ def _appended(hashes: pl.Series, more: pl.Series) -> pl.Series:
     return joined.rechunk() if joined.n_chunks() > 16 else joined
 
 
-def _first_per_id(events: pl.DataFrame) -> pl.DataFrame:
-    """The first event of each id; the frame itself when its ids are distinct (counting them is cheaper)."""
-    if events["id"].n_unique() == events.height:
-        return events
-    return events.filter(pl.col("id").is_first_distinct())
+def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """The first event of each id, with the ids' hashes (:data:`_ID_HASH`).
+
+    Distinct hashes mean distinct ids, so the usual batch is returned as it is: counting
+    64-bit hashes is five times cheaper than counting the id texts.
+    """
+    hashes = events.select(_ID_HASH).to_series()
+    if hashes.n_unique() == events.height:
+        return events, hashes
+    first = events.select(pl.col("id").is_first_distinct()).to_series()
+    return events.filter(first), hashes.filter(first)
 
 
 class DuckDBStore:
@@ -229,7 +235,7 @@ class DuckDBStore:
     @contextlib.contextmanager
     def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
         for name, frame in frames.items():
-            self.con.register(name, frame.to_arrow())
+            self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
         try:
             yield
         finally:
@@ -262,16 +268,16 @@ class DuckDBStore:
             >>> s.append(ev).inserted == ev.height, s.append(ev).duplicates == ev.height
             (True, True)
         """
-        batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
+        batch, hashes = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
-        canonical = batch.select(pl.col("id").str.contains(UUID_PATTERN).all()).item()
-        hashes = batch.select(_ID_HASH).to_series() if canonical else None  # in the stored spelling, so comparable
+        canonical = batch.select(pl.col("id").str.contains(UUID_PATTERN).all()).item()  # the stored spelling
+        probe = hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
         with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
             with self._transaction(batch=batch, rej=rej):
                 stored = self._stored_id_hashes()
                 insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b"
-                if hashes is None or stored.is_in(hashes.implode()).any():  # some id may be stored: look each up
+                if probe is None or stored.is_in(probe.implode()).any():  # some id may be stored: look each up
                     insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
                 ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
                 inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
@@ -280,7 +286,7 @@ class DuckDBStore:
                     " q WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
                 )
                 q = int(self.con.execute(quarantine).fetchall()[0][0]) if rej.height else 0
-            self._id_hashes = None if hashes is None else _appended(stored, hashes)
+            self._id_hashes = None if probe is None else _appended(stored, probe)
         return AppendResult(
             inserted=inserted, duplicates=events.height - inserted + rej.height - q, rejected=q, inserted_ids=ids
         )
@@ -479,21 +485,27 @@ class ParquetLake:
             self._keys[table] = keys.with_columns(_key_hash(columns).alias("_h"))
         return self._keys[table]
 
-    def _new_rows(self, table: str, batch: pl.DataFrame) -> pl.DataFrame:
-        """Rows whose key is not stored: a hash probe, then an exact check of the (few) hash hits."""
+    def _new_rows(
+        self, table: str, batch: pl.DataFrame, hashes: pl.Series | None = None
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """Rows whose key is not stored, with their key hashes (computed unless given).
+
+        The stored hashes are probed for any of the batch's (the cheap direction), and only
+        when some match is each row checked: a hash probe, then an exact check of the hits.
+        """
         columns = _KEYS[table]
         stored = self._stored_keys(table)
-        hashes = batch.select(_key_hash(columns)).to_series()
+        if hashes is None:
+            hashes = batch.select(_key_hash(columns)).to_series()
+        if not stored["_h"].is_in(hashes.implode()).any():
+            return batch, hashes
         hit = hashes.is_in(stored["_h"].implode())
-        if not hit.any():
-            return batch
         candidates = stored.filter(pl.col("_h").is_in(hashes.filter(hit).implode())).select(columns)
-        repeated = batch.with_row_index("_i").join(candidates, on=columns, how="semi")["_i"]
-        return batch.with_row_index("_i").filter(~pl.col("_i").is_in(repeated.implode())).drop("_i")
+        fresh = batch.with_columns(hashes.alias("_h")).join(candidates, on=columns, how="anti", maintain_order="left")
+        return fresh.drop("_h"), fresh["_h"]
 
-    def _remember(self, table: str, rows: pl.DataFrame) -> None:
-        columns = _KEYS[table]
-        fresh = rows.select(columns).with_columns(_key_hash(columns).alias("_h"))
+    def _remember(self, table: str, rows: pl.DataFrame, hashes: pl.Series) -> None:
+        fresh = rows.select(_KEYS[table]).with_columns(hashes.alias("_h"))
         self._keys[table] = pl.concat([self._stored_keys(table), fresh])
 
     @staticmethod
@@ -553,11 +565,13 @@ class ParquetLake:
         """
         if self.read_only:
             raise StoreError(f"the lake {self.root} was opened read-only; open it without read_only=True to write")
-        batch = _first_per_id(ANALYTICS_EVENTS.conform(events))
+        batch, hashes = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         with self._lock:
-            new = self._new_rows("analytics_events", batch)
-            rej_new = self._new_rows("rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True))
+            new, new_hashes = self._new_rows("analytics_events", batch, hashes)
+            rej_new, rej_hashes = self._new_rows(
+                "rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True)
+            )
             duplicates = events.height - new.height + rej.height - rej_new.height
             ids = new["id"] if return_ids else None
             if new.height == 0 and rej_new.height == 0:
@@ -579,8 +593,8 @@ class ParquetLake:
                 "committed_at": datetime.now(UTC).isoformat(),
             }
             self._commit(entry, self._next_name(digest))
-            self._remember("analytics_events", new)
-            self._remember("rejected_events", rej_new)
+            self._remember("analytics_events", new, new_hashes)
+            self._remember("rejected_events", rej_new, rej_hashes)
         return AppendResult(inserted=new.height, duplicates=duplicates, rejected=rej_new.height, inserted_ids=ids)
 
     def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
