@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from conftest import ROOT
 
+import vtp_lab.load
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import REASONS
 from vtp_lab.io import write_events
@@ -265,17 +266,20 @@ def test_read_ahead_stops_its_thread_when_the_reader_stops_early():
     assert len(made) <= 3 + 2 + 1  # what was read, what waited, and one in hand
 
 
-def test_a_file_of_many_chunks_is_stored_in_row_group_sized_appends(tmp_path, sem, monkeypatch):
+def test_a_file_of_many_chunks_is_validated_and_stored_in_row_group_sized_parts(tmp_path, sem, monkeypatch):
     monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 4096)  # about 12 lines a chunk
     monkeypatch.setattr("vtp_lab.load._ROW_GROUP_ROWS", 100)
     path = write_events(sem.events, tmp_path / "many.ndjson")
     store = open_store(":memory:")
-    sizes = []
+    sizes, checked = [], []
     append = store.append
     monkeypatch.setattr(store, "append", lambda ev, rej: sizes.append(ev.height + rej.height) or append(ev, rej))
+    check = vtp_lab.load.validate
+    monkeypatch.setattr("vtp_lab.load.validate", lambda frame, **kw: checked.append(frame.height) or check(frame, **kw))
     report = load_files(store, [path], progress=False)
     assert balanced(report) and report.accepted == sem.events.height
     assert all(size >= 100 for size in sizes[:-1]) and len(sizes) <= sem.events.height // 100 + 1
+    assert all(height >= 100 for height in checked[:-1]) and len(checked) == len(sizes)
     assert store.count("analytics_events") == sem.events.height
 
 

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Final
 
 import duckdb
+import polars as pl
+import pyarrow as pa
 
-__all__ = ["compute", "connect"]
+__all__ = ["arrow", "compute", "connect"]
+
+_SCAN_BATCH_ROWS: Final = 16_384
+"""Rows per Arrow record batch handed to DuckDB (see :func:`arrow`)."""
 
 
 def connect(
@@ -60,3 +66,21 @@ def compute() -> duckdb.DuckDBPyConnection:
         cursor = _SHARED[0].cursor()
     cursor.execute("SET TimeZone = 'UTC'")
     return cursor
+
+
+def arrow(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table that DuckDB scans on all its threads, with no copy.
+
+    DuckDB's Arrow scan gives each thread whole record batches, and polars makes one
+    per chunk: a frame of 100,000 lines in one chunk was parsed as JSON on one thread
+    (1.0 s per 1M lines, against 0.5 s cut into batches of 16,384 rows). The table is
+    cut into batches of :data:`_SCAN_BATCH_ROWS` rows by slicing, and strings stay
+    Arrow string views (polars' own layout) instead of being copied into large strings.
+
+    Example:
+        >>> table = arrow(pl.DataFrame({"x": range(40_000)}))
+        >>> [len(b) for b in table.to_batches()]
+        [16384, 16384, 7232]
+    """
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_SCAN_BATCH_ROWS), schema=table.schema)

@@ -345,10 +345,10 @@ def uuid5_series(names: pl.Series) -> pl.Series:
         >>> uuid5_series(pl.Series(["course|c"])).item() == course_statistics_id("c")
         True
     """
-    from vtp_lab.duck import compute
+    from vtp_lab.duck import arrow, compute
 
     con = compute()
-    con.register("names", pl.DataFrame({"name": names.cast(pl.String)}).to_arrow())
+    con.register("names", arrow(pl.DataFrame({"name": names.cast(pl.String)})))
     digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM names").pl()["h"]
     con.close()
     h = pl.col("h")

@@ -38,7 +38,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from vtp_lab.duck import compute
+from vtp_lab.duck import arrow, compute
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import SESSION_EVENT_ORDER, EventType, uuid5_series
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
@@ -162,7 +162,7 @@ def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META)
     duck = {pl.Float64(): "DOUBLE", pl.String(): "VARCHAR"}
     struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in keys.items()) + "}"
     con = compute()
-    con.register("ev", events.select("metadata").to_arrow())
+    con.register("ev", arrow(events.select("metadata")))
     try:
         values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
     except duckdb.InvalidInputException as exc:

@@ -41,7 +41,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import connect
+from vtp_lab.duck import arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, UUID_PATTERN, Table
 
@@ -235,7 +235,7 @@ class DuckDBStore:
     @contextlib.contextmanager
     def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
         for name, frame in frames.items():
-            self.con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+            self.con.register(name, arrow(frame))
         try:
             yield
         finally:

@@ -41,7 +41,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from vtp_lab.duck import compute
+from vtp_lab.duck import arrow, compute
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
     EVENT_TYPE_SPELLINGS,
@@ -207,7 +207,7 @@ def cast_timestamps(texts: pl.Series) -> pl.Series:
         [datetime.datetime(2026, 9, 1, 10, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), None]
     """
     con = compute()
-    con.register("texts", texts.to_frame("t").to_arrow())
+    con.register("texts", arrow(texts.to_frame("t")))
     parsed = con.sql("SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM texts").pl()["t"]
     con.close()
     return parsed.cast(pl.Datetime("us", "UTC"))
@@ -299,7 +299,7 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
     fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
     con = compute()
-    con.register("inputs", staged.select("_ts_text", "metadata").to_arrow())
+    con.register("inputs", arrow(staged.select("_ts_text", "metadata")))
 
     def parse(metadata: str) -> pl.DataFrame:
         return con.sql(
