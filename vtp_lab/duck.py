@@ -68,14 +68,16 @@ def compute() -> duckdb.DuckDBPyConnection:
     return cursor
 
 
-def arrow(frame: pl.DataFrame) -> pa.Table:
-    """``frame`` as an Arrow table that DuckDB scans on all its threads, with no copy.
+def arrow(frame: pl.DataFrame, *, batch_rows: int | None = _SCAN_BATCH_ROWS) -> pa.Table:
+    """``frame`` as an Arrow table for DuckDB, with no copy: strings stay Arrow string views.
 
     DuckDB's Arrow scan gives each thread whole record batches, and polars makes one
     per chunk: a frame of 100,000 lines in one chunk was parsed as JSON on one thread
-    (1.0 s per 1M lines, against 0.5 s cut into batches of 16,384 rows). The table is
-    cut into batches of :data:`_SCAN_BATCH_ROWS` rows by slicing, and strings stay
-    Arrow string views (polars' own layout) instead of being copied into large strings.
+    (1.0 s per 1M lines, against 0.5 s cut into batches of 16,384 rows). So the table is
+    cut into batches of ``batch_rows`` rows by slicing. ``batch_rows=None`` keeps polars'
+    chunks, for an ``INSERT``: DuckDB inserts several batches in parallel into row groups
+    of each thread's own, and 1M rows went in 250,000-row appends at 0.95M rows/s from
+    batches of 16,384 rows against 1.0M to 1.2M rows/s from one batch.
 
     Example:
         >>> table = arrow(pl.DataFrame({"x": range(40_000)}))
@@ -83,4 +85,6 @@ def arrow(frame: pl.DataFrame) -> pa.Table:
         [16384, 16384, 7232]
     """
     table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
-    return pa.Table.from_batches(table.to_batches(max_chunksize=_SCAN_BATCH_ROWS), schema=table.schema)
+    if batch_rows is None:
+        return table
+    return pa.Table.from_batches(table.to_batches(max_chunksize=batch_rows), schema=table.schema)
