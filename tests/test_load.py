@@ -17,11 +17,12 @@ from conftest import ROOT
 import vtp_lab.load
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import REASONS
-from vtp_lab.io import write_events
+from vtp_lab.io import RawBatch, write_events
 from vtp_lab.lab import Lab
 from vtp_lab.load import load_files, read_ahead
 from vtp_lab.store import open_store
 from vtp_lab.synth import semester
+from vtp_lab.tables import REJECTED_EVENTS
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +313,18 @@ def test_bytes_that_are_not_utf8_are_replaced_and_their_neighbours_load(tmp_path
     rejected = lab.rejected_events().sort("row_number")
     assert rejected.select("row_number", "reason").rows() == [(2, "missing_field"), (3, "malformed")]
     assert "pause\ufffd" in rejected["raw"][0]
+
+
+def test_grouped_batches_keep_every_row_even_of_batches_without_columns():
+    empty = RawBatch(rows=pl.DataFrame(), malformed=REJECTED_EVENTS.empty(), bytes_read=1)
+    bad = RawBatch(
+        rows=pl.DataFrame(),
+        malformed=REJECTED_EVENTS.conform(pl.DataFrame({"raw": ["x"], "source": ["f"], "row_number": [1]})),
+        bytes_read=2,
+    )
+    rows = RawBatch(
+        rows=pl.DataFrame({"event_type": ["buffer_end"] * 3}), malformed=REJECTED_EVENTS.empty(), bytes_read=3
+    )
+    assert [g.rows_read for g in vtp_lab.load._grouped(iter([empty, bad]), 5)] == [1]
+    groups = list(vtp_lab.load._grouped(iter([empty, rows, bad, rows]), 4))
+    assert [(g.rows.height, g.malformed.height, g.bytes_read) for g in groups] == [(3, 1, 2), (3, 0, 3)]
