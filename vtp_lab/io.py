@@ -32,16 +32,16 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Final, Literal, cast
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import arrow, compute
+from vtp_lab.duck import JsonParse, arrow, compute, json_query
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
@@ -301,7 +301,7 @@ def _malformed(raw: pl.Series, rows: pl.Series, source: str | pl.Series) -> pl.D
     )
 
 
-def _fields_sql(texts: str, *, folded: bool, carry: bool, guarded: bool) -> str:
+def _fields_sql(texts: str, parse: JsonParse, *, folded: bool, carry: bool) -> str:
     """SQL over relation ``texts`` (a column ``_raw``): ``ok`` and the fields as text, after the input's columns.
 
     Every accepted key (:data:`vtp_lab.events.FIELD_ALIASES`) comes back as text: strings
@@ -310,13 +310,12 @@ def _fields_sql(texts: str, *, folded: bool, carry: bool, guarded: bool) -> str:
     Each text is parsed once, by ``from_json`` into a struct of the spellings. DuckDB's
     struct fields ignore case, so the spellings that differ from another only in case
     (:data:`_FOLDED`) are looked up by path, unless ``folded=False`` says no text holds them.
-    ``guarded`` puts ``json_valid`` before ``from_json``, which raises on a text that is
-    not JSON (see :func:`_parse_fields`). ``carry=False`` leaves the input's columns out.
+    ``parse`` writes the parse (see :func:`vtp_lab.duck.json_query`). ``carry=False``
+    leaves the input's columns out.
     """
     struct = "{" + ", ".join(f'"{k}": "VARCHAR"' for k in _SPELLINGS if k not in _FOLDED) + "}"
     paths = ", ".join(f"'$.\"{k}\"'" for k in _FOLDED)
     found = f"CASE WHEN ok THEN json_extract_string(_raw, [{paths}]) END" if folded else "NULL"
-    parse = f"from_json(_raw, '{struct}')"
 
     def value(k: str) -> str:
         return f"f[{_FOLDED.index(k) + 1}]" if k in _FOLDED else f'm."{k}"'
@@ -328,23 +327,8 @@ def _fields_sql(texts: str, *, folded: bool, carry: bool, guarded: bool) -> str:
         SELECT {"* EXCLUDE (m, f)" if carry else "ok"}, {fields}
         FROM (SELECT * EXCLUDE (ok), coalesce(ok, false) AS ok, {found} AS f
               FROM (SELECT *, m IS NOT NULL AND (starts_with(_raw, '{{') OR starts_with(ltrim(_raw), '{{')) AS ok
-                    FROM (SELECT *, {f"CASE WHEN json_valid(_raw) THEN {parse} END" if guarded else parse} AS m
-                          FROM {texts})))
+                    FROM (SELECT *, {parse("_raw", struct)} AS m FROM {texts})))
     """
-
-
-def _parse_fields(con: duckdb.DuckDBPyConnection, texts: str, *, folded: bool, carry: bool) -> pl.DataFrame:
-    """Run :func:`_fields_sql`: unguarded first, and guarded only if some text is not JSON.
-
-    ``from_json`` raises on the first text that is not JSON. Checking every text with
-    ``json_valid`` first costs 0.19 s of CPU per 1M lines; so the parse runs without it,
-    and again with it when DuckDB raises (``try(from_json(...))`` would retry a whole
-    vector row by row: with 1% malformed lines, 7 times slower).
-    """
-    try:
-        return con.sql(_fields_sql(texts, folded=folded, carry=carry, guarded=False)).pl()
-    except duckdb.InvalidInputException:
-        return con.sql(_fields_sql(texts, folded=folded, carry=carry, guarded=True)).pl()
 
 
 def _holds_folded(texts: pl.Series) -> bool:
@@ -366,7 +350,7 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
     """
     con = compute()
     con.register("texts", arrow(texts.select("_raw")))
-    parsed = _parse_fields(con, "texts", folded=_holds_folded(texts["_raw"]), carry=False)
+    parsed = json_query(con, partial(_fields_sql, "texts", folded=_holds_folded(texts["_raw"]), carry=False))
     con.close()
     return _split_parsed(texts.select("_raw", "_row").hstack(parsed).with_columns(pl.lit(source).alias("_source")))
 
@@ -524,7 +508,7 @@ def read_documents(docs: pl.DataFrame) -> tuple[RawBatch, pl.Series]:
     con = compute()
     con.register("docs", arrow(docs.select("_doc", "_source", "_ndjson")))
     folded = _holds_folded(docs["_doc"])
-    parsed = _parse_fields(con, elements, folded=folded, carry=True)
+    parsed = json_query(con, partial(_fields_sql, elements, folded=folded, carry=True))
     con.close()
     gone = parsed.filter(pl.col("unreadable"))["_source"]
     readable = parsed.filter(~pl.col("unreadable")).drop("unreadable").with_columns(pl.col("_row").cast(pl.Int64))

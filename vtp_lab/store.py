@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from vtp_lab.duck import arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, UUID_PATTERN, Table
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table, is_canonical_uuid
 
 __all__ = ["AppendResult", "DuckDBStore", "Filter", "ParquetLake", "Store", "open_store"]
 
@@ -271,7 +271,7 @@ class DuckDBStore:
         batch, hashes = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
-        canonical = batch.select(pl.col("id").str.contains(UUID_PATTERN).all()).item()  # the stored spelling
+        canonical = batch.select(is_canonical_uuid(pl.col("id")).all()).item()  # the stored spelling
         probe = hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
         with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
             with self._transaction(batch=batch, rej=rej):

@@ -56,6 +56,7 @@ __all__ = [
     "Index",
     "Kind",
     "Table",
+    "is_canonical_uuid",
     "schema_sql",
 ]
 
@@ -64,6 +65,17 @@ Kind = Literal["uuid", "varchar", "text", "timestamptz", "json", "integer", "big
 
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 """A canonical (lowercase, 8-4-4-4-12) UUID, the only form the tables store."""
+
+
+def is_canonical_uuid(text: pl.Expr) -> pl.Expr:
+    """Whether each text is a UUID in the canonical spelling (:data:`UUID_PATTERN`).
+
+    Example:
+        >>> pl.select(is_canonical_uuid(pl.lit("6BA7B811-9DAD-11D1-80B4-00C04FD430C8"))).item()
+        False
+    """
+    return text.str.contains(UUID_PATTERN)
+
 
 _POSTGRES: Final[dict[Kind, str]] = {
     "uuid": "UUID",
@@ -135,7 +147,7 @@ class Column:
         value = pl.col(self.name)
         checks = []
         if self.kind == "uuid":
-            checks.append(("a canonical UUID", value.str.contains(UUID_PATTERN)))
+            checks.append(("a canonical UUID", is_canonical_uuid(value)))
         if self.kind == "varchar" and self.length:
             checks.append((f"at most {self.length} characters", value.str.len_chars() <= self.length))
         if self.kind == "double" and not self.nullable:

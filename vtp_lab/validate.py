@@ -38,10 +38,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import duckdb
 import polars as pl
 
-from vtp_lab.duck import arrow, compute
+from vtp_lab.duck import JsonParse, arrow, compute, json_query
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
     EVENT_TYPE_SPELLINGS,
@@ -52,7 +51,7 @@ from vtp_lab.events import (
     canonical_metadata,
     derive_event_ids,
 )
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, UUID_PATTERN
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, is_canonical_uuid
 
 __all__ = ["Validated", "canonical_uuid", "cast_timestamps", "rules", "validate"]
 
@@ -119,19 +118,15 @@ def _canonical_event_type(text: pl.Expr) -> pl.Expr:
     return compact.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
-def _is_canonical_uuid(text: pl.Expr) -> pl.Expr:
-    return text.str.contains(UUID_PATTERN)
-
-
 def _is_canonical_event_type(text: pl.Expr) -> pl.Expr:
     return text.is_in([t.value for t in EventType])
 
 
 _Expression = Callable[[pl.Expr], pl.Expr]
 _NORMALISE: Final[dict[str, tuple[_Expression, _Expression]]] = {
-    "id": (_is_canonical_uuid, canonical_uuid),
-    "recording_id": (_is_canonical_uuid, canonical_uuid),
-    "user_id": (_is_canonical_uuid, canonical_uuid),
+    "id": (is_canonical_uuid, canonical_uuid),
+    "recording_id": (is_canonical_uuid, canonical_uuid),
+    "user_id": (is_canonical_uuid, canonical_uuid),
     "event_type": (_is_canonical_event_type, _canonical_event_type),
 }
 """Per column: a cheap test for the canonical form, and the normaliser for the rest."""
@@ -301,18 +296,13 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     con = compute()
     con.register("inputs", arrow(staged.select("_ts_text", "metadata")))
 
-    def parse(metadata: str) -> pl.DataFrame:
-        return con.sql(
-            f"""
+    def query(parse: JsonParse) -> str:
+        return f"""
             SELECT _ts_parsed, m IS NOT NULL AS _meta_parsed, {fields}
-            FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed, {metadata} AS m FROM inputs)
-            """
-        ).pl()
+            FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed, {parse("metadata", struct)} AS m FROM inputs)
+        """
 
-    try:
-        parsed = parse(f"from_json(metadata, '{struct}')")
-    except duckdb.InvalidInputException:  # some metadata is not JSON: check each text first
-        parsed = parse(f"CASE WHEN json_valid(metadata) THEN from_json(metadata, '{struct}') END")
+    parsed = json_query(con, query)
     con.close()
     ts = parsed["_ts_parsed"].cast(pl.Datetime("us", "UTC"))
     retry = ts.is_null() & staged["_ts_text"].is_not_null()
