@@ -129,7 +129,9 @@ def test_duckdb_writer_killed_at_a_random_moment(tmp_path, events, kill_after):
     db = tmp_path / "lab.duckdb"
     run_writer("none", db, kill_after_batch=kill_after)
     stored = DuckDBStore(db, read_only=True)
-    assert stored.read("analytics_events").height % BATCH == 0
+    height = stored.read("analytics_events").height
+    assert height >= kill_after * BATCH
+    assert height % BATCH == 0 or height == events.height  # whole batches, or the writer finished before the kill
     stored.close()
     rewrite_and_check_exact(db, events)
 
