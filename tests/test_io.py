@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from vtp_lab.errors import InputFormatError
-from vtp_lab.io import format_of, write_events
+from vtp_lab.io import format_of, read_events, write_events
 from vtp_lab.synth import semester
 from vtp_lab.validate import validate
 
@@ -59,3 +59,18 @@ def test_csv_uses_postgres_timestamp_text(tmp_path, events):
 def test_unknown_format_names_the_fix(tmp_path, events):
     with pytest.raises(InputFormatError, match=r"name it \.ndjson, \.json, \.csv or \.parquet"):
         write_events(events, tmp_path / "e.xml")
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_lines_of_every_chunk_survive_the_reading_of_the_next(tmp_path, events, monkeypatch, suffix):
+    """The reader reuses one buffer for every chunk: lines already handed on must not change."""
+    monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 1000)  # about 3 lines a chunk
+    long_line = '{"event_type": "' + "x" * 5000 + '"}'  # longer than a chunk
+    lines = [*write_events(events.head(40), tmp_path / "e.ndjson").read_text().splitlines(), long_line, "{}"]
+    path = tmp_path / f"lines.ndjson{suffix}"
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    batches = list(read_events(path, batch_rows=1000))
+    assert len(batches) > 10
+    rows = pl.concat([b.rows.select("_raw", "_row") for b in batches])
+    assert rows["_raw"].to_list() == lines and rows["_row"].to_list() == list(range(1, len(lines) + 1))

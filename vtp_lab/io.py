@@ -230,9 +230,10 @@ def detect_format(path: str | Path) -> Format:
 def _split(data: bytes | memoryview) -> pl.Series:
     """The lines of UTF-8 bytes as a polars Series, split by Arrow with no Python string made.
 
-    Bytes that are not UTF-8 are replaced by U+FFFD, as ``bytes.decode(errors="replace")``
-    does. On a 32 MiB chunk this takes 13 ms, against 80 ms for copying, decoding and
-    splitting the text in Python and polars.
+    The Series holds copies, so ``data`` may be reused once this returns. Bytes that are
+    not UTF-8 are replaced by U+FFFD, as ``bytes.decode(errors="replace")`` does. On a
+    32 MiB chunk this takes 13 ms, against 80 ms for copying, decoding and splitting the
+    text in Python and polars.
     """
     buffer = pa.py_buffer(data)
     offsets = pa.array([0, buffer.size], pa.int64()).buffers()[1]
@@ -247,16 +248,21 @@ def _split(data: bytes | memoryview) -> pl.Series:
 def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
     """(lines, number of the first line, bytes read so far) in chunks of about 32 MiB.
 
-    Each chunk is read into a fresh buffer after the unfinished line of the last one,
-    and its whole lines are split without another copy.
+    Each chunk is read into one buffer, kept for the whole file, after the unfinished
+    line of the last one; :func:`_split` copies its whole lines out. A fresh buffer per
+    chunk cost 0.24 s of CPU per 1M lines in zeroing and page faults (0.8 s when the
+    memory was new to the process), against 0.03 s for reading into the same one.
     """
     number = 1
     tail = b""
+    buffer = bytearray(_CHUNK_BYTES)
     with _open_text(path) as fh, open(path, "rb") as raw:
         while True:
-            buffer = bytearray(len(tail) + _CHUNK_BYTES)
+            if len(buffer) < len(tail) + _CHUNK_BYTES:  # a line longer than a chunk
+                buffer = bytearray(len(tail) + _CHUNK_BYTES)
             buffer[: len(tail)] = tail
-            got = fh.readinto(memoryview(buffer)[len(tail) :])
+            with memoryview(buffer) as view:
+                got = fh.readinto(view[len(tail) : len(tail) + _CHUNK_BYTES])
             if not got:
                 break
             end = len(tail) + got
@@ -265,7 +271,8 @@ def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
                 tail = bytes(buffer[:end])
                 continue
             tail = bytes(buffer[cut + 1 : end])
-            lines = _split(memoryview(buffer)[:cut])
+            with memoryview(buffer) as view:
+                lines = _split(view[:cut])
             yield lines, number, _position(fh, raw)
             number += lines.len()
         if tail:
@@ -331,6 +338,18 @@ def _fields_sql(texts: str, parse: JsonParse, *, folded: bool, carry: bool) -> s
     """
 
 
+def _blank(lines: pl.Series) -> pl.Series:
+    """Whether each line is empty or only whitespace.
+
+    The pattern is tried only on lines that do not start with ``{``: 22 ms per 1M
+    NDJSON lines, against 78 ms on every line.
+    """
+    maybe = ~lines.str.starts_with("{")
+    if not maybe.any():
+        return maybe
+    return maybe.scatter(maybe.arg_true(), lines.filter(maybe).str.contains(r"^\s*$"))
+
+
 def _holds_folded(texts: pl.Series) -> bool:
     """Whether any text may hold a spelling of :data:`_FOLDED` (a cheap substring test)."""
     return any(texts.str.contains(f'"{k}"', literal=True).any() for k in _FOLDED)
@@ -359,7 +378,7 @@ def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     source = str(path)
     for lines, first, position in _lines(path):
         frame = lines.to_frame().with_row_index("_row", offset=first)
-        frame = frame.filter(~pl.col("_raw").str.contains(r"^\s*$"))
+        frame = frame.filter(~_blank(lines))
         for start in range(0, max(frame.height, 1), batch_rows):
             good, bad = _json_objects(
                 frame.slice(start, batch_rows).with_columns(pl.col("_row").cast(pl.Int64)), source
@@ -393,7 +412,7 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
 def _csv_chunk(lines: pl.Series, first: int, columns: list[str], source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse CSV lines with polars; only if polars cannot, find the bad lines one by one."""
     numbers = pl.int_range(first, first + lines.len(), dtype=pl.Int64, eager=True).alias("_row")
-    keep = ~lines.str.contains(r"^\s*$")
+    keep = ~_blank(lines)
     kept, numbers = lines.filter(keep), numbers.filter(keep)
     try:
         frame = pl.read_csv(
