@@ -217,3 +217,22 @@ def test_duckdb_appends_from_several_threads_store_each_id_once(sem):
         t.join()
     stored = store.read("analytics_events", columns=["id"])["id"]
     assert stored.len() == stored.n_unique() == min(events.height, 450)
+
+
+def test_a_batch_of_many_chunks_is_inserted_as_one_and_fills_whole_row_groups(tmp_path, sem):
+    """Inserted in parallel, chunks would land in part-filled row groups of their own, merged again at checkpoint."""
+    base = validate(sem.events.head(1)).accepted
+    events = pl.DataFrame(
+        {
+            "id": [f"00000000-0000-4000-8000-{i:012x}" for i in range(300_000)],
+            **{c: pl.repeat(base[c][0], 300_000, eager=True) for c in base.columns if c != "id"},
+        }
+    ).select(base.columns)
+    chunked = pl.concat([events.slice(i, 60_000) for i in range(0, 300_000, 60_000)], rechunk=False)
+    assert chunked.n_chunks() == 5
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    assert store.append(chunked).inserted == 300_000
+    sizes = store.con.sql(
+        "SELECT sum(count) FROM pragma_storage_info('analytics_events') WHERE column_path = '[0]' GROUP BY row_group_id"
+    ).fetchall()
+    assert sorted(int(n) for (n,) in sizes) == [300_000 - 2 * 122_880, 122_880, 122_880]  # a row group: 122,880 rows

@@ -235,7 +235,7 @@ class DuckDBStore:
     @contextlib.contextmanager
     def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
         for name, frame in frames.items():
-            self.con.register(name, arrow(frame, batch_rows=None))  # one batch per chunk: see arrow()
+            self.con.register(name, arrow(frame, batch_rows=None))  # one batch: see arrow()
         try:
             yield
         finally:
