@@ -269,7 +269,7 @@ def test_read_ahead_stops_its_thread_when_the_reader_stops_early():
 
 def test_a_file_of_many_chunks_is_validated_and_stored_in_row_group_sized_parts(tmp_path, sem, monkeypatch):
     monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 4096)  # about 12 lines a chunk
-    monkeypatch.setattr("vtp_lab.load._ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr("vtp_lab.load.ROW_GROUP_ROWS", 100)
     path = write_events(sem.events, tmp_path / "many.ndjson")
     store = open_store(":memory:")
     sizes, checked = [], []
@@ -287,7 +287,7 @@ def test_a_file_of_many_chunks_is_validated_and_stored_in_row_group_sized_parts(
 @pytest.mark.parametrize("kept", [0.5, 0.6, 0.75])
 def test_a_file_cut_short_keeps_every_whole_line_read_before_the_fault(tmp_path, sem, monkeypatch, kept):
     monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 4096)
-    monkeypatch.setattr("vtp_lab.load._ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr("vtp_lab.load.ROW_GROUP_ROWS", 100)
     text = write_events(sem.events, tmp_path / "x.ndjson").read_bytes()
     data = gzip.compress(text)
     path = tmp_path / "cut.ndjson.gz"

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
+from vtp_lab.duck import ROW_GROUP_ROWS
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
 from vtp_lab.io import Format, RawBatch, detect_format, expand_paths, read_events
@@ -48,8 +49,6 @@ from vtp_lab.validate import validate
 __all__ = ["FileReport", "LoadReport", "load_files", "read_ahead"]
 
 _T = TypeVar("_T")
-_ROW_GROUP_ROWS: Final = 122_880
-"""DuckDB's row group: an append of fewer rows goes through its write-ahead log, then again at the checkpoint."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,7 +279,7 @@ def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
     """Batches joined until they hold ``rows`` rows, so that each validation and append is large.
 
     A reader's chunk of 32 MiB holds about 100,000 lines, fewer than a DuckDB row group
-    (:data:`_ROW_GROUP_ROWS`). Storing 1M rows took 1.5 s in appends of 104,000 rows and
+    (:data:`ROW_GROUP_ROWS`). Storing 1M rows took 1.5 s in appends of 104,000 rows and
     1.05 s in appends of 250,000, and validating them 0.8 to 1.2 s in frames of 104,000
     rows and 0.5 s in frames of 250,000. When reading fails, what was read before the
     fault is still handed on, then the error.
@@ -340,7 +339,7 @@ def _load_one(
     error = None
     done = 0
     read = partial(read_events, path, format=fmt, batch_rows=batch_rows)
-    rows = min(batch_rows, _ROW_GROUP_ROWS)
+    rows = min(batch_rows, ROW_GROUP_ROWS)
     check = partial(_checked, read, source=str(path), max_clock_skew=max_clock_skew, rows=rows)
     try:
         for part in read_ahead(check):

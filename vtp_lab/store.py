@@ -41,7 +41,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import arrow, connect
+from vtp_lab.duck import ROW_GROUP_ROWS, arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table, is_canonical_uuid
 
@@ -235,7 +235,7 @@ class DuckDBStore:
     @contextlib.contextmanager
     def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
         for name, frame in frames.items():
-            self.con.register(name, arrow(frame, batch_rows=None))  # one batch: see arrow()
+            self.con.register(name, arrow(frame, batch_rows=ROW_GROUP_ROWS))  # whole row groups: see arrow()
         try:
             yield
         finally:
