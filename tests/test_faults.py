@@ -46,8 +46,22 @@ WRITER = textwrap.dedent(
         if str(dst).endswith(".parquet") and state["batch"] == 3:
             state["parquet_renames"] += 1
 
+    class KilledBeforeCommit:  # the store's DuckDB connection; mode "commit" dies instead of committing batch 3
+        def __init__(self, con):
+            self.con = con
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+        def execute(self, sql, *args):
+            if mode == "commit" and state["batch"] == 3 and sql == "COMMIT":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return self.con.execute(sql, *args)
+
     S.os.replace = replace
     store = S.open_store(path)
+    if isinstance(store, S.DuckDBStore):
+        store.con = KilledBeforeCommit(store.con)
     for start in range(0, events.height, size):
         state["batch"] += 1
         store.append(events.slice(start, size))
@@ -122,6 +136,15 @@ def test_lake_writer_killed_at_a_random_moment(tmp_path, events, kill_after):
     assert stored.height % BATCH == 0 or stored.height == events.height
     assert_lake_clean_and_readable(lake)
     rewrite_and_check_exact(lake, events)
+
+
+def test_duckdb_writer_killed_inside_a_transaction(tmp_path, events):
+    db = tmp_path / "lab.duckdb"
+    assert run_writer("commit", db) == -signal.SIGKILL  # killed with batch 3 inserted, not committed
+    stored = DuckDBStore(db, read_only=True)
+    assert stored.read("analytics_events").height == 2 * BATCH  # batches 1 and 2 whole, batch 3 absent
+    stored.close()
+    rewrite_and_check_exact(db, events)
 
 
 @pytest.mark.parametrize("kill_after", [1, 3])
