@@ -339,12 +339,17 @@ def _fields_sql(texts: str, parse: JsonParse, *, folded: bool, carry: bool) -> s
 
 
 def _blank(lines: pl.Series) -> pl.Series:
-    """Whether each line is empty or only whitespace.
+    r"""Whether each line is empty or only whitespace.
 
-    The pattern is tried only on lines that do not start with ``{``: 22 ms per 1M
-    NDJSON lines, against 78 ms on every line.
+    Only a line that is empty or starts with whitespace can be blank, so the whole line
+    is tested only then: 49 to 51 ms per 1M lines of NDJSON or CSV, against 81 ms for the
+    pattern on every line.
+
+    Example:
+        >>> _blank(pl.Series(["", " \t", "\u00a0", " {}", "x", "a,b"])).to_list()
+        [True, True, True, False, False, False]
     """
-    maybe = ~lines.str.starts_with("{")
+    maybe = lines.str.slice(0, 1).str.contains(r"^\s?$")
     if not maybe.any():
         return maybe
     return maybe.scatter(maybe.arg_true(), lines.filter(maybe).str.contains(r"^\s*$"))
