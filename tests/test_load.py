@@ -110,6 +110,27 @@ def test_malformed_lines_are_quarantined_with_line_numbers_and_neighbours_load(t
     assert rejected["raw"][0] == lines[1][:40]
 
 
+def test_a_json_array_quarantines_elements_that_are_not_objects_and_a_broken_document_whole(tmp_path, sem):
+    objects = write_events(sem.events.head(3), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    array = tmp_path / "array.json"
+    array.write_text("[" + ", ".join([objects[0], "7", objects[1], '"text"', objects[2]]) + "]")
+    single = tmp_path / "single.json"
+    single.write_text(objects[0])
+    broken = tmp_path / "broken.json"
+    broken.write_text("[" + objects[0] + ", {")
+    lab = Lab(":memory:")
+    report = lab.load(array, single, broken, progress=False)
+    assert balanced(report)
+    counts = {f.source.rsplit("/", 1)[-1]: (f.rows_read, f.accepted, f.rejected, f.duplicates) for f in report.files}
+    assert counts == {"array.json": (5, 3, 2, 0), "single.json": (1, 0, 0, 1), "broken.json": (1, 0, 1, 0)}
+    rejected = lab.rejected_events().sort("source", "row_number")
+    assert rejected.select("row_number", "reason", "raw").rows() == [
+        (2, "malformed", "7"),
+        (4, "malformed", '"text"'),
+        (1, "malformed", broken.read_text()),
+    ]
+
+
 def test_ragged_csv_rows_are_malformed_and_the_rest_load(tmp_path, sem):
     lines = write_events(sem.events.head(4), tmp_path / "ok.csv").read_text().splitlines()
     path = tmp_path / "ragged.csv"

@@ -392,26 +392,23 @@ def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
 
 
 def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
-    source = str(path)
+    """A JSON document, an array of events or one event object, parsed as :func:`read_documents` parses a posted one.
+
+    A document that does not parse, or is neither, is one ``malformed`` row (line 1, the
+    first 10,000 characters as its raw text). An element that is not an object is a
+    ``malformed`` row numbered by its position.
+    """
+    source, size = str(path), path.stat().st_size
     with _open_text(path) as fh:
-        text = fh.read().decode("utf-8", errors="replace")
-    con = compute()
-    con.register("doc", arrow(pl.DataFrame({"t": [text]})))
-    valid = con.execute("SELECT json_valid(t) AND json_type(t) = 'ARRAY' FROM doc").fetchall()
-    if not valid[0][0]:
-        con.close()
-        yield RawBatch(
-            rows=pl.DataFrame(),
-            malformed=_malformed(pl.Series([text[:10_000]]), pl.Series([1]), source),
-            bytes_read=path.stat().st_size,
-        )
+        docs = pl.DataFrame({"_doc": [fh.read().decode("utf-8", errors="replace")], "_source": [source]})
+    parsed, unreadable = read_documents(docs.with_columns(_ndjson=False))
+    if unreadable.len():
+        head = docs["_doc"].str.slice(0, 10_000)
+        yield RawBatch(rows=pl.DataFrame(), malformed=_malformed(head, pl.Series([1]), source), bytes_read=size)
         return
-    elements = con.sql("SELECT unnest(json_extract(t, '$[*]'))::VARCHAR AS _raw FROM doc").pl()
-    con.close()
-    elements = elements.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
-    for start in range(0, max(elements.height, 1), batch_rows):
-        good, bad = _json_objects(elements.slice(start, batch_rows), source)
-        yield RawBatch(rows=good, malformed=bad, bytes_read=path.stat().st_size)
+    for start in range(0, max(parsed.rows.height, 1), batch_rows):
+        malformed = parsed.malformed if start == 0 else parsed.malformed.clear()
+        yield RawBatch(rows=parsed.rows.slice(start, batch_rows), malformed=malformed, bytes_read=size)
 
 
 def _csv_chunk(lines: pl.Series, first: int, columns: list[str], source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
