@@ -276,19 +276,15 @@ class _Checked:
 
 
 def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
-    """Batches joined and cut so that each group holds exactly ``rows`` parsed rows (the last fewer).
+    """Batches joined until they hold ``rows`` rows, so that each validation and append is large.
 
-    A reader's chunk of 32 MiB holds about 100,000 lines. Validating 1M rows took 0.8 to
-    1.2 s in frames of 104,000 rows and 0.5 s in frames of 250,000, so chunks are joined;
-    and they are cut at a whole number of DuckDB row groups (:data:`ROW_GROUP_ROWS`, see
-    :func:`_group_rows`), because DuckDB inserts whole row groups on all its threads but
-    a part one on one: 1M rows took 0.72 s to insert in appends of 209,000 rows (one row
-    group and a part) and 0.48 s in appends of 245,760 (two). A batch's lines that could
-    not be parsed go with its first rows. When reading fails, what was read before the
+    A reader's chunk of 32 MiB holds about 100,000 lines, fewer than a DuckDB row group
+    (:data:`ROW_GROUP_ROWS`). Storing 1M rows took 1.5 s in appends of 104,000 rows and
+    1.05 s in appends of 250,000, and validating them 0.8 to 1.2 s in frames of 104,000
+    rows and 0.5 s in frames of 250,000. When reading fails, what was read before the
     fault is still handed on, then the error.
     """
     group: list[RawBatch] = []
-    held = 0
 
     def joined() -> RawBatch:
         if len(group) == 1:
@@ -302,32 +298,16 @@ def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
 
     try:
         for batch in batches:
-            rest = batch
-            while held + rest.rows.height >= rows:
-                cut = rows - held
-                group.append(RawBatch(rows=rest.rows.head(cut), malformed=rest.malformed, bytes_read=rest.bytes_read))
+            group.append(batch)
+            if sum(g.rows_read for g in group) >= rows:
                 yield joined()
-                group, held = [], 0
-                rest = RawBatch(rows=rest.rows.slice(cut), malformed=rest.malformed.clear(), bytes_read=rest.bytes_read)
-            if rest.rows_read:
-                group.append(rest)
-                held += rest.rows.height
+                group = []
     except Exception:
         if group:
             yield joined()
         raise
     if group:
         yield joined()
-
-
-def _group_rows(batch_rows: int) -> int:
-    """Rows per validated and stored group: the most whole row groups in ``batch_rows`` (or ``batch_rows``).
-
-    Example:
-        >>> _group_rows(250_000), _group_rows(1_000)
-        (245760, 1000)
-    """
-    return batch_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS or batch_rows
 
 
 def _checked(
@@ -359,7 +339,8 @@ def _load_one(
     error = None
     done = 0
     read = partial(read_events, path, format=fmt, batch_rows=batch_rows)
-    check = partial(_checked, read, source=str(path), max_clock_skew=max_clock_skew, rows=_group_rows(batch_rows))
+    rows = min(batch_rows, ROW_GROUP_ROWS)
+    check = partial(_checked, read, source=str(path), max_clock_skew=max_clock_skew, rows=rows)
     try:
         for part in read_ahead(check):
             result = store.append(part.accepted, part.rejected)
