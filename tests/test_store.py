@@ -199,6 +199,16 @@ def test_duckdb_ids_in_another_spelling_or_replaced_events_are_still_found(sem):
     assert fresh.count("analytics_events") == 10
 
 
+def test_duckdb_stores_uuids_in_any_spelling_canonical(sem):
+    """Canonical UUID columns go in as 16 bytes each; any other spelling is still cast by DuckDB."""
+    events = validate(sem.events).accepted.head(40)
+    shouting = events.slice(20).with_columns(pl.col("user_id", "recording_id").str.to_uppercase())
+    store = DuckDBStore()
+    assert store.append(events.head(20)).inserted == store.append(shouting).inserted == 20
+    ids = ["id", "user_id", "recording_id"]
+    assert store.read("analytics_events", columns=ids).sort("id").equals(events.select(ids).sort("id"))
+
+
 def test_duckdb_appends_from_several_threads_store_each_id_once(sem):
     events = validate(sem.events).accepted
     parts = [events.slice(k * 100, 150) for k in range(4)]  # overlapping batches

@@ -13,15 +13,16 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Final
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query"]
+__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query", "uuid_array"]
 
 JsonParse = Callable[[str, str], str]
 """``parse(text, struct)``: the SQL that parses the JSON column ``text`` into the struct type ``struct``."""
@@ -74,7 +75,58 @@ def compute() -> duckdb.DuckDBPyConnection:
     return cursor
 
 
-def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS) -> pa.Table:
+_DASHES: Final = np.isin(np.arange(36), (8, 13, 18, 23))
+"""Where a canonical UUID text has its dashes."""
+_HIGH_NIBBLES: Final = np.flatnonzero(~_DASHES)[::2]
+"""Where the first hex digit of each of a UUID's 16 bytes is in its text."""
+_UUID_ROWS_PER_STEP: Final = 8_192
+"""Rows converted at a time: the step's arrays stay in the CPU's cache."""
+
+
+def _uuid_bytes(text: np.ndarray) -> np.ndarray | None:
+    """Rows of 36 characters, each a canonical UUID, as rows of its 16 bytes; None if one is not."""
+    digit, letter = (text - ord("0")) < 10, (text - ord("a")) < 6  # uint8 wraps below "0" and "a"
+    if not ((text[:, _DASHES] == ord("-")).all() and (digit | letter | _DASHES).all()):
+        return None
+    nibble = (text & 15) + (text >> 6) * 9  # "0".."9" to 0..9, "a".."f" to 10..15
+    return (nibble[:, _HIGH_NIBBLES] << 4) | nibble[:, _HIGH_NIBBLES + 1]
+
+
+def uuid_array(texts: pa.Array | pa.ChunkedArray) -> pa.ExtensionArray | None:
+    """Canonical UUID texts as an Arrow ``arrow.uuid`` array (16 bytes each), or None if any is not one.
+
+    DuckDB stores such an array in a ``UUID`` column as it is, while it parses text:
+    15 against 180 ns a row on one thread. The conversion is vectorised over the Arrow
+    buffers and costs 60 to 70 ns a row. A null, an upper-case digit or any other
+    spelling gives None: the caller keeps the text for DuckDB to cast.
+
+    Example:
+        >>> uuid_array(pa.array(["6ba7b811-9dad-11d1-80b4-00c04fd430c8"])).storage[0].as_py().hex()
+        '6ba7b8119dad11d180b400c04fd430c8'
+        >>> uuid_array(pa.array(["6BA7B811-9DAD-11D1-80B4-00C04FD430C8"])) is None
+        True
+    """
+    whole = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    kind = whole.type
+    if whole.null_count or not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or kind == pa.string_view()):
+        return None
+    text = whole.cast(pa.large_string())
+    n = len(text)
+    offsets = np.frombuffer(text.buffers()[1], np.int64, n + 1, text.offset * 8)
+    if not (np.diff(offsets) == 36).all():
+        return None
+    chars = np.frombuffer(text.buffers()[2], np.uint8, 36 * n, int(offsets[0])).reshape(n, 36)
+    out = np.empty((n, 16), np.uint8)
+    for start in range(0, n, _UUID_ROWS_PER_STEP):
+        step = _uuid_bytes(chars[start : start + _UUID_ROWS_PER_STEP])
+        if step is None:
+            return None
+        out[start : start + _UUID_ROWS_PER_STEP] = step
+    storage = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(out)])
+    return pa.ExtensionArray.from_storage(pa.uuid(), storage)
+
+
+def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS, uuids: Collection[str] = ()) -> pa.Table:
     """``frame`` as an Arrow table for DuckDB in record batches of ``batch_rows`` rows; strings stay string views.
 
     DuckDB's Arrow scan gives each thread whole record batches, and polars makes one
@@ -89,6 +141,9 @@ def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS) -> pa.Tabl
     before) left part-filled row groups, which the checkpoint merged again: 0.22 to 0.23 s
     when the store closed after three of four 1M-event loads, 0.02 to 0.03 s without.
 
+    The columns named in ``uuids`` that hold only canonical UUID texts become binary
+    UUIDs (:func:`uuid_array`), for a ``UUID`` column to take without parsing.
+
     Example:
         >>> table = arrow(pl.DataFrame({"x": range(40_000)}))
         >>> [len(b) for b in table.to_batches()]
@@ -96,8 +151,14 @@ def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS) -> pa.Tabl
         >>> chunks = pl.concat([pl.DataFrame({"x": range(100_000)})] * 3, rechunk=False)
         >>> [len(b) for b in arrow(chunks, batch_rows=ROW_GROUP_ROWS).to_batches()]
         [122880, 122880, 54240]
+        >>> arrow(pl.DataFrame({"id": ["6ba7b811-9dad-11d1-80b4-00c04fd430c8"]}), uuids=["id"]).schema.field("id").type
+        UuidType(extension<arrow.uuid>)
     """
     table = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    for name in uuids:
+        binary = uuid_array(table[name]) if name in table.column_names else None
+        if binary is not None:
+            table = table.set_column(table.column_names.index(name), pa.field(name, binary.type), binary)
     return pa.Table.from_batches(table.to_batches(max_chunksize=batch_rows), schema=table.schema)
 
 

@@ -39,11 +39,12 @@ from typing import Any, Final, Literal, Protocol
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vtp_lab.duck import ROW_GROUP_ROWS, arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table, is_canonical_uuid
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
 
 __all__ = ["AppendResult", "DuckDBStore", "Filter", "ParquetLake", "Store", "open_store"]
 
@@ -186,6 +187,19 @@ def _appended(hashes: pl.Series, more: pl.Series) -> pl.Series:
     return joined.rechunk() if joined.n_chunks() > 16 else joined
 
 
+_UUID_COLUMNS: Final = frozenset(c.name for t in TABLES.values() for c in t.columns if c.kind == "uuid")
+
+
+def _for_insert(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` for DuckDB to insert: whole row groups (see :func:`arrow`), UUID columns binary where they can be.
+
+    Example:
+        >>> _for_insert(pl.DataFrame({"recording_id": ["6ba7b811-9dad-11d1-80b4-00c04fd430c8"]})).schema.types
+        [UuidType(extension<arrow.uuid>)]
+    """
+    return arrow(frame, batch_rows=ROW_GROUP_ROWS, uuids=_UUID_COLUMNS)
+
+
 def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """The first event of each id, with the ids' hashes (:data:`_ID_HASH`).
 
@@ -233,9 +247,9 @@ class DuckDBStore:
                 self.con.execute(table.duckdb_ddl())
 
     @contextlib.contextmanager
-    def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
+    def _registered(self, **frames: pl.DataFrame | pa.Table) -> Iterator[None]:
         for name, frame in frames.items():
-            self.con.register(name, arrow(frame, batch_rows=ROW_GROUP_ROWS))  # whole row groups: see arrow()
+            self.con.register(name, frame if isinstance(frame, pa.Table) else _for_insert(frame))
         try:
             yield
         finally:
@@ -243,7 +257,7 @@ class DuckDBStore:
                 self.con.unregister(name)
 
     @contextlib.contextmanager
-    def _transaction(self, **frames: pl.DataFrame) -> Iterator[None]:
+    def _transaction(self, **frames: pl.DataFrame | pa.Table) -> Iterator[None]:
         """The lock held, ``frames`` registered by name, one transaction: committed whole or rolled back."""
         with self._lock, self._registered(**frames):
             self.con.execute("BEGIN TRANSACTION")
@@ -271,10 +285,11 @@ class DuckDBStore:
         batch, hashes = _first_per_id(ANALYTICS_EVENTS.conform(events))
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
         columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
-        canonical = batch.select(is_canonical_uuid(pl.col("id")).all()).item()  # the stored spelling
+        table = _for_insert(batch)
+        canonical = table.schema.field("id").type == pa.uuid()  # every id was in the stored spelling
         probe = hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
         with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
-            with self._transaction(batch=batch, rej=rej):
+            with self._transaction(batch=table, rej=rej):
                 stored = self._stored_id_hashes()
                 insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b"
                 if probe is None or stored.is_in(probe.implode()).any():  # some id may be stored: look each up
