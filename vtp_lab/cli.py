@@ -18,7 +18,9 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from vtp_lab.errors import VtpLabError
 from vtp_lab.lab import Lab
@@ -148,7 +150,8 @@ def _info_text(lab: Lab) -> str:
     events = lab.store.read("analytics_events", columns=["event_timestamp"])
     lines = [f"store {lab.path}", _table("table", counts)]
     if events.height:
-        first, last = events["event_timestamp"].min(), events["event_timestamp"].max()
+        stamps = events["event_timestamp"]
+        first, last = cast(datetime, stamps.min()), cast(datetime, stamps.max())
         lines.append(f"\nevents from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
     rejected = lab.store.read("rejected_events", columns=["reason"])
     if rejected.height:

@@ -408,10 +408,13 @@ def qoe_and_engagement(details: pl.DataFrame) -> pl.DataFrame:
     """
     labels = ["0-1%", "1-5%", "5-10%", "10%+"]
     ratio = pl.col("rebuffer_ratio")
-    band = pl.when(ratio.is_null()).then(pl.lit("no play"))
-    for low, high, label in zip(REBUFFER_BANDS, [*REBUFFER_BANDS[1:], None], labels, strict=True):
-        cond = ratio >= low if high is None else (ratio >= low) & (ratio < high)
-        band = band.when(cond).then(pl.lit(label))
+    band = pl.coalesce(  # the bands do not overlap: at most one is not null
+        pl.when(ratio.is_null()).then(pl.lit("no play")),
+        *(
+            pl.when(ratio >= low if high is None else (ratio >= low) & (ratio < high)).then(pl.lit(label))
+            for low, high, label in zip(REBUFFER_BANDS, [*REBUFFER_BANDS[1:], None], labels, strict=True)
+        ),
+    )
     aggs = [
         pl.len().alias("sessions"),
         pl.col("completion_rate").mean().alias("mean_completion_rate"),

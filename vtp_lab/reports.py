@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol, get_args
+from typing import Any, Final, Literal, Protocol, cast, get_args
 
 import polars as pl
 
@@ -404,9 +404,9 @@ def student(source: Source, *, user_id: str) -> StudentEngagementReport:
         headline={
             "lectures_watched": feats.height,
             "sessions": sessions.height,
-            "watch_hours": round(float(sessions["watched_seconds"].sum()) / 3600, 2),
-            "mean_engagement_score": float(feats["engagement_score"].mean() or 0.0),
-            "mean_coverage_percent": float((feats["coverage"].mean() or 0.0) * 100),
+            "watch_hours": round(cast(float, sessions["watched_seconds"].sum()) / 3600, 2),
+            "mean_engagement_score": cast(float, feats["engagement_score"].mean() or 0.0),
+            "mean_coverage_percent": cast(float, feats["coverage"].mean() or 0.0) * 100,
         },
         tables={"watch_history": history, "coverage_per_lecture": coverage, "engagement_by_week": weekly},
         charts={"engagement_by_week": _line(weekly, "week:T", "engagement_score:Q", "Engagement score by week")},
@@ -456,7 +456,7 @@ def attendance(source: Source, *, course_id: str | None = None, threshold: float
         headline={
             "lectures": cat.height,
             "students": int(feats["user_id"].n_unique()),
-            "mean_attendance_rate": float(lectures["attendance_rate"].mean()) if lectures.height else None,
+            "mean_attendance_rate": cast(float, lectures["attendance_rate"].mean()) if lectures.height else None,
             "attendance_threshold": threshold,
             "weeks": int(categories["week"].n_unique()),
         },
@@ -495,8 +495,8 @@ def engagement(source: Source, *, course_id: str | None = None) -> EngagementRep
         scope={"course_id": course_id},
         headline={
             "students": int(feats["user_id"].n_unique()),
-            "mean_engagement_score": float(feats["engagement_score"].mean()) if feats.height else None,
-            "median_engagement_score": float(feats["engagement_score"].median()) if feats.height else None,
+            "mean_engagement_score": cast(float, feats["engagement_score"].mean()) if feats.height else None,
+            "median_engagement_score": cast(float, feats["engagement_score"].median()) if feats.height else None,
             "students_at_risk": int(risk["user_id"].n_unique()),
         },
         tables={"score_distribution": distribution, "lectures": lectures, "students_at_risk": risk},

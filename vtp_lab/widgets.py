@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -155,12 +155,12 @@ class Dashboard:
         return {
             "sessions": details.height,
             "students": int(feats["user_id"].n_unique()),
-            "watch_hours": round(float(details["watched_seconds"].sum()) / 3600, 1) if details.height else 0.0,
-            "mean_completion": round(float(details["completion_rate"].mean()), 1)
+            "watch_hours": round(cast(float, details["watched_seconds"].sum()) / 3600, 1) if details.height else 0.0,
+            "mean_completion": round(cast(float, details["completion_rate"].mean()), 1)
             if details["completion_rate"].drop_nulls().len()
             else None,
-            "mean_engagement": round(float(feats["engagement_score"].mean()), 1) if feats.height else None,
-            "qoe_score": round(float(scored["qoe_score"].mean()), 1) if details.height else None,
+            "mean_engagement": round(cast(float, feats["engagement_score"].mean()), 1) if feats.height else None,
+            "qoe_score": round(cast(float, scored["qoe_score"].mean()), 1) if details.height else None,
         }
 
     def update(self) -> None:
