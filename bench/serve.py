@@ -1,6 +1,6 @@
 """The HTTP API under load: events posted by concurrent clients, acknowledged once stored.
 
-    python bench/serve.py [--clients 8] [--batch 100] [--seconds 20]
+    python bench/serve.py [--clients 8] [--batch 100] [--seconds 20] [--linger SECONDS]
 
 Starts ``vtp-lab serve`` on a fresh DuckDB store in a subprocess on loopback; this
 process is the load: ``--clients`` threads, each with one keep-alive connection, post
@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--events", type=int, default=2_000_000, help="events prepared (more than can be sent)")
+    parser.add_argument("--linger", type=float, default=None, help="the server's --linger (its default if not given)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-serve-"))
 
@@ -96,7 +97,8 @@ def main() -> None:
     lab.close()
     print(f"baseline: Lab.append in this process, batches of 10,000: {baseline:,.0f} events/s")
 
-    with running_vtp_server(tmp / "served.duckdb") as server:
+    linger = () if args.linger is None else ("--linger", str(args.linger))
+    with running_vtp_server(tmp / "served.duckdb", *linger) as server:
         results: list[list[tuple[float, int]]] = [[] for _ in range(args.clients)]
         errors: list[str] = []
         stop = time.perf_counter() + args.seconds

@@ -288,8 +288,9 @@ class DuckDBStore:
         table = _for_insert(batch)
         canonical = table.schema.field("id").type == pa.uuid()  # every id was in the stored spelling
         probe = hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
+        quarantined = {"rej": rej} if rej.height else {}  # registering a table costs about 0.5 ms
         with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
-            with self._transaction(batch=table, rej=rej):
+            with self._transaction(batch=table, **quarantined):
                 stored = self._stored_id_hashes()
                 insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b"
                 if probe is None or stored.is_in(probe.implode()).any():  # some id may be stored: look each up
