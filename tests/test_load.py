@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from conftest import ROOT
 
+import vtp_lab.io
 import vtp_lab.load
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import REASONS
@@ -131,6 +132,24 @@ def test_a_json_array_quarantines_elements_that_are_not_objects_and_a_broken_doc
     ]
 
 
+def test_a_json_array_too_big_to_read_whole_that_breaks_fails_its_file_with_where_and_the_fix(
+    tmp_path, sem, monkeypatch
+):
+    objects = write_events(sem.events.head(3), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    broken = tmp_path / "broken.json"
+    broken.write_text("[" + ", ".join(objects) + ", {")
+    monkeypatch.setattr(vtp_lab.io, "_WHOLE_DOCUMENT_BYTES", 10)  # as if the file were over 64 MB
+    fine = write_events(sem.events.head(5), tmp_path / "fine.ndjson")
+    lab = Lab(":memory:")
+    report = lab.load(broken, fine, progress=False)
+    assert balanced(report)
+    failed = report.files[0]
+    assert failed.error is not None and str(broken) in failed.error
+    assert "record/value" in failed.error and "write it as NDJSON" in failed.error
+    assert failed.rows_read == lab.rejected_events().height == 0  # nothing was handed on before the break
+    assert report.files[1].accepted == 5 and report.files[1].error is None
+
+
 def test_ragged_csv_rows_are_malformed_and_the_rest_load(tmp_path, sem):
     lines = write_events(sem.events.head(4), tmp_path / "ok.csv").read_text().splitlines()
     path = tmp_path / "ragged.csv"
@@ -223,20 +242,27 @@ BOUNDED = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_five_million_events_load_in_bounded_memory(tmp_path):
+@pytest.mark.parametrize("kind", ["ndjson", "json"])
+def test_five_million_events_load_in_bounded_memory(tmp_path, kind):
+    """NDJSON, and a JSON array (one document of 1.6 GB before gzip, streamed element by element)."""
     sem = semester(courses=4, lectures_per_course=14, students=1000, seed=5).events
-    path = tmp_path / "big.ndjson.gz"
+    path = tmp_path / f"big.{kind}.gz"
     rows, copy = 0, 0
     with open(path, "wb") as out:
+        out.write(gzip.compress(b"[" if kind == "json" else b""))
         while rows < 5_000_000:
             chunk = sem.with_columns(
                 pl.concat_str(pl.lit(f"{copy:x}"[-1]), pl.col("id").str.slice(1)).alias("id"),
                 pl.concat_str(pl.col("session_id"), pl.lit(f"-{copy}")).alias("session_id"),
             )
             chunk = chunk.head(5_000_000 - rows)
-            out.write(gzip.compress(write_events(chunk, tmp_path / "chunk.ndjson").read_bytes(), compresslevel=1))
+            text = write_events(chunk, tmp_path / "chunk.ndjson").read_bytes()
+            if kind == "json":
+                text = (b",\n" if rows else b"") + text.rstrip(b"\n").replace(b"\n", b",\n")
+            out.write(gzip.compress(text, compresslevel=1))
             rows += chunk.height
             copy += 1
+        out.write(gzip.compress(b"]" if kind == "json" else b""))
     out = subprocess.run(
         [sys.executable, "-c", BOUNDED, str(path), str(tmp_path / "big.duckdb")],
         capture_output=True,
@@ -249,7 +275,7 @@ def test_five_million_events_load_in_bounded_memory(tmp_path):
     assert rows_read == 5_000_000
     assert accepted > 0
     assert peak_mb < 1536, f"peak RSS {peak_mb} MB"
-    print(f"5M events: peak RSS {peak_mb} MB")
+    print(f"5M events ({kind}): peak RSS {peak_mb} MB")
 
 
 def test_progress_bar_only_where_someone_looks(tmp_path, sem, capsys):
