@@ -150,6 +150,27 @@ def test_a_json_array_too_big_to_read_whole_that_breaks_fails_its_file_with_wher
     assert report.files[1].accepted == 5 and report.files[1].error is None
 
 
+def test_a_json_array_that_breaks_after_elements_were_handed_on_keeps_them_and_fails_its_file(
+    tmp_path, sem, monkeypatch
+):
+    objects = write_events(sem.events.head(5), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    path = tmp_path / "big.json"
+    path.write_text("[" + ", ".join(objects) + "]")
+
+    def breaks_after_two_batches(path):  # DuckDB hands over two batches, then meets the break
+        yield pl.Series("_raw", objects[:3])
+        yield pl.Series("_raw", [objects[3], "7"])
+        raise vtp_lab.io._Unstreamable("Malformed JSON at byte 3 in record/value 6")
+
+    monkeypatch.setattr(vtp_lab.io, "_array_elements", breaks_after_two_batches)
+    lab = Lab(":memory:")
+    report = lab.load(path, progress=False)
+    assert balanced(report)
+    assert (report.rows_read, report.accepted, report.rejected) == (5, 4, 1)
+    assert lab.rejected_events().select("row_number", "raw").rows() == [(5, "7")]
+    assert "record/value 6" in report.files[0].error and "the first 5 elements were read" in report.files[0].error
+
+
 def test_ragged_csv_rows_are_malformed_and_the_rest_load(tmp_path, sem):
     lines = write_events(sem.events.head(4), tmp_path / "ok.csv").read_text().splitlines()
     path = tmp_path / "ragged.csv"
