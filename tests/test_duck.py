@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import uuid
 
 import polars as pl
@@ -78,3 +81,24 @@ def test_duckdb_stores_binary_and_text_uuids_alike(spelling):
     con.register("batch", table)
     con.execute("INSERT INTO t SELECT * FROM batch")
     assert [r[0] for r in con.execute("SELECT id::VARCHAR FROM t").fetchall()] == texts
+
+
+_IN_NEW_YORK = """
+import polars as pl
+from vtp_lab.duck import compute, connect
+from vtp_lab.validate import cast_timestamps
+zone = "SELECT current_setting('TimeZone')"
+print(compute().execute(zone).fetchone()[0], connect().cursor().execute(zone).fetchone()[0])
+print(cast_timestamps(pl.Series(["2026-09-01 10:00:00"])).dt.hour().item())
+"""
+
+
+def test_every_connection_and_cursor_keeps_time_in_utc_whatever_the_machine_zone():
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_NEW_YORK],
+        env={**os.environ, "TZ": "America/New_York"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["UTC", "UTC", "10"]  # a naive text is UTC, not 14:00 from New York

@@ -49,7 +49,7 @@ def connect(
     if threads is not None:
         config["threads"] = threads
     con = duckdb.connect(str(path), read_only=read_only, config=config)
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET GLOBAL TimeZone = 'UTC'")  # its cursors inherit it
     return con
 
 
@@ -60,7 +60,8 @@ _SHARED_LOCK = threading.Lock()
 def compute() -> duckdb.DuckDBPyConnection:
     """A fresh cursor on one shared in-memory database, for computing over frames.
 
-    Opening a database costs milliseconds; a cursor costs microseconds. Each call
+    Opening a database costs milliseconds; a cursor costs microseconds (and inherits the
+    database's UTC time zone: setting it again on each cursor took 0.15 ms). Each call
     returns its own cursor, so threads do not share one.
 
     Example:
@@ -70,9 +71,7 @@ def compute() -> duckdb.DuckDBPyConnection:
     with _SHARED_LOCK:
         if not _SHARED:
             _SHARED.append(connect())
-        cursor = _SHARED[0].cursor()
-    cursor.execute("SET TimeZone = 'UTC'")
-    return cursor
+        return _SHARED[0].cursor()
 
 
 _DASHES: Final = np.isin(np.arange(36), (8, 13, 18, 23))
