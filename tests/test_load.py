@@ -171,6 +171,18 @@ def test_a_json_array_that_breaks_after_elements_were_handed_on_keeps_them_and_f
     assert "record/value 6" in report.files[0].error and "the first 5 elements were read" in report.files[0].error
 
 
+@pytest.mark.parametrize("name", ["week*.json", "week[1].json", "week?.json.gz"])
+def test_a_json_array_whose_name_looks_like_a_glob_is_read_alone(tmp_path, sem, name):
+    objects = write_events(sem.events.head(5), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    text = "[" + ", ".join(objects[:3]) + "]"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    (tmp_path / "week1.json").write_text("[" + ", ".join(objects[3:]) + "]")  # what the name matches as a glob
+    (tmp_path / "weekx.json.gz").write_bytes(gzip.compress(("[" + ", ".join(objects[3:]) + "]").encode()))
+    report = Lab(":memory:").load(path, progress=False)
+    assert (report.rows_read, report.accepted) == (3, 3)
+
+
 def test_ragged_csv_rows_are_malformed_and_the_rest_load(tmp_path, sem):
     lines = write_events(sem.events.head(4), tmp_path / "ok.csv").read_text().splitlines()
     path = tmp_path / "ragged.csv"

@@ -29,6 +29,7 @@ import csv
 import glob
 import gzip
 import io
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -408,14 +409,23 @@ class _Unstreamable(Exception):
 
 
 def _array_elements(path: Path) -> Iterator[pl.Series]:
-    """The elements of a JSON array file as JSON texts (``null`` for a null), batch by batch, streamed by DuckDB."""
+    """The elements of a JSON array file as JSON texts (``null`` for a null), batch by batch, streamed by DuckDB.
+
+    DuckDB takes a path as a glob pattern, so a file whose name has ``*``, ``?``, ``[`` or
+    ``{`` in it is read through a link of a plain name, lest the pattern match others.
+    """
     query = (
         "SELECT coalesce(json::VARCHAR, 'null') AS _raw FROM read_json(?, format = 'array', records = false, "
         f"columns = {{'json': 'JSON'}}, compression = '{_compression(path)}')"
     )
     con = compute()
+    links = tempfile.TemporaryDirectory(prefix="vtp-lab-") if any(c in str(path) for c in "*?[{") else None
     try:
-        reader = con.sql(query, params=[str(path)]).arrow()
+        plain = path
+        if links is not None:
+            plain = Path(links.name) / "array.json"
+            plain.symlink_to(path.resolve())
+        reader = con.sql(query, params=[str(plain)]).arrow()
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -424,10 +434,12 @@ def _array_elements(path: Path) -> Iterator[pl.Series]:
             except (duckdb.Error, OSError) as exc:
                 raise _Unstreamable(str(exc).strip()) from None
             yield cast(pl.DataFrame, pl.from_arrow(batch)).to_series()
-    except duckdb.Error as exc:  # before the first batch
+    except (duckdb.Error, OSError) as exc:  # before the first batch, or no link could be made
         raise _Unstreamable(str(exc).strip()) from None
     finally:
         con.close()
+        if links is not None:
+            links.cleanup()
 
 
 def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
