@@ -136,6 +136,16 @@ def test_lake_layout_is_hive_partitioned_zstd(tmp_path, sem):
     lake.close()
 
 
+def test_a_lake_whose_path_looks_like_a_glob_reads_its_own_files_only(tmp_path, sem):
+    events = validate(sem.events.head(50)).accepted
+    for name in ("lake*", "lake1"):  # the same batch in both: the same file names
+        lake = ParquetLake(tmp_path / name)
+        lake.append(events)
+        lake.close()
+    lake = ParquetLake(tmp_path / "lake*", read_only=True)
+    assert lake.read("analytics_events").height == lake.count("analytics_events") == events.height
+
+
 def test_lake_read_only_sees_what_the_writer_committed(tmp_path, sem):
     with pytest.raises(StoreError, match="not a vtp_lab Parquet lake"):
         ParquetLake(tmp_path / "nothing", read_only=True)

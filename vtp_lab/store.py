@@ -494,7 +494,7 @@ class ParquetLake:
             columns = _KEYS[table]
             files = self._files(table)
             keys = (
-                pl.scan_parquet(files, hive_partitioning=False).select(columns).collect()
+                pl.scan_parquet(files, hive_partitioning=False, glob=False).select(columns).collect()
                 if files
                 else TABLES[table].empty().select(columns)
             )
@@ -626,7 +626,9 @@ class ParquetLake:
         files = self._files(spec.name)
         if not files:
             return spec.empty().select(wanted)
-        scan = pl.scan_parquet(files, hive_partitioning=False, schema=spec.polars_schema)
+        scan = pl.scan_parquet(
+            files, hive_partitioning=False, glob=False, schema=spec.polars_schema
+        )  # paths, not patterns
         for f in filters:
             scan = scan.filter(f.expr())
         return spec.conform(scan.select(wanted).collect()).select(wanted)
