@@ -248,6 +248,15 @@ def test_report_renders_as_text_and_html(tmp_path, sem):
     assert json.loads(json.dumps(report.to_dict()))["accepted"] == sem.events.height
 
 
+def test_a_recordings_catalogue_whose_name_looks_like_a_glob_is_read_alone(tmp_path, sem):
+    path = tmp_path / "recordings*.parquet"
+    sem.recordings.write_parquet(path)
+    sem.recordings.write_parquet(tmp_path / "recordings-old.parquet")  # what the name matches as a glob
+    lab = Lab(":memory:")
+    lab.load_recordings(path)
+    assert lab.recordings().sort("recording_id").equals(sem.recordings.sort("recording_id"))
+
+
 def test_recordings_catalogue(tmp_path, sem):
     lab = Lab(":memory:")
     path = tmp_path / "rec.csv"

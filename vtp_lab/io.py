@@ -643,7 +643,11 @@ def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         fmt = detect_format(path)
         if fmt not in ("csv", "parquet"):
             raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
-        raw = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(_open_text(path).read(), infer_schema=False)
+        raw = (
+            pl.read_parquet(path, glob=False)
+            if fmt == "parquet"
+            else pl.read_csv(_open_text(path).read(), infer_schema=False)
+        )
         name = str(path)
     missing = [c for c in ("recording_id",) if c not in raw.columns]
     if missing:
