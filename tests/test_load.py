@@ -111,8 +111,13 @@ def test_malformed_lines_are_quarantined_with_line_numbers_and_neighbours_load(t
     assert rejected["raw"][0] == lines[1][:40]
 
 
+def _object_texts(events: pl.DataFrame, tmp_path) -> list[str]:
+    """Each event as the JSON object text a JSON-array dump holds."""
+    return write_events(events, tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+
+
 def test_a_json_array_quarantines_elements_that_are_not_objects_and_a_broken_document_whole(tmp_path, sem):
-    objects = write_events(sem.events.head(3), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    objects = _object_texts(sem.events.head(3), tmp_path)
     array = tmp_path / "array.json"
     array.write_text("[" + ", ".join([objects[0], "7", objects[1], '"text"', objects[2]]) + "]")
     single = tmp_path / "single.json"
@@ -135,7 +140,7 @@ def test_a_json_array_quarantines_elements_that_are_not_objects_and_a_broken_doc
 def test_a_json_array_too_big_to_read_whole_that_breaks_fails_its_file_with_where_and_the_fix(
     tmp_path, sem, monkeypatch
 ):
-    objects = write_events(sem.events.head(3), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    objects = _object_texts(sem.events.head(3), tmp_path)
     broken = tmp_path / "broken.json"
     broken.write_text("[" + ", ".join(objects) + ", {")
     monkeypatch.setattr(vtp_lab.io, "_WHOLE_DOCUMENT_BYTES", 10)  # as if the file were over 64 MB
@@ -153,7 +158,7 @@ def test_a_json_array_too_big_to_read_whole_that_breaks_fails_its_file_with_wher
 def test_a_json_array_that_breaks_after_elements_were_handed_on_keeps_them_and_fails_its_file(
     tmp_path, sem, monkeypatch
 ):
-    objects = write_events(sem.events.head(5), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    objects = _object_texts(sem.events.head(5), tmp_path)
     path = tmp_path / "big.json"
     path.write_text("[" + ", ".join(objects) + "]")
 
@@ -173,7 +178,7 @@ def test_a_json_array_that_breaks_after_elements_were_handed_on_keeps_them_and_f
 
 @pytest.mark.parametrize("name", ["week*.json", "week[1].json", "week?.json.gz"])
 def test_a_json_array_whose_name_looks_like_a_glob_is_read_alone(tmp_path, sem, name):
-    objects = write_events(sem.events.head(5), tmp_path / "ok.json").read_text().strip()[1:-1].split(",\n")
+    objects = _object_texts(sem.events.head(5), tmp_path)
     text = "[" + ", ".join(objects[:3]) + "]"
     path = tmp_path / name
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())

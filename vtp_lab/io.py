@@ -425,16 +425,9 @@ def _array_elements(path: Path) -> Iterator[pl.Series]:
         if links is not None:
             plain = Path(links.name) / "array.json"
             plain.symlink_to(path.resolve())
-        reader = con.sql(query, params=[str(plain)]).arrow()
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (duckdb.Error, OSError) as exc:
-                raise _Unstreamable(str(exc).strip()) from None
+        for batch in con.sql(query, params=[str(plain)]).arrow():
             yield cast(pl.DataFrame, pl.from_arrow(batch)).to_series()
-    except (duckdb.Error, OSError) as exc:  # before the first batch, or no link could be made
+    except (duckdb.Error, OSError) as exc:  # at the start or part way, or no link could be made
         raise _Unstreamable(str(exc).strip()) from None
     finally:
         con.close()
@@ -455,30 +448,22 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     is cut short.
     """
     source, size = str(path), path.stat().st_size
-    read, handed_on, text_bytes = 0, False, 0
-    held: RawBatch | None = None  # each batch waits for the next, so the last can say it ends the file
+    read, text_bytes = 0, 0  # elements handed on, and their texts' bytes (the file's are unknown)
     try:
         for texts in _array_elements(path):
             for start in range(0, texts.len(), batch_rows):
                 part = texts.slice(start, batch_rows).to_frame().with_row_index("_row", offset=read + 1)
-                read, text_bytes = read + part.height, text_bytes + int(part["_raw"].str.len_bytes().sum())
-                if held is not None:
-                    handed_on = True
-                    yield held
                 good, bad = _json_objects(part.with_columns(pl.col("_row").cast(pl.Int64)), source)
-                held = RawBatch(rows=good, malformed=bad, bytes_read=min(text_bytes, size))
+                read, text_bytes = read + part.height, text_bytes + int(part["_raw"].str.len_bytes().sum())
+                yield RawBatch(rows=good, malformed=bad, bytes_read=min(text_bytes, size))
     except _Unstreamable as exc:
-        if not handed_on and size <= _WHOLE_DOCUMENT_BYTES:
+        if not read and size <= _WHOLE_DOCUMENT_BYTES:
             yield from _json_document(path, batch_rows)
             return
-        if held is not None:
-            yield held
         raise InputFormatError(
             f"{path} is not a JSON array that can be read to its end ({exc}); the first {read:,} elements were read. "
             "Fix the file there, or write it as NDJSON (one event per line), where a broken line is one rejection"
         ) from None
-    if held is not None:
-        yield RawBatch(rows=held.rows, malformed=held.malformed, bytes_read=size)
 
 
 def _json_document(path: Path, batch_rows: int) -> Iterator[RawBatch]:

@@ -354,6 +354,8 @@ def _load_one(
             done = max(done, part.bytes_read)
     except (InputFormatError, OSError, EOFError, ValueError, pl.exceptions.PolarsError) as exc:
         error = f"{type(exc).__name__}: {exc}"
+    size = path.stat().st_size
+    bar.update(max(0, size - done))  # the file is done, whatever its reader could say of its position
     report = FileReport(
         source=str(path),
         format=fmt,
@@ -372,7 +374,7 @@ def _load_one(
                 "load_id": [str(uuid.uuid4())],
                 "source": [report.source],
                 "format": [fmt],
-                "bytes": [path.stat().st_size],
+                "bytes": [size],
                 "rows_read": [report.rows_read],
                 "accepted": [report.accepted],
                 "rejected": [report.rejected],

@@ -626,9 +626,7 @@ class ParquetLake:
         files = self._files(spec.name)
         if not files:
             return spec.empty().select(wanted)
-        scan = pl.scan_parquet(
-            files, hive_partitioning=False, glob=False, schema=spec.polars_schema
-        )  # paths, not patterns
+        scan = pl.scan_parquet(files, hive_partitioning=False, glob=False, schema=spec.polars_schema)
         for f in filters:
             scan = scan.filter(f.expr())
         return spec.conform(scan.select(wanted).collect()).select(wanted)
