@@ -8,30 +8,46 @@ JSON arrays of ``--batch`` distinct valid events back to back for ``--seconds``.
 acknowledged events/s and the p50/p99 latency of a request (target: 50,000 events/s
 with p99 under 100 ms), then checks that the store holds every acknowledged event.
 
-Baseline, measured in the same run: the same events stored in this process through
-``Lab.append`` in batches of 10,000 (no HTTP, no concurrency), the store path's ceiling.
+Baselines, measured in the same run:
+- the same events stored in this process through ``Lab.append`` in batches of 10,000
+  (no HTTP, no concurrency), the store path's ceiling;
+- a group commit in this process: ``--clients`` documents of ``--batch`` events submitted
+  to a ``Collector`` at once (as the server's collector takes them), the median time until
+  all are stored; by Little's law the clients, each waiting for its answer, reach 50,000
+  events/s only if a whole round (a group commit and the HTTP around it) takes
+  ``clients x batch / 50,000`` s, 16 ms for 8 x 100;
+- the HTTP path alone: the same app and clients, with every posted document answered at
+  once by a collector that neither validates nor stores it (``--http-only`` runs that
+  server), the ceiling of uvicorn, FastAPI and the clients on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import http.client
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from servers import running_vtp_server
+from servers import VtpServer, free_port, running_vtp_server, wait_until_up
 
+from vtp_lab.collect import Collector, Receipt
 from vtp_lab.lab import Lab
+from vtp_lab.serve import DEFAULT_LINGER, create_app
 from vtp_lab.synth import semester
 
 
@@ -56,11 +72,61 @@ def bodies(events: pl.DataFrame, batch: int) -> list[bytes]:
     return [("[" + ",".join(group["l"]) + "]").encode() for _, group in joined]
 
 
-def client(url: str, docs: list[bytes], stop: float, out: list[tuple[float, int]], errors: list[str]) -> None:
+def group_commit(store: Path, docs: list[bytes], clients: int, rounds: int = 100) -> float:
+    """Median milliseconds for a ``Collector`` (as the server sets it up) to store ``clients`` documents at once."""
+    times = []
+    with Lab(store) as lab:
+        collector = lab.collector(batch_size=10_000, flush_interval=1.0, max_pending=64, linger=DEFAULT_LINGER)
+        for k in range(rounds):
+            start = time.perf_counter()
+            futures = [collector.submit(doc.decode()) for doc in docs[k * clients : (k + 1) * clients]]
+            for future in futures:
+                future.result()
+            times.append(time.perf_counter() - start)
+        collector.close()
+    return statistics.median(times[10:]) * 1000  # after a warm-up
+
+
+def answer_at_once(self: Collector, text: str, *, ndjson: bool = False, source: str | None = None) -> Future[Receipt]:
+    """A receipt for nothing, at once: the document is neither validated nor stored."""
+    nothing = pl.DataFrame(schema={"row_number": pl.Int64, "reason": pl.String, "field": pl.String})
+    done: Future[Receipt] = Future()
+    done.set_result(Receipt(source=source or "", accepted=0, duplicates=0, rejected=nothing))
+    return done
+
+
+def serve_http_only(port: int) -> None:
+    """The API on ``port`` with its collector's work replaced by :func:`answer_at_once`."""
+    import uvicorn
+
+    Collector.submit = answer_at_once  # type: ignore[method-assign]
+    with Lab(":memory:") as lab:
+        uvicorn.run(create_app(lab), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+@contextlib.contextmanager
+def running_http_only() -> Iterator[VtpServer]:
+    """``python bench/serve.py --http-only PORT`` in a subprocess; SIGTERM it at the end."""
+    port = free_port()
+    command = [sys.executable, __file__, "--http-only", str(port)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, proc, 60)
+        yield VtpServer(url=url, store=Path(":memory:"), proc=proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def client(
+    url: str, posts: list[tuple[bytes, int]], stop: float, out: list[tuple[float, int, int]], errors: list[str]
+) -> None:
+    """Post each (body, events in it) back to back until ``stop``; record (latency, events answered for, events sent)."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     headers = {"Content-Type": "application/json"}
-    for doc in docs:
+    for doc, size in posts:
         if time.perf_counter() >= stop:
             break
         start = time.perf_counter()
@@ -71,8 +137,43 @@ def client(url: str, docs: list[bytes], stop: float, out: list[tuple[float, int]
             errors.append(f"{response.status}: {answer[:200]!r}")
             continue
         got = json.loads(answer)
-        out.append((time.perf_counter() - start, got["accepted"] + got["duplicates"] + got["rejected"]))
+        out.append((time.perf_counter() - start, got["accepted"] + got["duplicates"] + got["rejected"], size))
     conn.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Driven:
+    """What :func:`drive` saw: (latency, events answered for, events sent) per request, errors, duration."""
+
+    requests: list[tuple[float, int, int]]
+    errors: list[str]
+    seconds: float
+
+    def rate(self, *, answered: bool = True) -> float:
+        """Events per second, as answered for by the server (or as sent)."""
+        return sum(r[1] if answered else r[2] for r in self.requests) / self.seconds
+
+    def latency(self, quantile: float) -> float:
+        """The latency at ``quantile``, in milliseconds."""
+        latencies = sorted(r[0] for r in self.requests)
+        return latencies[min(len(latencies) - 1, int(quantile * len(latencies)))] * 1000
+
+
+def drive(server: VtpServer, posts: list[tuple[bytes, int]], clients: int, seconds: float) -> Driven:
+    """``clients`` threads posting ``posts`` (body, events in it) to ``server`` for ``seconds``."""
+    results: list[list[tuple[float, int, int]]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    stop = time.perf_counter() + seconds
+    threads = [
+        threading.Thread(target=client, args=(server.url, posts[k::clients], stop, results[k], errors))
+        for k in range(clients)
+    ]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Driven(requests=[r for rs in results for r in rs], errors=errors, seconds=time.perf_counter() - started)
 
 
 def main() -> None:
@@ -82,11 +183,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--events", type=int, default=2_000_000, help="events prepared (more than can be sent)")
     parser.add_argument("--linger", type=float, default=None, help="the server's --linger (its default if not given)")
+    parser.add_argument("--http-only", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the baseline's server
     args = parser.parse_args()
+    if args.http_only:
+        serve_http_only(args.http_only)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-serve-"))
 
     events = distinct_events(args.events)
     docs = bodies(events, args.batch)
+    posts = [(doc, min(args.batch, events.height - k * args.batch)) for k, doc in enumerate(docs)]
     print(f"{events.height:,} distinct events ready in {len(docs):,} bodies of {args.batch}")
 
     lab = Lab(tmp / "baseline.duckdb")
@@ -97,40 +203,39 @@ def main() -> None:
     lab.close()
     print(f"baseline: Lab.append in this process, batches of 10,000: {baseline:,.0f} events/s")
 
+    group = group_commit(tmp / "group.duckdb", docs, args.clients)
+    print(
+        f"baseline: a group commit of {args.clients} documents x {args.batch} events in this process: median "
+        f"{group:.1f} ms (a round of {args.clients * args.batch / 50_000 * 1000:.0f} ms gives 50,000 events/s)"
+    )
+
+    with running_http_only() as server:
+        ceiling = drive(server, posts * 4, args.clients, args.seconds / 2)  # stores nothing: repeats are fine
+    print(
+        f"baseline: the HTTP path alone (documents answered unvalidated and unstored), {args.clients} clients x "
+        f"{args.batch} events for {ceiling.seconds:.1f} s: {ceiling.rate(answered=False):,.0f} events/s; latency "
+        f"p50 {ceiling.latency(0.5):.1f} ms, p99 {ceiling.latency(0.99):.1f} ms; {len(ceiling.errors)} errors"
+    )
+
     linger = () if args.linger is None else ("--linger", str(args.linger))
     with running_vtp_server(tmp / "served.duckdb", *linger) as server:
-        results: list[list[tuple[float, int]]] = [[] for _ in range(args.clients)]
-        errors: list[str] = []
-        stop = time.perf_counter() + args.seconds
-        threads = [
-            threading.Thread(target=client, args=(server.url, docs[k :: args.clients], stop, results[k], errors))
-            for k in range(args.clients)
-        ]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-    done = [r for rs in results for r in rs]
-    acknowledged = sum(n for _, n in done)
-    latencies = sorted(s for s, _ in done)
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000
-    rate = acknowledged / elapsed
+        served = drive(server, posts, args.clients, args.seconds)
+    acknowledged = sum(r[1] for r in served.requests)
+    rate, p99 = served.rate(), served.latency(0.99)
     print(
-        f"served: {args.clients} clients x {args.batch} events for {elapsed:.1f} s: {len(done):,} requests, "
-        f"{acknowledged:,} events acknowledged = {rate:,.0f} events/s; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
-        f"{len(errors)} errors"
+        f"served: {args.clients} clients x {args.batch} events for {served.seconds:.1f} s: {len(served.requests):,} "
+        f"requests, {acknowledged:,} events acknowledged = {rate:,.0f} events/s; latency p50 "
+        f"{served.latency(0.5):.1f} ms, p99 {p99:.1f} ms; {len(served.errors)} errors"
     )
     print(f"ratio served / in-process baseline: {rate / baseline:.2f}")
+    print(f"ratio served / the HTTP path alone: {rate / ceiling.rate(answered=False):.2f}")
     print(f"target 50,000 events/s with p99 < 100 ms: {'met' if rate >= 50_000 and p99 < 100 else 'NOT met'}")
     with Lab(tmp / "served.duckdb", read_only=True) as stored:
         held = stored.store.count("analytics_events")
     print(
         f"store holds {held:,} events; acknowledged as accepted {acknowledged:,}: {'ok' if held >= acknowledged else 'LOST'}"
     )
-    for e in errors[:5]:
+    for e in [*ceiling.errors, *served.errors][:5]:
         print("error:", e)
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -127,7 +127,7 @@ class VtpServer:
     proc: subprocess.Popen[bytes]
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -154,7 +154,7 @@ def running_vtp_server(store: Path, *args: str, timeout: float = 60) -> Iterator
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, proc, timeout)
+        wait_until_up(url, proc, timeout)
         yield VtpServer(url=url, store=store, proc=proc)
     finally:
         if proc.poll() is None:
