@@ -212,15 +212,20 @@ def test_bad_rows_get_their_reasons(tmp_path):
     assert lab.rejected_events()["source"].unique().to_list() == [str(path)]
 
 
-def test_loading_the_same_file_again_stores_nothing_new(tmp_path):
+@pytest.mark.parametrize("store", ["lab.duckdb", "lake"])
+def test_loading_the_same_file_again_stores_nothing_new(tmp_path, store):
     bad = semester(courses=1, lectures_per_course=2, students=10, seed=2, bad_rows=0.05, duplicates=0.02)
     path = write_events(bad.events, tmp_path / "d.ndjson.gz")
-    lab = Lab(tmp_path / "lab.duckdb")
+    lab = Lab(tmp_path / store)
     first = lab.load(path, progress=False)
     again = lab.load(path, progress=False)
     assert first.duplicates > 0 and first.rejected > 0
     assert (again.accepted, again.rejected, again.duplicates) == (0, 0, again.rows_read)
-    assert lab.loads().height == 2
+    assert sum(first.rejected_by_reason.values()) == first.rejected
+    assert again.rejected_by_reason == {}  # the rows already quarantined are duplicates, with no reason counted
+    ledger = lab.loads().sort("started_at")
+    assert ledger.height == 2
+    assert [json.loads(r) for r in ledger["rejected_by_reason"]] == [first.rejected_by_reason, {}]
     assert lab.rejected_events().height == first.rejected
 
 

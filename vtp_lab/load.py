@@ -349,7 +349,7 @@ def _load_one(
             counts.update(
                 rows=part.rows_read, accepted=result.inserted, rejected=result.rejected, duplicates=result.duplicates
             )
-            reasons.update(dict(part.rejected["reason"].value_counts().iter_rows()))
+            reasons.update(result.rejected_by_reason)
             bar.update(max(0, part.bytes_read - done))
             done = max(done, part.bytes_read)
     except (InputFormatError, OSError, EOFError, ValueError, pl.exceptions.PolarsError) as exc:

@@ -88,14 +88,19 @@ class Filter:
 class AppendResult:
     """What one :meth:`Store.append` did; ``inserted_ids`` when asked with ``return_ids=True``.
 
+    ``rejected_by_reason`` counts the rows quarantined now, per reason code (a rejected
+    row already in the quarantine is a duplicate, not counted here).
+
     Example:
-        >>> AppendResult(inserted=3, duplicates=1, rejected=2).rows
-        6
+        >>> r = AppendResult(inserted=3, duplicates=1, rejected=2, rejected_by_reason={"malformed": 2})
+        >>> r.rows, sum(r.rejected_by_reason.values()) == r.rejected
+        (6, True)
     """
 
     inserted: int
     duplicates: int
     rejected: int
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
     inserted_ids: pl.Series | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -200,6 +205,11 @@ def _for_insert(frame: pl.DataFrame) -> pa.Table:
     return arrow(frame, batch_rows=ROW_GROUP_ROWS, uuids=_UUID_COLUMNS)
 
 
+def _by_reason(reasons: pl.Series) -> dict[str, int]:
+    """Counts of each reason code, most frequent first."""
+    return dict(reasons.value_counts(sort=True).iter_rows())
+
+
 def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """The first event of each id, with the ids' hashes (:data:`_ID_HASH`).
 
@@ -301,10 +311,14 @@ class DuckDBStore:
                     "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events"
                     " q WHERE q.source = r.source AND q.row_number = r.row_number AND q.raw = r.raw)"
                 )
-                q = int(self.con.execute(quarantine).fetchall()[0][0]) if rej.height else 0
+                reasons = self.con.sql(f"{quarantine} RETURNING reason").pl()["reason"] if rej.height else rej["reason"]
             self._id_hashes = None if probe is None else _appended(stored, probe)
         return AppendResult(
-            inserted=inserted, duplicates=events.height - inserted + rej.height - q, rejected=q, inserted_ids=ids
+            inserted=inserted,
+            duplicates=events.height - inserted + rej.height - reasons.len(),
+            rejected=reasons.len(),
+            rejected_by_reason=_by_reason(reasons),
+            inserted_ids=ids,
         )
 
     def _stored_id_hashes(self) -> pl.Series:
@@ -611,7 +625,13 @@ class ParquetLake:
             self._commit(entry, self._next_name(digest))
             self._remember("analytics_events", new, new_hashes)
             self._remember("rejected_events", rej_new, rej_hashes)
-        return AppendResult(inserted=new.height, duplicates=duplicates, rejected=rej_new.height, inserted_ids=ids)
+        return AppendResult(
+            inserted=new.height,
+            duplicates=duplicates,
+            rejected=rej_new.height,
+            rejected_by_reason=_by_reason(rej_new["reason"]),
+            inserted_ids=ids,
+        )
 
     def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Rows of ``table`` matching every filter, only ``columns`` if given; only committed files are read.
