@@ -30,7 +30,6 @@ import http.client
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,7 +42,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from servers import VtpServer, free_port, running_vtp_server, wait_until_up
+from servers import VtpServer, free_port, running_server, running_vtp_server
 
 from vtp_lab.collect import Collector, Receipt
 from vtp_lab.lab import Lab
@@ -108,15 +107,8 @@ def serve_http_only(port: int) -> None:
 def running_http_only() -> Iterator[VtpServer]:
     """``python bench/serve.py --http-only PORT`` in a subprocess; SIGTERM it at the end."""
     port = free_port()
-    command = [sys.executable, __file__, "--http-only", str(port)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, proc, 60)
-        yield VtpServer(url=url, store=Path(":memory:"), proc=proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    with running_server([sys.executable, __file__, "--http-only", str(port)], port, store=Path(":memory:")) as server:
+        yield server
 
 
 def client(

@@ -127,7 +127,7 @@ class VtpServer:
     proc: subprocess.Popen[bytes]
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -143,20 +143,24 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float) -> No
 
 
 @contextlib.contextmanager
-def running_vtp_server(store: Path, *args: str, timeout: float = 60) -> Iterator[VtpServer]:
-    """Start ``vtp-lab serve --store STORE ARGS`` on a free loopback port; SIGTERM it at the end."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vtp_lab.cli", "serve", "--store", str(store), "--port", str(port),
-         "--log-level", "warning", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+def running_server(command: list[str], port: int, *, store: Path, timeout: float = 60) -> Iterator[VtpServer]:
+    """Start ``command``, the API on ``port`` of loopback, and wait until it answers; SIGTERM it at the end."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, proc, timeout)
+        _wait_until_up(url, proc, timeout)
         yield VtpServer(url=url, store=store, proc=proc)
     finally:
         if proc.poll() is None:
             proc.terminate()
         proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def running_vtp_server(store: Path, *args: str, timeout: float = 60) -> Iterator[VtpServer]:
+    """Start ``vtp-lab serve --store STORE ARGS`` on a free loopback port; SIGTERM it at the end."""
+    port = free_port()
+    command = [sys.executable, "-m", "vtp_lab.cli", "serve", "--store", str(store), "--port", str(port),
+               "--log-level", "warning", *args]  # fmt: skip
+    with running_server(command, port, store=store, timeout=timeout) as server:
+        yield server
