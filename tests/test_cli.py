@@ -95,6 +95,32 @@ def test_bad_flags_are_one_line_usage_errors():
     assert out.returncode == 2
 
 
+def test_counts_below_their_minimum_are_usage_errors_naming_the_value(tmp_path):
+    for args, message in (
+        (["synth", "-o", "a.ndjson", "--students", "-3"], "argument --students: -3 is too small; give 1 or more"),
+        (["synth", "-o", "a.ndjson", "--courses", "0"], "argument --courses: 0 is too small; give 1 or more"),
+        (["synth", "-o", "a.ndjson", "--lectures", "0"], "argument --lectures: 0 is too small; give 1 or more"),
+        (["load", "a.ndjson", "--max-rejected", "-1"], "argument --max-rejected: -1 is too small; give 0 or more"),
+        (["demo", "--students", "many"], "argument --students: 'many' is not a whole number"),
+    ):
+        out = run(*args, cwd=tmp_path)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, no store made
+
+
+def test_export_to_a_file_is_refused_and_the_file_kept(tmp_path):
+    from vtp_lab.lab import Lab
+
+    Lab(tmp_path / "s.duckdb").close()
+    target = tmp_path / "out.csv"
+    target.write_text("keep me")
+    for fmt in ("csv", "parquet"):
+        out = run("export", "--to", str(target), "--format", fmt, "--store", str(tmp_path / "s.duckdb"))
+        assert out.returncode == 1, out.stderr
+        assert f"{target} is a file; export writes a folder of tables: give a folder's path" in out.stderr
+    assert target.read_text() == "keep me"
+
+
 def test_failures_are_one_line_exit_1(tmp_path):
     out = run("synth", "-o", str(tmp_path / "x.xml"), "--students", "1", "--courses", "1", "--lectures", "1")
     assert out.returncode == 1

@@ -352,7 +352,10 @@ def test_the_token_can_come_from_the_environment(tmp_path: Path, monkeypatch: py
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--port", "70000"], "--port 70000 is not a port"), (["--max-body", "0"], "max_body_bytes=0")],
+    [
+        (["--port", "70000"], "--port 70000 is not a port"),
+        (["--max-body", "0"], "argument --max-body: 0 is too small; give 1 or more"),
+    ],
 )
 def test_bad_serve_options_are_named(tmp_path: Path, args: list[str], message: str) -> None:
     out = subprocess.run(

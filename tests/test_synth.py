@@ -65,3 +65,11 @@ def test_bad_rows_and_duplicates():
 def test_bad_fraction_is_checked():
     with pytest.raises(ValueError, match=r"bad_rows=1\.5"):
         semester(bad_rows=1.5)
+
+
+@pytest.mark.parametrize("counts", [{"courses": 0}, {"lectures_per_course": -1}, {"students": 0}])
+def test_counts_below_one_are_refused(counts):
+    with pytest.raises(ValueError, match="each must be 1 or more") as err:
+        semester(**counts)
+    name, value = next(iter(counts.items()))
+    assert f"{name}={value}" in str(err.value)

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -50,6 +50,21 @@ class _Usage(Exception):
     """A usage error found after parsing (exit 2)."""
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, else a usage error naming the value."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small; give {minimum} or more")
+        return value
+
+    return whole_number
+
+
 def _store_path(args: argparse.Namespace) -> str:
     return str(args.store or os.environ.get("VTP_LAB_STORE") or "lab.duckdb")
 
@@ -73,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     demo = command("demo", "the main job: a synthetic semester loaded into the store, with its load report")
-    demo.add_argument("--students", type=int, default=120, help="number of students (default 120)")
+    demo.add_argument("--students", type=_at_least(1), default=120, help="number of students (default 120)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     synth = command("synth", "write a synthetic semester of events")
@@ -81,9 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=Path, help="output file (.ndjson, .json, .csv, .parquet; .gz/.zst)"
     )
     synth.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from the file name")
-    synth.add_argument("--courses", type=int, default=3, help="courses (default 3)")
-    synth.add_argument("--lectures", type=int, default=12, help="lectures per course (default 12)")
-    synth.add_argument("--students", type=int, default=120, help="students (default 120)")
+    synth.add_argument("--courses", type=_at_least(1), default=3, help="courses (default 3)")
+    synth.add_argument("--lectures", type=_at_least(1), default=12, help="lectures per course (default 12)")
+    synth.add_argument("--students", type=_at_least(1), default=120, help="students (default 120)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument(
         "--bad-rows", type=float, default=0.0, metavar="FRACTION", help="fraction of broken rows (default 0)"
@@ -97,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("files", nargs="+", help="NDJSON, JSON, CSV or Parquet files; plain, .gz or .zst")
     load.add_argument("--recordings", type=Path, help="a recordings catalogue (CSV or Parquet) to load too")
     load.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from each file")
-    load.add_argument("--max-rejected", type=int, metavar="N", help="exit 1 when more than N rows are rejected")
+    load.add_argument(
+        "--max-rejected", type=_at_least(0), metavar="N", help="exit 1 when more than N rows are rejected"
+    )
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     export = command("export", "export the tables: Parquet (hive-partitioned) or CSV for PostgreSQL's COPY")
@@ -120,7 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8750, help="port (default 8750)")
     serve.add_argument("--token", help="bearer token required to post events (default: $VTP_LAB_TOKEN; none: open)")
     serve.add_argument(
-        "--max-body", type=int, default=8 * 1024 * 1024, metavar="BYTES", help="largest request body (default 8 MiB)"
+        "--max-body",
+        type=_at_least(1),
+        default=8 * 1024 * 1024,
+        metavar="BYTES",
+        help="largest request body (default 8 MiB)",
     )
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow a player's origin")
     serve.add_argument(

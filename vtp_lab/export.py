@@ -40,6 +40,14 @@ def _tables(names: Sequence[str] | None, default: Sequence[str]) -> list[str]:
     return chosen
 
 
+def _folder(directory: str | Path) -> Path:
+    """``directory`` as a path to write tables under: anything but an existing file."""
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise InputFormatError(f"{root} is a file; export writes a folder of tables: give a folder's path")
+    return root
+
+
 def export_parquet(
     store: DuckDBStore | ParquetLake,
     directory: str | Path,
@@ -67,7 +75,7 @@ def export_parquet(
                 f"cannot partition by {column!r}; use event_date or columns of analytics_events: "
                 f"{', '.join(ANALYTICS_EVENTS.column_names)}"
             )
-    root = Path(directory)
+    root = _folder(directory)
     written = []
     for name in _tables(tables, list(TABLES)):
         frame = store.read(name)
@@ -121,7 +129,7 @@ def export_csv(
         ...
         vtp_lab.errors.InputFormatError: no table 'events'; the tables are analytics_events, ...
     """
-    root = Path(directory)
+    root = _folder(directory)
     root.mkdir(parents=True, exist_ok=True)
     written = []
     for name in _tables(tables, [t.name for t in ANALYTICS_TABLES]):

@@ -263,6 +263,11 @@ def semester(
         >>> s.events.schema["event_timestamp"]
         String
     """
+    if min(courses, lectures_per_course, students) < 1:
+        raise ValueError(
+            f"courses={courses}, lectures_per_course={lectures_per_course} and students={students}: "
+            "each must be 1 or more"
+        )
     if not 0 <= bad_rows < 1 or not 0 <= duplicates < 1:
         raise ValueError(f"bad_rows={bad_rows} and duplicates={duplicates} must be fractions in [0, 1)")
     sim = _Sim(seed)
