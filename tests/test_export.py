@@ -79,6 +79,13 @@ def test_csv_export_round_trips_through_postgresql(tmp_path, lab, postgres):
     ]
 
 
+def test_one_name_is_one_table_or_one_partition_column(tmp_path, lab):
+    written = lab.export_parquet(tmp_path / "p", tables="analytics_events", partition_by="event_type")
+    assert [p.name for p in written] == ["analytics_events"]
+    assert (tmp_path / "p" / "analytics_events" / "event_type=buffer_start").is_dir()
+    assert [p.name for p in lab.export_csv(tmp_path / "c", tables="recordings")] == ["recordings.csv"]
+
+
 def test_csv_export_names_unknown_tables(tmp_path, lab):
     with pytest.raises(InputFormatError, match="no table 'sessions'"):
         lab.export_csv(tmp_path, tables=["sessions"])

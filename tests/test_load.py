@@ -61,6 +61,14 @@ def test_headerless_postgres_csv_in_table_order(tmp_path, sem):
     assert lab.events().sort("id").equals(sem.events.sort("id"))
 
 
+def test_an_unknown_format_is_refused_before_anything_is_read_or_recorded(tmp_path, sem):
+    path = write_events(sem.events.head(10), tmp_path / "e.ndjson")
+    lab = Lab(":memory:")
+    with pytest.raises(InputFormatError, match="unknown format 'xml'; use one of ndjson, json, csv, parquet"):
+        lab.load(path, format="xml", progress=False)
+    assert lab.loads().height == 0 and lab.events().height == 0
+
+
 def test_format_from_content_when_the_name_says_nothing(tmp_path, sem):
     for fmt in ("ndjson", "json", "csv", "parquet"):
         path = write_events(sem.events, tmp_path / f"dump-{fmt}", format=fmt)

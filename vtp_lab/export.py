@@ -32,8 +32,13 @@ from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, TABLES
 __all__ = ["export_csv", "export_parquet"]
 
 
-def _tables(names: Sequence[str] | None, default: Sequence[str]) -> list[str]:
-    chosen = list(names) if names else list(default)
+def _names(names: str | Sequence[str]) -> list[str]:
+    """A name, or a sequence of names, as a list: ``"recordings"`` is one table, not eleven."""
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _tables(names: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    chosen = _names(names) if names else list(default)
     unknown = [n for n in chosen if n not in TABLES]
     if unknown:
         raise InputFormatError(f"no table {unknown[0]!r}; the tables are {', '.join(TABLES)}")
@@ -52,13 +57,13 @@ def export_parquet(
     store: DuckDBStore | ParquetLake,
     directory: str | Path,
     *,
-    tables: Sequence[str] | None = None,
-    partition_by: Sequence[str] = ("event_date",),
+    tables: str | Sequence[str] | None = None,
+    partition_by: str | Sequence[str] = ("event_date",),
 ) -> list[Path]:
     """Write tables as Parquet under ``directory``; events hive-partitioned by ``partition_by``.
 
     ``partition_by`` names columns of ``analytics_events``, or ``event_date`` (the UTC date
-    of ``event_timestamp``). A table's folder is replaced whole.
+    of ``event_timestamp``); one name or several. A table's folder is replaced whole.
 
     Example:
         >>> import tempfile
@@ -69,6 +74,7 @@ def export_parquet(
         vtp_lab.errors.InputFormatError: cannot partition by 'week'; use event_date or columns of analytics_events: ...
     """
     valid = {"event_date", *ANALYTICS_EVENTS.column_names}
+    partition_by = _names(partition_by)
     for column in partition_by:
         if column not in valid:
             raise InputFormatError(
@@ -115,7 +121,7 @@ def _postgres_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def export_csv(
-    store: DuckDBStore | ParquetLake, directory: str | Path, *, tables: Sequence[str] | None = None
+    store: DuckDBStore | ParquetLake, directory: str | Path, *, tables: str | Sequence[str] | None = None
 ) -> list[Path]:
     """Write tables as CSV files that PostgreSQL's ``COPY ... FROM ... CSV HEADER`` loads as is.
 

@@ -53,6 +53,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "RawBatch",
+    "checked_format",
     "detect_format",
     "expand_paths",
     "format_of",
@@ -73,6 +74,18 @@ _SUFFIXES: Final[dict[str, Format]] = {
     ".pq": "parquet",
 }
 _COMPRESSIONS: Final = (".gz", ".zst")
+
+
+def checked_format(name: str) -> Format:
+    """``name`` if it is one of :data:`FORMATS`, else an :class:`InputFormatError` naming it.
+
+    Example:
+        >>> checked_format("csv")
+        'csv'
+    """
+    if name not in FORMATS:
+        raise InputFormatError(f"unknown format {name!r}; use one of {', '.join(FORMATS)}")
+    return cast(Format, name)
 
 
 def format_of(path: str | Path) -> Format | None:
@@ -563,10 +576,8 @@ def read_events(path: str | Path, *, format: Format | None = None, batch_rows: i
     path = Path(path)
     if not path.is_file():
         raise InputFormatError(f"no file {path}; check the path")
-    fmt = format or detect_format(path)
+    fmt = checked_format(format or detect_format(path))
     readers = {"ndjson": _ndjson, "json": _json_array, "csv": _csv, "parquet": _parquet}
-    if fmt not in readers:
-        raise InputFormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     yield from readers[fmt](path, batch_rows)
 
 

@@ -135,8 +135,8 @@ class Lab:
     def export_parquet(
         self,
         directory: str | Path,
-        tables: Sequence[str] | None = None,
-        partition_by: Sequence[str] = ("event_date",),
+        tables: str | Sequence[str] | None = None,
+        partition_by: str | Sequence[str] = ("event_date",),
     ) -> list[Path]:
         """Write the tables as hive-partitioned Parquet (see :func:`vtp_lab.export.export_parquet`).
 
@@ -147,7 +147,7 @@ class Lab:
         """
         return export_parquet(self.store, directory, tables=tables, partition_by=partition_by)
 
-    def export_csv(self, directory: str | Path, tables: Sequence[str] | None = None) -> list[Path]:
+    def export_csv(self, directory: str | Path, tables: str | Sequence[str] | None = None) -> list[Path]:
         """Write the tables as CSV for PostgreSQL's COPY (see :func:`vtp_lab.export.export_csv`).
 
         Example:

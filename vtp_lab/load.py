@@ -41,7 +41,7 @@ import polars as pl
 from vtp_lab.duck import ROW_GROUP_ROWS
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
-from vtp_lab.io import Format, RawBatch, detect_format, expand_paths, read_events
+from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events
 from vtp_lab.store import DuckDBStore, ParquetLake
 from vtp_lab.tables import ANALYTICS_EVENTS
 from vtp_lab.validate import validate
@@ -412,6 +412,8 @@ def load_files(
         ...
         vtp_lab.errors.InputFormatError: no file matches /nowhere/*.ndjson; ...
     """
+    if format is not None:
+        checked_format(format)
     files = expand_paths(*paths)
     clock = time.perf_counter()
     bar = _progress_bar(sum(p.stat().st_size for p in files), progress)
