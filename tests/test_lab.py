@@ -65,6 +65,31 @@ def test_bad_filter_values_are_named(kw, reason):
     assert info.value.value == next(iter(kw.values()))
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda lab: lab.events(since="2026-12-01", until="2026-01-01"), ValueError, "since='2026-12-01' is after"),
+        (lambda lab: lab.playback_sessions(since="2026-12-01", until="2026-01-01"), ValueError, "swap them"),
+        (lambda lab: lab.engagement_metrics(score=3), TypeError, "score=3 is not a polars expression"),
+        (lambda lab: lab.realtime(active_minutes=0), ValueError, "active_minutes=0 must be more than 0"),
+        (lambda lab: lab.append([{"event_type": "buffer_end"}]), TypeError, "not a list; build one with pl.DataFrame"),
+    ],
+)
+def test_notebook_mistakes_are_named(sem, call, error, message):
+    lab = Lab(":memory:")
+    stored = lab.append(sem.events).inserted
+    with pytest.raises(error, match=message):
+        call(lab)
+    assert lab.events().height == stored
+
+
+def test_an_empty_frame_appends_nothing():
+    lab = Lab(":memory:")
+    result = lab.append(pl.DataFrame())
+    assert (result.inserted, result.rejected, result.duplicates) == (0, 0, 0)
+    assert lab.events().height == 0 and lab.rejected_events().height == 0
+
+
 def test_lab_renders_in_notebooks_and_terminals(sem):
     lab = Lab(":memory:")
     lab.append(sem.events)

@@ -56,13 +56,22 @@ def _uuid_filter(column: str, value: str | None) -> list[Filter]:
     return [Filter(column=column, op="==", value=canonical)]
 
 
-def _time_filter(column: str, op: str, value: datetime | str | None) -> list[Filter]:
+def _bound(column: str, value: datetime | str | None) -> datetime | None:
     if value is None:
-        return []
+        return None
     ts = parse_timestamp(value)
     if ts is None:
         raise EventValidationError(reason="invalid_timestamp", field=column, value=value, rule="a datetime or ISO 8601")
-    return [Filter(column=column, op=op, value=ts)]  # type: ignore[arg-type]
+    return ts
+
+
+def _period(column: str, since: datetime | str | None, until: datetime | str | None) -> list[Filter]:
+    """Filters keeping ``since <= column < until`` (a bound left None is open); ``since`` after ``until`` is an error."""
+    start, end = _bound(column, since), _bound(column, until)
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"since={since!r} is after until={until!r}; swap them")
+    bounds = ((">=", start), ("<", end))
+    return [Filter(column=column, op=op, value=ts) for op, ts in bounds if ts is not None]  # type: ignore[arg-type]
 
 
 class Lab:
@@ -187,8 +196,7 @@ class Lab:
         filters = [
             *_uuid_filter("recording_id", recording_id),
             *_uuid_filter("user_id", user_id),
-            *_time_filter("event_timestamp", ">=", since),
-            *_time_filter("event_timestamp", "<", until),
+            *_period("event_timestamp", since, until),
         ]
         if session_id is not None:
             filters.append(Filter(column="session_id", op="==", value=session_id))
@@ -334,7 +342,7 @@ class Lab:
             if self._stale():
                 self.refresh()
             frame = self.store.read(name) if name in TABLES else getattr(self.derived(), name)
-        for f in (*_time_filter("started_at", ">=", since), *_time_filter("started_at", "<", until)):
+        for f in _period("started_at", since, until):
             frame = frame.filter(f.expr())
         return frame.lazy() if lazy else frame
 

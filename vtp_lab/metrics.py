@@ -492,6 +492,8 @@ def realtime(events: pl.DataFrame, *, now: datetime, active_minutes: float = 5.0
         >>> r.recordings.columns, r.events_per_second > 0
         (['recording_id', 'active_viewers', 'events_per_second', 'rebuffer_ratio'], True)
     """
+    if not active_minutes > 0:
+        raise ValueError(f"active_minutes={active_minutes} must be more than 0, e.g. 5 for the last five minutes")
     ts = pl.col("event_timestamp")
     recent = events.filter(ts <= now, ts > now - realtime_window(active_minutes))
     in_rate = ts > now - timedelta(seconds=REALTIME_RATE_SECONDS)

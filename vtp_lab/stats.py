@@ -234,6 +234,11 @@ def _json_text(expr: pl.Expr) -> pl.Expr:
 
 
 def _score(features: pl.DataFrame, score: pl.Expr) -> pl.Series:
+    if not isinstance(score, pl.Expr):
+        raise TypeError(
+            f"score={score!r} is not a polars expression; write one over the features, "
+            "e.g. weighted_score({'coverage': 1.0}) or 100 * pl.col('coverage')"
+        )
     values = features.with_columns(score.cast(pl.Float64).alias("_score"))["_score"]
     bad = values.is_null() | values.is_nan() | (values < 0) | (values > 100)
     if bad.any():

@@ -408,6 +408,13 @@ def validate(
         >>> v.rejected.select("reason", "field").row(0)
         ('missing_field', 'user_id')
     """
+    if not isinstance(frame, pl.DataFrame):
+        raise TypeError(
+            f"events come as a polars DataFrame, not a {type(frame).__name__}; build one with pl.DataFrame(rows), "
+            "or send single events through Lab.collector()"
+        )
+    if not frame.height:
+        return Validated(accepted=ANALYTICS_EVENTS.empty(), rejected=REJECTED_EVENTS.empty())
     now = now or datetime.now(UTC)
     originals = [c for c in frame.columns if c not in _SPECIAL]
     staged = _stage(frame)
