@@ -50,6 +50,32 @@ def test_every_format_and_compression(tmp_path, sem, name):
     assert lab.events().sort("id").equals(sem.events.sort("id"))
 
 
+@pytest.mark.parametrize("name", ["e.ndjson", "e.csv.gz", "e.json", "e.ndjson.zst"])
+def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path, sem, name):
+    """Windows tools start UTF-8 text with a BOM: the CSV header's first name and the first NDJSON line keep theirs."""
+    import zstandard
+
+    plain = write_events(sem.events, tmp_path / name.replace(".gz", "").replace(".zst", ""))
+    data = b"\xef\xbb\xbf" + plain.read_bytes()
+    marked = tmp_path / f"marked-{name}"
+    compress = {".gz": gzip.compress, ".zst": zstandard.ZstdCompressor().compress}.get(marked.suffix, bytes)
+    marked.write_bytes(compress(data))
+    bare = tmp_path / f"dump-{name}".split(".")[0]
+    bare.write_bytes(data)
+    for path in (marked, bare):  # the second's format comes from its content
+        lab = Lab(":memory:")
+        report = lab.load(path, progress=False)
+        assert (report.accepted, report.rejected) == (sem.events.height, 0), report
+        assert lab.events().sort("id").equals(sem.events.sort("id"))  # the file's ids, none derived
+
+
+def test_a_csv_with_only_its_header_has_no_rows(tmp_path, sem):
+    path = tmp_path / "header.csv"
+    path.write_text(",".join(sem.events.columns) + "\n")
+    report = Lab(":memory:").load(path, progress=False)
+    assert (report.rows_read, report.errors) == (0, [])
+
+
 def test_headerless_postgres_csv_in_table_order(tmp_path, sem):
     text = sem.events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")).write_csv(
         include_header=False
