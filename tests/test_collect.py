@@ -14,6 +14,7 @@ from conftest import REC, USER, raw_event
 from vtp_lab.collect import Collector
 from vtp_lab.errors import EventValidationError, InputFormatError, StoreError
 from vtp_lab.events import Event
+from vtp_lab.io import read_documents
 from vtp_lab.lab import Lab
 from vtp_lab.validate import validate
 
@@ -206,6 +207,37 @@ def test_a_document_that_is_not_json_is_refused_whole_and_others_are_not():
             bad.result(10)
         assert good.result(10).accepted == 1
     assert lab.events().height == 1 and lab.rejected_events().height == 0
+
+
+def test_documents_as_bytes_or_with_a_byte_order_mark_are_stored_and_others_refused_at_once():
+    lab = Lab(":memory:")
+    with lab.collector() as c:
+        as_bytes = c.submit(_doc(raw_event(session_id="bytes")).encode())
+        marked = c.submit("\ufeff" + _doc(raw_event(session_id="marked")))
+        for text, source in ((42, None), (_doc(raw_event()), 7)):
+            with pytest.raises(TypeError, match="submit takes a document as text or bytes"):
+                c.submit(text, source=source)  # type: ignore[arg-type]
+        after = c.submit(_doc(raw_event(session_id="after")))
+        assert [f.result(10).accepted for f in (as_bytes, marked, after)] == [1, 1, 1]
+    assert sorted(lab.events()["session_id"].to_list()) == ["after", "bytes", "marked"]
+
+
+def test_a_failure_while_grouping_documents_fails_them_and_the_worker_goes_on(monkeypatch):
+    calls = []
+
+    def fail_once(docs: pl.DataFrame) -> object:
+        calls.append(docs.height)
+        if len(calls) == 1:
+            raise RuntimeError("unexpected")
+        return read_documents(docs)
+
+    monkeypatch.setattr("vtp_lab.collect.read_documents", fail_once)
+    lab = Lab(":memory:")
+    with lab.collector() as c:
+        with pytest.raises(StoreError, match="unexpected"):
+            c.submit(_doc(raw_event(session_id="first"))).result(10)
+        assert c.submit(_doc(raw_event(session_id="second"))).result(10).accepted == 1
+    assert lab.events()["session_id"].to_list() == ["second"]
 
 
 def test_a_failing_store_fails_the_documents_and_stores_nothing():

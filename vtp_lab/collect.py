@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import json
 import queue
 import threading
@@ -281,11 +282,12 @@ class Collector:
         self._raise_pending_error()
         self._append(event.id, event)
 
-    def submit(self, text: str, *, ndjson: bool = False, source: str | None = None) -> Future[Receipt]:
+    def submit(self, text: str | bytes, *, ndjson: bool = False, source: str | None = None) -> Future[Receipt]:
         """Validate and store a document of events; the future resolves to its :class:`Receipt` once stored.
 
         ``text`` is a JSON array of event objects (or one object), or NDJSON with
-        ``ndjson=True``. Each rejected row goes to the quarantine under ``source``
+        ``ndjson=True``; bytes are read as UTF-8 (what is not UTF-8 becomes U+FFFD, as in
+        a file), and a byte order mark at the start is dropped. Each rejected row goes to the quarantine under ``source``
         (``"collector:<uuid>"`` unless given). A JSON document that does not parse is
         refused whole: the future raises :class:`~vtp_lab.errors.InputFormatError` and
         nothing of it is stored. If the store fails, the future raises and nothing of the
@@ -302,6 +304,14 @@ class Collector:
             >>> c.close()
         """
         self._raise_pending_error()
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        if not isinstance(text, str) or not isinstance(source, str | None):
+            raise TypeError(
+                f"submit takes a document as text or bytes and a source name as text, not {type(text).__name__} "
+                f"and {type(source).__name__}; for Python objects pass json.dumps(events)"
+            )
+        text = text.removeprefix(codecs.BOM_UTF8.decode())
         submission = _Submission(text, ndjson, source or f"collector:{uuid.uuid4()}", Future())
         with self._lock:
             self._check_open()
@@ -309,13 +319,16 @@ class Collector:
         return submission.future
 
     def _store_submissions(self, submissions: list[_Submission]) -> None:
-        """Group commit: every waiting document parsed, validated and stored in one pass."""
-        docs = pl.DataFrame(
-            {"_doc": [s.text for s in submissions], "_source": [s.source for s in submissions],
-             "_ndjson": [s.ndjson for s in submissions]},
-            schema={"_doc": pl.String, "_source": pl.String, "_ndjson": pl.Boolean},
-        )  # fmt: skip
+        """Group commit: every waiting document parsed, validated and stored in one pass.
+
+        Whatever fails here fails these documents' futures, never the worker thread.
+        """
         try:
+            docs = pl.DataFrame(
+                {"_doc": [s.text for s in submissions], "_source": [s.source for s in submissions],
+                 "_ndjson": [s.ndjson for s in submissions]},
+                schema={"_doc": pl.String, "_source": pl.String, "_ndjson": pl.Boolean},
+            )  # fmt: skip
             batch, unreadable = read_documents(docs)
             checked = validate(batch.rows, max_clock_skew=self.max_clock_skew)
             rejected = pl.concat([batch.malformed, checked.rejected])
