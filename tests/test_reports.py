@@ -112,6 +112,14 @@ def test_scopes_and_bad_scopes(lab):
         lab.report("attendance", course_id="nope")
     with pytest.raises(ValueError, match="needs user_id"):
         lab.report("student")
+    rec = lab.recordings().filter(pl.col("course_id") == course)["recording_id"][0]
+    one = lab.report("performance", course_id=course, recording_id=rec)
+    assert one.tables["per_lecture"]["recording_id"].to_list() == [rec]
+    with pytest.raises(ValueError, match=r"no recording 'nope'; see lab\.recordings"):
+        lab.report("performance", recording_id="nope")
+    other = lab.recordings().filter(pl.col("course_id") != course)["course_id"][0]
+    with pytest.raises(ValueError, match=f"no recording '{rec}' in course '{other}'"):
+        lab.report("quality", course_id=other, recording_id=rec)
 
 
 def test_alerts_name_their_rules(lab):

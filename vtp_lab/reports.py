@@ -329,7 +329,10 @@ def _scoped(
         if recs.is_empty():
             raise ValueError(f"no recordings of course {course_id!r}; see lab.recordings() for the course ids")
     if recording_id is not None:
-        recs = pl.Series([recording_id])
+        recs = recs.filter(recs == recording_id)
+        if recs.is_empty():
+            where = f" in course {course_id!r}" if course_id is not None else ""
+            raise ValueError(f"no recording {recording_id!r}{where}; see lab.recordings() for the recording ids")
     keep = pl.col("recording_id").is_in(recs.implode())
     return d.session_details.filter(keep), d.engagement_features.filter(keep), cat.filter(keep)
 
