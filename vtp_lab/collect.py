@@ -287,11 +287,11 @@ class Collector:
 
         ``text`` is a JSON array of event objects (or one object), or NDJSON with
         ``ndjson=True``; bytes are read as UTF-8 (what is not UTF-8 becomes U+FFFD, as in
-        a file), and a byte order mark at the start is dropped. Each rejected row goes to the quarantine under ``source``
-        (``"collector:<uuid>"`` unless given). A JSON document that does not parse is
-        refused whole: the future raises :class:`~vtp_lab.errors.InputFormatError` and
-        nothing of it is stored. If the store fails, the future raises and nothing of the
-        document is stored.
+        a file), and a byte order mark at the start is dropped. Each rejected row goes to
+        the quarantine under ``source`` (``"collector:<uuid>"`` unless given). A JSON
+        document that does not parse is refused whole: the future raises
+        :class:`~vtp_lab.errors.InputFormatError` and nothing of it is stored. If the store
+        fails, the future raises and nothing of the document is stored.
 
         Example:
             >>> c = Collector(lambda a, r: None)
