@@ -249,3 +249,16 @@ def test_a_failing_store_fails_the_documents_and_stores_nothing():
     with pytest.raises(StoreError, match=r"disk full.*send them again"):
         future.result(10)
     c.close()
+
+
+def test_metadata_that_json_cannot_hold_is_invalid_metadata_and_add_takes_only_events():
+    lab = Lab(":memory:")
+    with lab.collector() as c:
+        with pytest.raises(EventValidationError, match="invalid_metadata"):
+            c.record("buffer_end", REC, USER, "s", {"tags": {1, 2}})
+        with pytest.raises(TypeError, match=r"add takes a vtp_lab\.Event, not a dict"):
+            c.add({"event_type": "buffer_end"})  # type: ignore[arg-type]
+    with lab.collector(on_invalid="quarantine") as c:
+        c.record("buffer_end", REC, USER, "s", {"tags": {1, 2}})
+    assert lab.rejected_events().select("reason", "field").rows() == [("invalid_metadata", "metadata")]
+    assert lab.events().height == 0

@@ -254,6 +254,7 @@ class Collector:
                 max_clock_skew=self.max_clock_skew,
                 now=now,
             )
+            self._append(fields.event_id, fields)
         except EventValidationError as exc:
             if self.on_invalid == "raise":
                 raise
@@ -267,8 +268,6 @@ class Collector:
                 "id": event_id,
             }
             self._append_rejected(raw, exc, now)
-            return
-        self._append(fields.event_id, fields)
 
     def add(self, event: Event) -> None:
         """Record a :class:`vtp_lab.Event` (already checked).
@@ -279,6 +278,8 @@ class Collector:
             ...     user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8", session_id="s", event_timestamp=0))
             >>> c.close()
         """
+        if not isinstance(event, Event):
+            raise TypeError(f"add takes a vtp_lab.Event, not a {type(event).__name__}; for fields use record(...)")
         self._raise_pending_error()
         self._append(event.id, event)
 
@@ -350,7 +351,12 @@ class Collector:
                 sub.future.set_result(receipts[sub.source])
 
     def _append(self, event_id: str | None, fields: CheckedFields | Event) -> None:
-        meta = None if fields.metadata is None else canonical_metadata(fields.metadata)
+        try:
+            meta = None if fields.metadata is None else canonical_metadata(fields.metadata)
+        except (TypeError, ValueError):  # a value JSON cannot hold, or a cycle
+            raise EventValidationError(
+                reason="invalid_metadata", field="metadata", value=fields.metadata, rule="a JSON object"
+            ) from None
         micros = (fields.event_timestamp - _EPOCH) // _MICROSECOND
         full = None
         with self._lock:
