@@ -83,7 +83,7 @@ def group_commit(store: Path, docs: list[bytes], clients: int, rounds: int = 100
         collector = lab.collector(batch_size=10_000, flush_interval=1.0, max_pending=64, linger=DEFAULT_LINGER)
         for k in range(rounds):
             start = time.perf_counter()
-            futures = [collector.submit(doc.decode()) for doc in docs[k * clients : (k + 1) * clients]]
+            futures = [collector.submit(doc) for doc in docs[k * clients : (k + 1) * clients]]
             for future in futures:
                 future.result()
             times.append(time.perf_counter() - start)
@@ -91,7 +91,9 @@ def group_commit(store: Path, docs: list[bytes], clients: int, rounds: int = 100
     return statistics.median(times[rounds // 10 :]) * 1000
 
 
-def answer_at_once(self: Collector, text: str, *, ndjson: bool = False, source: str | None = None) -> Future[Receipt]:
+def answer_at_once(
+    self: Collector, text: str | bytes, *, ndjson: bool = False, source: str | None = None
+) -> Future[Receipt]:
     """A receipt for nothing, at once: the document is neither validated nor stored."""
     nothing = pl.DataFrame(schema={"row_number": pl.Int64, "reason": pl.String, "field": pl.String})
     done: Future[Receipt] = Future()
@@ -146,9 +148,13 @@ class Driven:
     errors: list[str]
     seconds: float
 
+    def events(self, *, answered: bool = True) -> int:
+        """Events answered for by the server (or sent)."""
+        return sum(r[1] if answered else r[2] for r in self.requests)
+
     def rate(self, *, answered: bool = True) -> float:
         """Events per second, as answered for by the server (or as sent)."""
-        return sum(r[1] if answered else r[2] for r in self.requests) / self.seconds
+        return self.events(answered=answered) / self.seconds
 
     def latency(self, quantile: float) -> float:
         """The latency at ``quantile``, in milliseconds."""
@@ -220,7 +226,7 @@ def main() -> None:
     linger = () if args.linger is None else ("--linger", str(args.linger))
     with running_vtp_server(tmp / "served.duckdb", *linger) as server:
         served = drive(server, posts, args.clients, args.seconds)
-    acknowledged = sum(r[1] for r in served.requests)
+    acknowledged = served.events()
     rate, p99 = served.rate(), served.latency(0.99)
     print(
         f"served: {args.clients} clients x {args.batch} events for {served.seconds:.1f} s: {len(served.requests):,} "

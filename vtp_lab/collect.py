@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import codecs
 import json
 import queue
 import threading
@@ -312,7 +311,7 @@ class Collector:
                 f"submit takes a document as text or bytes and a source name as text, not {type(text).__name__} "
                 f"and {type(source).__name__}; for Python objects pass json.dumps(events)"
             )
-        text = text.removeprefix(codecs.BOM_UTF8.decode())
+        text = text.removeprefix("\ufeff")  # a byte order mark is not text
         submission = _Submission(text, ndjson, source or f"collector:{uuid.uuid4()}", Future())
         with self._lock:
             self._check_open()
