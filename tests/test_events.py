@@ -146,6 +146,7 @@ def test_all_reasons_are_the_spec_set():
         "invalid_timestamp",
         "future_timestamp",
         "invalid_metadata",
+        "conflicting_duplicate",
     )
 
 
@@ -234,7 +235,7 @@ metadata_values = st.recursive(
 
 @given(
     event_type=st.sampled_from(list(EventType)),
-    session=st.text(min_size=1, max_size=20).filter(lambda s: s.strip() == s and s),
+    session=st.text(min_size=1, max_size=20).filter(lambda s: s.strip() == s and s and "\x00" not in s),
     micros=st.integers(0, 1_760_000_000_000_000),
     meta=st.none() | st.dictionaries(st.sampled_from(["quality", "note", "extra"]), metadata_values, max_size=3),
 )

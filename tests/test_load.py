@@ -273,10 +273,7 @@ def test_corrupt_files_are_reported_and_other_files_still_load(tmp_path, sem):
     report = lab.load(tmp_path, progress=False)
     by_name = {f.source.rsplit("/", 1)[-1]: f for f in report.files}
     assert by_name["a_good.ndjson"].accepted == sem.events.height and by_name["a_good.ndjson"].error is None
-    assert (
-        "EOFError" in by_name["b_truncated.ndjson.gz"].error
-        or "Compressed file ended" in by_name["b_truncated.ndjson.gz"].error
-    )
+    assert "the gzip stream is cut short at byte" in by_name["b_truncated.ndjson.gz"].error
     assert "not a readable Parquet file" in by_name["c_corrupt.parquet"].error
     assert all(f.balanced for f in report.files)
     assert len(report.errors) == 2
@@ -311,7 +308,9 @@ def test_recordings_catalogue(tmp_path, sem):
         pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(-3.0)).otherwise("duration_seconds").alias("duration_seconds")
     )
     bad.write_csv(path)
-    with pytest.raises(InputFormatError, match=r"data row 2: duration_seconds='-3.0' is not a number >= 0"):
+    with pytest.raises(
+        InputFormatError, match=r"data row 2: duration_seconds='-3.0' is not a number from 0 to 2147483647"
+    ):
         lab.load_recordings(path)
     assert lab.recordings().equals(sem.recordings)
 
@@ -412,7 +411,9 @@ def test_a_file_of_many_chunks_is_validated_and_stored_in_row_group_sized_parts(
     store = open_store(":memory:")
     sizes, checked = [], []
     append = store.append
-    monkeypatch.setattr(store, "append", lambda ev, rej: sizes.append(ev.height + rej.height) or append(ev, rej))
+    monkeypatch.setattr(
+        store, "append", lambda ev, rej, **kw: sizes.append(ev.height + rej.height) or append(ev, rej, **kw)
+    )
     check = vtp_lab.load.validate
     monkeypatch.setattr("vtp_lab.load.validate", lambda frame, **kw: checked.append(frame.height) or check(frame, **kw))
     report = load_files(store, [path], progress=False)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vtp_lab import metrics, plot, reports, sessions, stats, synth
     from vtp_lab.collect import Collector
-    from vtp_lab.errors import EventValidationError, InputFormatError, StoreError, StoreLockedError, VtpLabError
+    from vtp_lab.errors import (
+        EventValidationError,
+        InputFormatError,
+        RejectionLimitError,
+        StoreError,
+        StoreLockedError,
+        VtpLabError,
+    )
     from vtp_lab.events import Event, EventType, events_from_json, events_to_json
     from vtp_lab.io import write_events
     from vtp_lab.lab import Lab
@@ -29,6 +36,7 @@ __all__ = [
     "EventValidationError",
     "InputFormatError",
     "Lab",
+    "RejectionLimitError",
     "StoreError",
     "StoreLockedError",
     "Validated",
@@ -57,6 +65,7 @@ _LAZY = {
     "events_to_json": "vtp_lab.events",
     "EventValidationError": "vtp_lab.errors",
     "InputFormatError": "vtp_lab.errors",
+    "RejectionLimitError": "vtp_lab.errors",
     "StoreError": "vtp_lab.errors",
     "StoreLockedError": "vtp_lab.errors",
     "VtpLabError": "vtp_lab.errors",

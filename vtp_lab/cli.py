@@ -113,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--recordings", type=Path, help="a recordings catalogue (CSV or Parquet) to load too")
     load.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from each file")
     load.add_argument(
-        "--max-rejected", type=_at_least(0), metavar="N", help="exit 1 when more than N rows are rejected"
+        "--max-rejected",
+        type=_at_least(0),
+        metavar="N",
+        help="store nothing and exit 1 when more than N rows are rejected",
     )
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -264,22 +267,32 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from vtp_lab.errors import RejectionLimitError
+
     with _open_lab(args) as lab:
         if args.recordings:
             catalogue = lab.load_recordings(args.recordings)
             print(f"recordings: {catalogue.height:,} from {args.recordings}")
-        report = lab.load(*args.files, format=args.format, progress=False if args.no_progress else None)
+        try:
+            report = lab.load(
+                *args.files,
+                format=args.format,
+                progress=False if args.no_progress else None,
+                max_rejected=args.max_rejected,
+            )
+        except RejectionLimitError as exc:
+            print(exc.report)
+            print(
+                f"vtp-lab: error: {exc.rejected:,} rows rejected, more than --max-rejected {exc.limit:,}; nothing of "
+                "this load was stored. Load a sample without the limit to see the rejected rows and why",
+                file=sys.stderr,
+            )
+            return 1
         print(report)
         refreshed = lab.refresh()
         print("refreshed: " + ", ".join(f"{name} {rows:,}" for name, rows in refreshed.items()))
     for error in report.errors:
         print(f"vtp-lab: error: {error}", file=sys.stderr)
-    if args.max_rejected is not None and report.rejected > args.max_rejected:
-        print(
-            f"vtp-lab: error: {report.rejected:,} rows rejected, more than --max-rejected {args.max_rejected:,}",
-            file=sys.stderr,
-        )
-        return 1
     return 1 if report.errors else 0
 
 

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 import queue
 import threading
@@ -68,7 +69,10 @@ Sink = Callable[[pl.DataFrame, pl.DataFrame], object]
 
 A sink that returns an :class:`~vtp_lab.store.AppendResult` with ``inserted_ids`` lets
 receipts count events already stored as duplicates; otherwise only repeats within what
-was stored together are.
+was stored together are. A sink that takes the keyword ``origins`` is handed, for
+submitted documents, where each accepted row came from (see
+:meth:`vtp_lab.validate.Validated.origins`), so that a row the store finds in conflict
+is quarantined with its raw text, and its receipt says so.
 """
 
 _YIELD_EVERY: Final = 128
@@ -139,6 +143,14 @@ def _joined(batches: list[_Batch]) -> _Batch:
     return columns, list(chain.from_iterable(b[1] for b in batches))
 
 
+def _takes_origins(sink: Sink) -> bool:
+    """Whether ``sink`` takes the keyword ``origins`` (where each accepted row came from, for its quarantine)."""
+    try:
+        return "origins" in inspect.signature(sink).parameters
+    except (TypeError, ValueError):  # a callable Python cannot look into
+        return False
+
+
 @dataclass(frozen=True)
 class _Submission:
     text: str
@@ -151,12 +163,17 @@ def _receipts(
     submissions: list[_Submission], rows: pl.DataFrame, accepted: pl.DataFrame, rejected: pl.DataFrame, stored: object
 ) -> dict[str, Receipt]:
     """Each submission's counts, from the rows that went in and the ids the sink stored."""
+    conflicts = getattr(stored, "conflicts", None)
     keys = rows.select(pl.struct(source="_source", row_number="_row")).to_series()
     gone = rejected.select(pl.struct("source", "row_number")).to_series()
     sources = rows["_source"].filter(~keys.is_in(gone.implode()))
     inserted_ids = getattr(stored, "inserted_ids", None)
     first = accepted["id"].is_first_distinct()
     new = first if inserted_ids is None else first & accepted["id"].is_in(inserted_ids.implode())
+    if conflicts is not None and conflicts.height:  # quarantined by the store: rejected, not duplicates
+        kept = ~pl.int_range(accepted.height, dtype=pl.UInt32, eager=True).is_in(conflicts["position"].implode())
+        sources, new = sources.filter(kept), new.filter(kept)
+        rejected = pl.concat([rejected, conflicts.select(rejected.columns)])
     counts = pl.DataFrame({"source": sources, "new": new}).group_by("source").agg(pl.len(), pl.col("new").sum())
     by_source = {source: (int(n), int(fresh)) for source, n, fresh in counts.iter_rows()}
     columns = rejected.select("source", "row_number", "reason", "field").sort("row_number")
@@ -201,6 +218,7 @@ class Collector:
                 "must all be positive"
             )
         self.sink = sink
+        self._takes_origins = _takes_origins(sink)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.on_invalid = on_invalid
@@ -332,7 +350,10 @@ class Collector:
             batch, unreadable = read_documents(docs)
             checked = validate(batch.rows, max_clock_skew=self.max_clock_skew)
             rejected = pl.concat([batch.malformed, checked.rejected])
-            stored = self.sink(checked.accepted, rejected)
+            if self._takes_origins:
+                stored = self.sink(checked.accepted, rejected, origins=checked.origins)  # type: ignore[call-arg]
+            else:
+                stored = self.sink(checked.accepted, rejected)
             receipts = _receipts(submissions, batch.rows, checked.accepted, rejected, stored)
         except BaseException as exc:
             for sub in submissions:

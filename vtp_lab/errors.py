@@ -6,6 +6,7 @@ The tree::
     ├── EventValidationError         one event breaks the contract (ValueError too)
     ├── StoreError                   a store cannot do what was asked
     │   └── StoreLockedError         another process holds the store's writer lock
+    ├── RejectionLimitError          a load rejected more rows than its limit: nothing was stored
     └── InputFormatError             a file or option vtp_lab cannot read (ValueError too)
 
 Every error keeps its inputs as attributes, so a notebook can inspect them.
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "EventValidationError",
     "InputFormatError",
+    "RejectionLimitError",
     "StoreError",
     "StoreLockedError",
     "VtpLabError",
@@ -93,3 +95,26 @@ class InputFormatError(VtpLabError, ValueError):
         >>> InputFormatError("unknown format 'xml'; use one of ndjson, json, csv, parquet").args[0][:20]
         "unknown format 'xml'"
     """
+
+
+class RejectionLimitError(VtpLabError):
+    """A load rejected more rows than ``max_rejected`` allows, so none of it was stored (nor its ledger entry).
+
+    ``report`` is the load report up to where the load stopped.
+
+    Example:
+        >>> e = RejectionLimitError(rejected=12, limit=10, by_reason={"malformed": 12}, report=None)
+        >>> str(e).split(";")[0]
+        '12 rows rejected, more than max_rejected=10 (malformed 12)'
+    """
+
+    def __init__(self, *, rejected: int, limit: int, by_reason: dict[str, int], report: object) -> None:
+        self.rejected = rejected
+        self.limit = limit
+        self.by_reason = by_reason
+        self.report = report
+        reasons = ", ".join(f"{k} {v:,}" for k, v in by_reason.items())
+        super().__init__(
+            f"{rejected:,} rows rejected, more than max_rejected={limit:,} ({reasons}); nothing of this load was "
+            "stored. Load a sample without the limit to see the rejected rows and why, or raise the limit"
+        )

@@ -40,11 +40,16 @@ __all__ = [
     "DEFAULT_MAX_CLOCK_SKEW",
     "EVENT_TYPE_SPELLINGS",
     "FIELD_ALIASES",
+    "JSONB_RULE",
+    "MAX_INTEGER",
+    "MAX_OFFSET_HOURS",
     "METADATA_RULES",
     "NAMESPACE",
     "NIL_UUID",
     "REASONS",
     "SESSION_EVENT_ORDER",
+    "SESSION_RULE",
+    "TIMESTAMP_RULE",
     "CheckedFields",
     "Event",
     "EventType",
@@ -59,6 +64,8 @@ __all__ = [
     "events_from_json",
     "events_to_json",
     "format_timestamp",
+    "jsonb_holds",
+    "jsonb_text",
     "lecture_statistics_id",
     "parse_event_type",
     "parse_timestamp",
@@ -130,6 +137,7 @@ Reason = Literal[
     "invalid_timestamp",
     "future_timestamp",
     "invalid_metadata",
+    "conflicting_duplicate",
 ]
 """A rejection reason code."""
 
@@ -148,7 +156,13 @@ FIELD_ALIASES: Final[dict[str, tuple[str, ...]]] = {
 }
 """Accepted input keys for each canonical field, first match wins."""
 
-MetadataKind = Literal["nonneg_number", "positive_number", "nonneg_integer", "boolean", "uuid"]
+MetadataKind = Literal["nonneg_number", "positive_number", "nonneg_integer", "seconds", "boolean", "uuid"]
+
+MAX_INTEGER: Final = 2_147_483_647
+"""PostgreSQL INTEGER's largest value: the bound of bitrates, durations and every integer column of the mirror."""
+
+MAX_OFFSET_HOURS: Final = 15
+"""The largest UTC offset a timestamp may carry is +-15:59 (PostgreSQL's limit)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,14 +181,15 @@ class MetadataRule:
 _RULE_TEXT: Final[dict[MetadataKind, str]] = {
     "nonneg_number": "a finite number >= 0",
     "positive_number": "a finite number > 0",
-    "nonneg_integer": "an integer >= 0",
+    "nonneg_integer": f"an integer from 0 to {MAX_INTEGER}",
+    "seconds": f"a finite number from 0 to {MAX_INTEGER}",
     "boolean": "a boolean",
     "uuid": "a UUID",
 }
 
 _RULE_KINDS: Final[dict[str, MetadataKind]] = {
     "position": "nonneg_number",
-    "duration": "nonneg_number",
+    "duration": "seconds",
     "from_position": "nonneg_number",
     "to_position": "nonneg_number",
     "playback_rate": "positive_number",
@@ -246,7 +261,8 @@ def parse_timestamp(value: object) -> datetime | None:
 
     Accepts ISO 8601 (``Z``, an offset, or naive = UTC), PostgreSQL text
     (``2026-09-01 10:00:00.123+00``), a datetime, or an epoch number (seconds below
-    1e11, milliseconds below 1e14, else microseconds).
+    1e11, milliseconds below 1e14, else microseconds); in the years 1 to 9999 UTC, with
+    an offset within +-15:59 (what PostgreSQL, DuckDB and Python all hold).
 
     Example:
         >>> parse_timestamp("2026-09-01 10:00:00.123+00").isoformat()
@@ -281,7 +297,13 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    offset = dt.utcoffset()
+    if offset is not None and abs(offset) >= timedelta(hours=MAX_OFFSET_HOURS + 1):
+        return None
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # the UTC time falls outside the years 1 to 9999
+        return None
 
 
 def format_timestamp(ts: datetime) -> str:
@@ -484,7 +506,9 @@ def _metadata_value_ok(kind: MetadataKind, value: object) -> bool:
     if kind == "positive_number":
         return value > 0
     if kind == "nonneg_integer":
-        return value >= 0 and float(value).is_integer()
+        return 0 <= value <= MAX_INTEGER and float(value).is_integer()
+    if kind == "seconds":
+        return 0 <= value <= MAX_INTEGER
     return value >= 0
 
 
@@ -508,7 +532,64 @@ def _check_metadata(value: object) -> dict[str, Any] | None:
     for key in _RULE_KINDS.keys() & meta.keys():
         if meta[key] is not None and not _metadata_value_ok(_RULE_KINDS[key], meta[key]):
             raise _first_broken_key(meta)
+    if not jsonb_holds(meta):
+        raise _fail("invalid_metadata", "metadata", value, JSONB_RULE)
     return dict(meta)
+
+
+JSONB_RULE: Final = "a JSON object PostgreSQL's JSONB holds: no NaN, Infinity or NUL character"
+
+
+def jsonb_holds(value: object) -> bool:
+    """Whether PostgreSQL's JSONB can hold ``value`` (parsed JSON): no NaN or Infinity, no NUL in any text.
+
+    Example:
+        >>> jsonb_holds({"a": [1, "x"]}), jsonb_holds({"a": float("nan")}), jsonb_holds({"k" + chr(0): 1})
+        (True, False, False)
+    """
+    if isinstance(value, str):
+        return chr(0) not in value
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(jsonb_holds(k) and jsonb_holds(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(jsonb_holds(v) for v in value)
+    return True
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON that PostgreSQL holds")
+
+
+def jsonb_text(text: str) -> str | None:
+    """The JSON text as PostgreSQL's JSONB reads it, or None where it cannot hold it (NaN, Infinity, NUL).
+
+    A repeated key means its last value (as PostgreSQL and Python read it): such a text
+    comes back rewritten compactly with each key once; any other text comes back as it is.
+    A text that is not JSON comes back as it is too (the other rules reject it).
+
+    Example:
+        >>> jsonb_text('{"position": 5, "position": -1}'), jsonb_text('{"a": NaN}'), jsonb_text('{"a": 1}')
+        ('{"position":-1}', None, '{"a": 1}')
+    """
+    repeated = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        value = dict(items)
+        repeated = repeated or len(value) != len(items)
+        return value
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=_refuse_constant)
+    except RecursionError:
+        return text
+    except ValueError as exc:
+        return None if "PostgreSQL" in str(exc) else text
+    if not jsonb_holds(value):
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False) if repeated else text
 
 
 def _first_broken_key(meta: Mapping[str, Any]) -> EventValidationError:
@@ -554,6 +635,12 @@ class CheckedFields(NamedTuple):
     event_timestamp: datetime
     metadata: dict[str, Any] | None
     event_id: str | None
+
+
+SESSION_RULE: Final = "non-empty after trimming, at most 255 chars, no NUL character"
+TIMESTAMP_RULE: Final = (
+    f"ISO 8601, Postgres text or epoch, in the years 1 to 9999 UTC, with an offset within +-{MAX_OFFSET_HOURS}:59"
+)
 
 
 def check_fields(
@@ -613,11 +700,11 @@ def check_fields(
     if user == NIL_UUID:
         raise _fail("nil_uuid", "user_id", user, "not the nil UUID")
     session = session_id.strip() if isinstance(session_id, str) else ""
-    if not session or len(session) > 255:
-        raise _fail("empty_session_id", "session_id", session_id, "non-empty after trimming, at most 255 chars")
+    if not session or len(session) > 255 or "\x00" in session:
+        raise _fail("empty_session_id", "session_id", session_id, SESSION_RULE)
     ts = parse_timestamp(event_timestamp)
     if ts is None:
-        raise _fail("invalid_timestamp", "event_timestamp", event_timestamp, "ISO 8601, Postgres text or epoch")
+        raise _fail("invalid_timestamp", "event_timestamp", event_timestamp, TIMESTAMP_RULE)
     if ts > (now or datetime.now(UTC)) + max_clock_skew:
         raise _fail("future_timestamp", "event_timestamp", ts.isoformat(), f"not later than now + {max_clock_skew}")
     return CheckedFields(kind, rec, user, session, ts, _check_metadata(metadata), eid)

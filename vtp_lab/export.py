@@ -8,6 +8,9 @@
   takes it: timestamps as PostgreSQL text, JSON as text, UUID arrays as ``{a,b}``,
   NULL as an unquoted empty field and every string quoted (so an empty string stays one).
 
+An export never removes what it did not write: ``DIR/.vtp-lab-export.json`` lists the
+files exports wrote there, and a table's file or folder holding anything else is refused.
+
 Example:
     >>> import tempfile
     >>> from vtp_lab.store import open_store
@@ -18,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 import pyarrow.dataset as pa_ds
@@ -45,12 +50,56 @@ def _tables(names: str | Sequence[str] | None, default: Sequence[str]) -> list[s
     return chosen
 
 
+_MANIFEST: Final = ".vtp-lab-export.json"
+"""The file, in an export folder, listing what vtp_lab wrote there: only those files are ever replaced."""
+
+
 def _folder(directory: str | Path) -> Path:
     """``directory`` as a path to write tables under: anything but an existing file."""
     root = Path(directory)
     if root.exists() and not root.is_dir():
         raise InputFormatError(f"{root} is a file; export writes a folder of tables: give a folder's path")
     return root
+
+
+def _written(root: Path) -> set[str]:
+    """The paths (relative to ``root``) that earlier exports wrote there, from the manifest."""
+    manifest = root / _MANIFEST
+    if not manifest.is_file():
+        return set()
+    try:
+        return set(json.loads(manifest.read_text(encoding="utf-8"))["files"])
+    except (ValueError, KeyError, TypeError):
+        return set()
+
+
+def _claim(root: Path, targets: Sequence[Path]) -> None:
+    """Refuse, before anything is written, to replace any file at ``targets`` that vtp_lab did not write there.
+
+    A target is a table's file or folder; every file in it must be listed in the folder's
+    manifest (written by an earlier export), else the export stops and names them.
+    """
+    ours = _written(root)
+    theirs = [
+        path
+        for target in targets
+        for path in ([target] if target.is_file() else sorted(target.rglob("*")) if target.is_dir() else [])
+        if path.is_file() and str(path.relative_to(root)) not in ours
+    ]
+    if theirs:
+        shown = ", ".join(str(p) for p in theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+        raise InputFormatError(
+            f"{root} holds files that vtp_lab did not write where the export goes: {shown}. Nothing was written; "
+            "export to an empty or new folder (or move those files)"
+        )
+
+
+def _record(root: Path, written: Sequence[Path]) -> None:
+    """Add the files under ``written`` to the folder's manifest."""
+    files = _written(root) | {
+        str(p.relative_to(root)) for target in written for p in ([target] if target.is_file() else target.rglob("*"))
+    }
+    (root / _MANIFEST).write_text(json.dumps({"files": sorted(files)}, indent=1), encoding="utf-8")
 
 
 def export_parquet(
@@ -63,7 +112,8 @@ def export_parquet(
     """Write tables as Parquet under ``directory``; events hive-partitioned by ``partition_by``.
 
     ``partition_by`` names columns of ``analytics_events``, or ``event_date`` (the UTC date
-    of ``event_timestamp``); one name or several. A table's folder is replaced whole.
+    of ``event_timestamp``); one name or several. A table's folder that an export wrote is
+    replaced whole; one holding any file vtp_lab did not write is refused before anything is written.
 
     Example:
         >>> import tempfile
@@ -82,8 +132,10 @@ def export_parquet(
                 f"{', '.join(ANALYTICS_EVENTS.column_names)}"
             )
     root = _folder(directory)
+    names = _tables(tables, list(TABLES))
+    _claim(root, [root / name for name in names])
     written = []
-    for name in _tables(tables, list(TABLES)):
+    for name in names:
         frame = store.read(name)
         target = root / name
         shutil.rmtree(target, ignore_errors=True)
@@ -103,6 +155,7 @@ def export_parquet(
         else:
             frame.write_parquet(target / "data.parquet", compression="zstd")
         written.append(target)
+        _record(root, [target])
     return written
 
 
@@ -136,10 +189,10 @@ def export_csv(
         vtp_lab.errors.InputFormatError: no table 'events'; the tables are analytics_events, ...
     """
     root = _folder(directory)
+    paths = [root / f"{name}.csv" for name in _tables(tables, [t.name for t in ANALYTICS_TABLES])]
+    _claim(root, paths)
     root.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in _tables(tables, [t.name for t in ANALYTICS_TABLES]):
-        path = root / f"{name}.csv"
-        _postgres_text(store.read(name)).write_csv(path, quote_style="non_numeric", null_value="")
-        written.append(path)
-    return written
+    for path in paths:
+        _postgres_text(store.read(path.stem)).write_csv(path, quote_style="non_numeric", null_value="")
+        _record(root, [path])
+    return paths

@@ -30,15 +30,18 @@ import csv
 import glob
 import gzip
 import io
+import re
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,7 +49,7 @@ import pyarrow.parquet as pq
 
 from vtp_lab.duck import JsonParse, arrow, compute, json_query
 from vtp_lab.errors import InputFormatError
-from vtp_lab.events import FIELD_ALIASES
+from vtp_lab.events import FIELD_ALIASES, MAX_INTEGER
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
 from vtp_lab.validate import canonical_uuid, cast_timestamps
 
@@ -231,15 +234,96 @@ def _read_text(path: Path) -> bytes:
         return fh.read()
 
 
-def _open_bytes(path: Path) -> io.BufferedIOBase:
-    compression = _compression(path)
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "zstd":
+class _Decompressed(io.RawIOBase):
+    """A gzip or zstd file's decompressed bytes, checked to its end.
+
+    Members (gzip) and frames (zstd) may follow each other, as ``cat`` or log rotation
+    leave them. A stream cut short, a corrupt block, or bytes after the last member that
+    are not another one raise :class:`InputFormatError` naming the file and how far it got;
+    what was decompressed before the fault has been handed out already.
+    ``consumed`` counts the compressed bytes read, for progress.
+    """
+
+    _STEP: Final = 256 * 1024
+
+    def __init__(self, path: Path, compression: Literal["gzip", "zstd"]) -> None:
+        super().__init__()
+        self.path, self.compression = path, compression
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._size = path.stat().st_size
+        self._pending = b""  # decompressed, not yet handed out
+        self._input = b""  # compressed, not yet decompressed
+        self._decoder: Any = None
+        self.consumed = 0
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _new_decoder(self) -> Any:
+        if self.compression == "gzip":
+            return zlib.decompressobj(wbits=31)
         import zstandard
 
-        return cast(io.BufferedIOBase, zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    return open(path, "rb")
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def _fault(self, what: str) -> InputFormatError:
+        return InputFormatError(
+            f"{self.path}: the {self.compression} stream {what} at byte {self.consumed - len(self._input):,} of "
+            f"{self._size:,}"
+            f" ({self.produced:,} bytes decompressed before it); what was read before it is kept. "
+            f"Check the file ({'gzip -t' if self.compression == 'gzip' else 'zstd -t'}), copy it whole and load it again"
+        )
+
+    def _fill(self) -> bool:
+        """Decompress more; False at the clean end of the stream."""
+        magic = _GZIP if self.compression == "gzip" else _ZSTD
+        while not self._pending:
+            if len(self._input) < len(magic):
+                more = self._file.read(self._STEP)
+                self.consumed += len(more)
+                self._input += more
+                if not more and not self._input:
+                    if self._decoder is not None:
+                        raise self._fault("is cut short")
+                    return False
+                if more:
+                    continue
+            if self._decoder is None:
+                if not self._input.strip(b"\0"):  # zero padding after the last member, as gzip allows
+                    self._input = b""
+                    continue
+                if not self._input.startswith(magic):
+                    raise self._fault("has bytes that are not " + self.compression)
+                self._decoder = self._new_decoder()
+            data, self._input = self._input, b""
+            try:
+                self._pending = self._decoder.decompress(data)
+            except Exception as exc:  # zlib.error, zstandard.ZstdError
+                raise self._fault(f"is corrupt ({exc})") from None
+            if self._decoder.eof:
+                self._input, self._decoder = self._decoder.unused_data, None
+            self.produced += len(self._pending)
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending and not self._fill():
+            return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    compression = _compression(path)
+    if compression == "none":
+        return open(path, "rb")
+    return io.BufferedReader(_Decompressed(path, compression), buffer_size=1024 * 1024)
 
 
 def detect_format(path: str | Path) -> Format:
@@ -297,18 +381,28 @@ def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
     number = 1
     tail = b""
     buffer = bytearray(_CHUNK_BYTES)
+    fault: InputFormatError | None = None
     with _open_text(path) as fh, open(path, "rb") as raw:
-        while True:
+        while fault is None:
             if len(buffer) - len(tail) < _CHUNK_BYTES // 2:  # a line longer than half a chunk
                 buffer = bytearray(len(tail) + _CHUNK_BYTES)
             buffer[: len(tail)] = tail
+            end, stop = len(tail), len(tail) + _CHUNK_BYTES
             with memoryview(buffer) as view:
-                got = fh.readinto(view[len(tail) : len(tail) + _CHUNK_BYTES])  # what fits after the tail
-            if not got:
+                try:
+                    while end < stop and (got := fh.readinto1(view[end:stop])):
+                        end += got
+                except InputFormatError as exc:  # what came before the fault is handed on, then the fault
+                    fault = exc
+            if end == len(tail):
                 break
-            end = len(tail) + got
             cut = buffer.rfind(b"\n", 0, end)
             if cut < 0:
+                if number == 1 and b"\r" in buffer[:end].rstrip(b"\r"):
+                    raise InputFormatError(
+                        f"{path} ends its lines with a carriage return alone (old Mac line endings), so it reads as "
+                        "one line; convert them first, for example: tr '\\r' '\\n' < FILE > FILE.unix"
+                    )
                 tail = bytes(buffer[:end])
                 continue
             tail = bytes(buffer[cut + 1 : end])
@@ -316,15 +410,19 @@ def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
                 lines = _split(view[:cut])
             yield lines, number, _position(fh, raw)
             number += lines.len()
+        if fault is not None:
+            raise fault  # a line cut by the fault is not handed on: the error says where the file stops
         if tail:
             yield _split(tail), number, _position(fh, raw)
 
 
 def _position(fh: io.BufferedIOBase, raw: io.BufferedIOBase) -> int:
     """Compressed bytes consumed so far, for progress (the raw file's size when unknown)."""
-    inner = getattr(fh, "fileobj", None) or getattr(fh, "_fp", None)
+    inner = getattr(fh, "raw", None)
+    if isinstance(inner, _Decompressed):
+        return inner.consumed
     try:
-        return int((inner or fh).tell())
+        return int(fh.tell())
     except (OSError, AttributeError, ValueError):
         raw.seek(0, io.SEEK_END)
         return raw.tell()
@@ -516,47 +614,149 @@ def _json_document(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         yield RawBatch(rows=parsed.rows.slice(start, batch_rows), malformed=malformed, bytes_read=size)
 
 
-def _csv_chunk(lines: pl.Series, first: int, columns: list[str], source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse CSV lines with polars; only if polars cannot, find the bad lines one by one."""
-    numbers = pl.int_range(first, first + lines.len(), dtype=pl.Int64, eager=True).alias("_row")
-    keep = ~_blank(lines)
-    kept, numbers = lines.filter(keep), numbers.filter(keep)
-    try:
-        frame = pl.read_csv(
-            io.StringIO(kept.str.join("\n").item() if kept.len() else ""), has_header=False, new_columns=columns,
-            infer_schema=False, truncate_ragged_lines=False, missing_columns="raise",
-        )  # fmt: skip
-        if frame.height != kept.len() or frame.width != len(columns):
-            raise pl.exceptions.ComputeError("row count changed")
-        bad = REJECTED_EVENTS.empty()
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError):
-        parsed = [next(csv.reader([line]), []) for line in kept.to_list()]
-        ok = pl.Series([len(p) == len(columns) for p in parsed], dtype=pl.Boolean)
-        rows = [p for p, good in zip(parsed, ok, strict=True) if good]
-        frame = pl.DataFrame(rows, schema=[(c, pl.String) for c in columns], orient="row")
-        bad = _malformed(kept.filter(~ok), numbers.filter(~ok), source)
-        kept, numbers = kept.filter(ok), numbers.filter(ok)
-    frame = frame.with_columns(kept.alias("_raw"), numbers, pl.lit(source).alias("_source")).with_columns(
-        pl.col(c).replace("", None) for c in columns
+_MAX_RECORD_LINES: Final = 1000
+"""The most lines one CSV record may span (a quoted field with line breaks); a quote left open longer is a stray one."""
+
+
+def _records(lines: pl.Series, numbers: pl.Series, *, last: bool) -> tuple[pl.Series, pl.Series, int]:
+    r"""CSV records from lines (RFC 4180: a quoted field may hold line breaks): (records, first line numbers, carry).
+
+    A line with an odd number of quotes opens a quoted field that the next such line
+    closes; the lines between belong to the same record. Only those lines are looked at
+    one by one (usually none). A quote still open at the end of the lines is carried
+    (``carry``: how many lines at the end belong to the next call) unless ``last``; a
+    quote not closed within :data:`_MAX_RECORD_LINES` lines is a stray one, and its line
+    a record of its own.
+
+    Example:
+        >>> r, n, carry = _records(pl.Series(['a,"x', 'y",b', "c,d"]), pl.Series([1, 2, 3]), last=True)
+        >>> r.to_list(), n.to_list(), carry
+        (['a,"x\ny",b', 'c,d'], [1, 3], 0)
+    """
+    odd = (lines.str.count_matches('"', literal=True) % 2 == 1).arg_true().to_list()
+    if not odd:
+        return lines, numbers, 0
+    spans: list[tuple[int, int]] = []
+    carry, k = 0, 0
+    while k < len(odd):
+        opener = odd[k]
+        closer = odd[k + 1] if k + 1 < len(odd) else None
+        if closer is not None and closer - opener < _MAX_RECORD_LINES:
+            spans.append((opener, closer))
+            k += 2
+            continue
+        if closer is None and not last and lines.len() - opener < _MAX_RECORD_LINES:
+            carry = lines.len() - opener
+        k += 1
+    keep = lines.len() - carry
+    starts = np.ones(keep, dtype=np.int64)
+    for opener, closer in spans:
+        starts[opener + 1 : closer + 1] = 0
+    group = pl.Series("_g", starts.cumsum())
+    merged = (
+        pl.DataFrame({"_line": lines.head(keep), "_n": numbers.head(keep), "_g": group})
+        .group_by("_g", maintain_order=True)
+        .agg(pl.col("_line").str.join("\n"), pl.col("_n").first())
     )
-    return frame, bad
+    return merged["_line"], merged["_n"], carry
+
+
+_NULL_MARKER: Final = re.compile(r'("(?:[^"]|"")*")|(?<![^,])\\N(?![^,])')
+"""A quoted field (kept as it is) or an unquoted ``\\N``, PostgreSQL's COPY null marker (made an empty field)."""
+
+
+def _without_null_markers(records: pl.Series) -> pl.Series:
+    r"""Records with each unquoted ``\N`` field made empty (null); a quoted ``"\N"`` stays the text ``\N``.
+
+    Example:
+        >>> _without_null_markers(pl.Series(['\\N,"\\N",a\\Nb,\\N'])).to_list()
+        [',"\\N",a\\Nb,']
+    """
+    marked = records.str.contains("\\N", literal=True)
+    if not marked.any():
+        return records
+    fixed = [_NULL_MARKER.sub(lambda m: m[1] or "", r) for r in records.filter(marked).to_list()]
+    return records.scatter(marked.arg_true(), pl.Series(fixed, dtype=pl.String))
+
+
+def _read_csv_text(records: pl.Series, columns: list[str]) -> pl.DataFrame:
+    """CSV records parsed by polars: every field a string, a quoted empty field ``""``, an unquoted one null."""
+    if not records.len():
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    frame = pl.read_csv(
+        io.StringIO(records.str.join("\n").item()), has_header=False, new_columns=columns,
+        infer_schema=False, truncate_ragged_lines=False, missing_columns="raise",
+    )  # fmt: skip
+    if frame.height != records.len() or frame.width != len(columns):
+        raise pl.exceptions.ComputeError("row count changed")
+    return frame
+
+
+def _csv_chunk(
+    records: pl.Series, numbers: pl.Series, columns: list[str], source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse CSV records with polars; only if polars cannot, find the bad records one by one."""
+    keep = ~_blank(records)
+    kept, numbers = records.filter(keep), numbers.filter(keep).cast(pl.Int64).alias("_row")
+    texts = _without_null_markers(kept)
+    try:
+        frame, bad = _read_csv_text(texts, columns), REJECTED_EVENTS.empty()
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError):
+        ok = pl.Series([_one_record(t, len(columns)) for t in texts.to_list()], dtype=pl.Boolean)
+        bad = _malformed(kept.filter(~ok), numbers.filter(~ok), source)
+        kept, numbers, texts = kept.filter(ok), numbers.filter(ok), texts.filter(ok)
+        frame = _read_csv_text(texts, columns)
+    return frame.with_columns(kept.alias("_raw"), numbers, pl.lit(source).alias("_source")), bad
+
+
+def _one_record(text: str, width: int) -> bool:
+    """Whether ``text`` is one CSV record of ``width`` fields (the slow check, for chunks polars refused)."""
+    try:
+        rows = list(csv.reader(io.StringIO(text), strict=True))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and len(rows[0]) == width
+
+
+def _csv_records(path: Path) -> Iterator[tuple[pl.Series, pl.Series, int]]:
+    """(records, their first line numbers, bytes read) chunk by chunk: :func:`_lines` joined by :func:`_records`."""
+    carried, carried_numbers, position = pl.Series("_raw", [], pl.String), pl.Series([], dtype=pl.Int64), 0
+    chunks = _lines(path)
+    while True:
+        try:
+            lines, first, position = next(chunks)
+            last = False
+        except StopIteration:
+            lines, first, last = pl.Series("_raw", [], pl.String), 0, True
+        except InputFormatError:
+            if carried.len():
+                yield *_records(carried, carried_numbers, last=True)[:2], position
+            raise
+        numbers = pl.concat([carried_numbers, pl.int_range(first, first + lines.len(), dtype=pl.Int64, eager=True)])
+        lines = pl.concat([carried, lines])
+        records, starts, carry = _records(lines, numbers, last=last)
+        carried, carried_numbers = lines.tail(carry), numbers.tail(carry)
+        if records.len():
+            yield records, starts, position
+        if last:
+            return
 
 
 def _csv(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     source = str(path)
     columns: list[str] | None = None
-    for lines, first, position in _lines(path):
-        body, number = lines, first
+    for records, numbers, position in _csv_records(path):
+        body, starts = records, numbers
         if columns is None:
-            header = next(csv.reader([lines[0]]), [])
+            header = next(csv.reader([records[0]]), [])
             known = {k for keys in FIELD_ALIASES.values() for k in keys}
             if header and set(header) & known:
                 columns = header
-                body, number = lines[1:], first + 1
+                body, starts = records[1:], numbers[1:]
             else:
                 columns = list(ANALYTICS_EVENTS.column_names)
         for start in range(0, max(body.len(), 1), batch_rows):
-            good, bad = _csv_chunk(body.slice(start, batch_rows), number + start, columns, source)
+            good, bad = _csv_chunk(body.slice(start, batch_rows), starts.slice(start, batch_rows), columns, source)
             yield RawBatch(rows=good, malformed=bad, bytes_read=position)
 
 
@@ -682,8 +882,8 @@ def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         (
             "duration_seconds",
             (catalogue["duration_seconds"].is_null() & text["duration_seconds"].is_not_null())
-            | (catalogue["duration_seconds"] < 0).fill_null(False),
-            "a number >= 0 or empty",
+            | ~catalogue["duration_seconds"].is_between(0, MAX_INTEGER).fill_null(True),
+            f"a number from 0 to {MAX_INTEGER} or empty",
         ),
         (
             "published_at",

@@ -35,7 +35,7 @@ from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.reports import Report, ReportKind
 from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
-from vtp_lab.store import AppendResult, DuckDBStore, Filter, ParquetLake, open_store
+from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, ParquetLake, open_store
 from vtp_lab.tables import TABLES
 from vtp_lab.validate import validate
 
@@ -105,12 +105,21 @@ class Lab:
             1
         """
         checked = validate(frame, source=source, max_clock_skew=self.max_clock_skew)
-        result = self.store.append(checked.accepted, checked.rejected)
+        result = self.store.append(checked.accepted, checked.rejected, origins=checked.origins)
         self._wrote(checked.accepted)
         return result
 
-    def load(self, *paths: str | Path, format: Format | None = None, progress: bool | None = None) -> LoadReport:
+    def load(
+        self,
+        *paths: str | Path,
+        format: Format | None = None,
+        progress: bool | None = None,
+        max_rejected: int | None = None,
+    ) -> LoadReport:
         """Load dumps (files, globs, directories; NDJSON, JSON, CSV, Parquet; plain, .gz or .zst).
+
+        With ``max_rejected``, a load that rejects more rows stores nothing and raises
+        :class:`~vtp_lab.errors.RejectionLimitError`.
 
         Example:
             >>> report = Lab(":memory:").load("data/events.ndjson.gz", progress=False)
@@ -124,6 +133,7 @@ class Lab:
             progress=progress,
             max_clock_skew=self.max_clock_skew,
             touched=self._touched,
+            max_rejected=max_rejected,
         )
         self._wrote()
         return report
@@ -553,8 +563,8 @@ class Lab:
             1
         """
 
-        def sink(accepted: pl.DataFrame, rejected: pl.DataFrame) -> AppendResult:
-            result = self.store.append(accepted, rejected, return_ids=True)
+        def sink(accepted: pl.DataFrame, rejected: pl.DataFrame, origins: Origins | None = None) -> AppendResult:
+            result = self.store.append(accepted, rejected, return_ids=True, origins=origins, source="collector")
             self._wrote(accepted)
             return result
 

@@ -39,10 +39,10 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 
 from vtp_lab.duck import ROW_GROUP_ROWS
-from vtp_lab.errors import InputFormatError
+from vtp_lab.errors import InputFormatError, RejectionLimitError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
 from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events
-from vtp_lab.store import DuckDBStore, ParquetLake
+from vtp_lab.store import DuckDBStore, Origins, ParquetLake
 from vtp_lab.tables import ANALYTICS_EVENTS
 from vtp_lab.validate import validate
 
@@ -273,6 +273,7 @@ class _Checked:
     bytes_read: int
     accepted: pl.DataFrame
     rejected: pl.DataFrame
+    origins: Origins | None = None
 
 
 def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
@@ -315,11 +316,12 @@ def _checked(
 ) -> Iterator[_Checked]:
     """Validate what ``read()`` makes, in groups of ``rows`` rows, while the next is read in another thread."""
     for batch in _grouped(read_ahead(read), rows):
-        accepted, rejected = ANALYTICS_EVENTS.empty(), batch.malformed
-        if batch.rows.height:
-            valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew)
-            accepted, rejected = valid.accepted, pl.concat([batch.malformed, valid.rejected])
-        yield _Checked(batch.rows_read, batch.bytes_read, accepted, rejected)
+        if not batch.rows.height:
+            yield _Checked(batch.rows_read, batch.bytes_read, ANALYTICS_EVENTS.empty(), batch.malformed)
+            continue
+        valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew)
+        rejected = pl.concat([batch.malformed, valid.rejected])
+        yield _Checked(batch.rows_read, batch.bytes_read, valid.accepted, rejected, valid.origins)
 
 
 def _load_one(
@@ -331,6 +333,7 @@ def _load_one(
     max_clock_skew: timedelta,
     batch_rows: int,
     touched: set[str] | None,
+    budget: _Budget,
 ) -> FileReport:
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -343,7 +346,7 @@ def _load_one(
     check = partial(_checked, read, source=str(path), max_clock_skew=max_clock_skew, rows=rows)
     try:
         for part in read_ahead(check):
-            result = store.append(part.accepted, part.rejected)
+            result = store.append(part.accepted, part.rejected, origins=part.origins)
             if touched is not None and result.inserted:
                 touched.update(part.accepted["recording_id"].unique().to_list())
             counts.update(
@@ -352,6 +355,9 @@ def _load_one(
             reasons.update(result.rejected_by_reason)
             bar.update(max(0, part.bytes_read - done))
             done = max(done, part.bytes_read)
+            if budget.spend(result.rejected_by_reason):
+                error = f"stopped: more than max_rejected={budget.limit:,} rows rejected"
+                break
     except (InputFormatError, OSError, EOFError, ValueError, pl.exceptions.PolarsError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     size = path.stat().st_size
@@ -398,12 +404,15 @@ def load_files(
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
     batch_rows: int = 250_000,
     touched: set[str] | None = None,
+    max_rejected: int | None = None,
 ) -> LoadReport:
     """Load files, globs or directories into ``store``; return the report.
 
     A file that cannot be read to the end keeps what was stored before the fault and
     says why in its report (``error``); the other files still load. ``touched``, when
-    given, receives the ids of the recordings that got new events.
+    given, receives the ids of the recordings that got new events. With ``max_rejected``,
+    the load is all or nothing: once more rows than that are rejected it stops, stores
+    none of its rows (nor its ledger entries) and raises :class:`RejectionLimitError`.
 
     Example:
         >>> from vtp_lab.store import open_store
@@ -414,22 +423,46 @@ def load_files(
     """
     if format is not None:
         checked_format(format)
+    if max_rejected is not None and max_rejected < 0:
+        raise InputFormatError(f"max_rejected={max_rejected} is negative; give 0 or more, or None for no limit")
     files = expand_paths(*paths)
     clock = time.perf_counter()
     bar = _progress_bar(sum(p.stat().st_size for p in files), progress)
+    budget = _Budget(max_rejected)
+    load = partial(
+        _load_one, store, bar=bar, max_clock_skew=max_clock_skew, batch_rows=batch_rows, touched=touched, budget=budget
+    )
     try:
-        reports = tuple(
-            _load_one(
-                store,
-                path,
-                fmt=format or detect_format(path),
-                bar=bar,
-                max_clock_skew=max_clock_skew,
-                batch_rows=batch_rows,
-                touched=touched,
-            )
-            for path in files
-        )
+        if max_rejected is None:
+            reports = tuple(load(path, fmt=format or detect_format(path)) for path in files)
+        else:
+            with store.all_or_nothing():
+                reports = tuple(load(path, fmt=format or detect_format(path)) for path in files if not budget.over)
+                budget.check(LoadReport(files=reports, seconds=time.perf_counter() - clock))
     finally:
         bar.close()
     return LoadReport(files=reports, seconds=time.perf_counter() - clock)
+
+
+@dataclass
+class _Budget:
+    """The rejections a load may make (None: no limit), and how many it has made."""
+
+    limit: int | None
+    rejected: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    over: bool = False
+
+    def spend(self, rejected_by_reason: dict[str, int]) -> bool:
+        """Count a batch's rejections; True once the limit is passed (the load then stops)."""
+        self.rejected += sum(rejected_by_reason.values())
+        self.by_reason.update(rejected_by_reason)
+        self.over = self.limit is not None and self.rejected > self.limit
+        return self.over
+
+    def check(self, report: LoadReport) -> None:
+        """Raise :class:`RejectionLimitError` (and so undo the load) if the limit was passed."""
+        if self.over and self.limit is not None:
+            raise RejectionLimitError(
+                rejected=self.rejected, limit=self.limit, by_reason=dict(self.by_reason.most_common()), report=report
+            )

@@ -40,7 +40,7 @@ import polars as pl
 
 from vtp_lab.duck import arrow, compute
 from vtp_lab.errors import InputFormatError
-from vtp_lab.events import SESSION_EVENT_ORDER, EventType, uuid5_series
+from vtp_lab.events import MAX_INTEGER, SESSION_EVENT_ORDER, EventType, uuid5_series
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
 __all__ = [
@@ -439,7 +439,7 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     capped = (
         pl.when(pl.col("duration_seconds").is_not_null())
         .then(pl.min_horizontal("close_end", "duration_seconds"))
-        .otherwise(pl.col("close_end"))
+        .otherwise(pl.min_horizontal("close_end", pl.lit(float(MAX_INTEGER))))  # what the INTEGER columns hold
     )
     return segs.select(
         "_s", "open_t", "quality", "bitrate", "start",

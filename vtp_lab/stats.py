@@ -25,7 +25,7 @@ from typing import Final
 import polars as pl
 
 from vtp_lab.errors import VtpLabError
-from vtp_lab.events import EventType, uuid5_series
+from vtp_lab.events import MAX_INTEGER, EventType, uuid5_series
 from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
 from vtp_lab.sessions import Sessionized, coverage, metadata_columns, run_starts, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
@@ -186,7 +186,11 @@ def _features(s: Sessionized) -> pl.DataFrame:
             pl.col("recording_id").first(),
             pl.col("duration_seconds").first(),
             pl.len().cast(pl.Int32).alias("total_views"),
-            pl.col("watched_seconds").sum().cast(pl.Int32).alias("total_watch_time_seconds"),
+            pl.col("watched_seconds")
+            .sum()
+            .clip(upper_bound=MAX_INTEGER)
+            .cast(pl.Int32)
+            .alias("total_watch_time_seconds"),
             pl.col("play_time_seconds").sum(),
             pl.col("completed").any(),
             pl.col("pauses").sum(),

@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +46,7 @@ from vtp_lab.duck import ROW_GROUP_ROWS, arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
 
-__all__ = ["AppendResult", "DuckDBStore", "Filter", "ParquetLake", "Store", "open_store"]
+__all__ = ["AppendResult", "DuckDBStore", "Filter", "Origins", "ParquetLake", "Store", "open_store"]
 
 Op = Literal["==", ">=", "<", "in"]
 _LOCK_HOLDER: Final = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
@@ -102,6 +102,8 @@ class AppendResult:
     rejected: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     inserted_ids: pl.Series | None = field(default=None, repr=False, compare=False)
+    conflicts: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    """The ``conflicting_duplicate`` rows the store quarantined, with ``position``: where each was in the batch."""
 
     @property
     def rows(self) -> int:
@@ -120,7 +122,13 @@ class Store(Protocol):
     path: str
 
     def append(
-        self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
+        self,
+        events: pl.DataFrame,
+        rejected: pl.DataFrame | None = None,
+        *,
+        return_ids: bool = False,
+        origins: Origins | None = None,
+        source: str = "append",
     ) -> AppendResult:
         """Store a batch of accepted events and rejected rows, whole or not at all."""
         ...
@@ -147,6 +155,10 @@ class Store(Protocol):
 
     def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
         """Replace whole tables at once."""
+        ...
+
+    def all_or_nothing(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which every write is kept together, or none is (on an error)."""
         ...
 
     def close(self) -> None:
@@ -210,17 +222,111 @@ def _by_reason(reasons: pl.Series) -> dict[str, int]:
     return dict(reasons.value_counts(sort=True).iter_rows())
 
 
-def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
-    """The first event of each id, with the ids' hashes (:data:`_ID_HASH`).
+Origins = Callable[[pl.Series], pl.DataFrame]
+"""Given positions in an appended batch, those rows' ``raw`` text, ``source`` and ``row_number`` (for the quarantine)."""
+
+_CONTENT: Final = tuple(c for c in ANALYTICS_EVENTS.column_names if c not in ("id", "metadata"))
+
+
+def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """The first event of each id, with the ids' hashes (:data:`_ID_HASH`), and the positions of the repeats.
 
     Distinct hashes mean distinct ids, so the usual batch is returned as it is: counting
     64-bit hashes is five times cheaper than counting the id texts.
     """
     hashes = events.select(_ID_HASH).to_series()
     if hashes.n_unique() == events.height:
-        return events, hashes
+        return events, hashes, pl.Series(dtype=pl.UInt32)
     first = events.select(pl.col("id").is_first_distinct()).to_series()
-    return events.filter(first), hashes.filter(first)
+    return events.filter(first), hashes.filter(first), (~first).arg_true()
+
+
+def _same_metadata(a: pl.Series, b: pl.Series) -> pl.Series:
+    """Whether two metadata columns hold the same JSON, field for field: texts compared, then the few that differ parsed."""
+    same = a.eq_missing(b)
+    if same.all():
+        return same
+    at = (~same).arg_true()
+    equal = [
+        x is not None and y is not None and json.loads(x) == json.loads(y)
+        for x, y in zip(a.gather(at).to_list(), b.gather(at).to_list(), strict=True)
+    ]
+    return same.scatter(at, pl.Series(equal, dtype=pl.Boolean))
+
+
+def _conflicts(rows: pl.DataFrame, positions: pl.Series, kept: pl.DataFrame) -> pl.Series:
+    """The positions (from ``positions``, one per row) of ``rows`` whose id is in ``kept`` with other content.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> ev = semester(courses=1, lectures_per_course=1, students=1).events.head(2)
+        >>> changed = ev.with_columns(pl.lit("other").alias("session_id"))
+        >>> _conflicts(pl.concat([ev, changed]), pl.Series([0, 1, 2, 3]), ev).to_list()
+        [2, 3]
+    """
+    pairs = rows.with_columns(positions.alias("_at")).join(kept, on="id", how="inner", suffix="_kept")
+    same = pairs.select(pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_kept")) for c in _CONTENT)).to_series()
+    same = same & _same_metadata(pairs["metadata"], pairs["metadata_kept"])
+    return pairs["_at"].filter(~same).sort()
+
+
+def _conflict_rows(events: pl.DataFrame, at: pl.Series, origins: Origins | None, source: str) -> pl.DataFrame:
+    """Quarantine rows (``conflicting_duplicate``) for the events at positions ``at``, with their raw text."""
+    if origins is not None:
+        found = origins(at)
+    else:
+        rows = events[at].with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        found = pl.DataFrame(
+            {
+                "raw": rows.select(pl.struct(rows.columns).struct.json_encode()).to_series(),
+                "source": pl.repeat(source, at.len(), eager=True, dtype=pl.String),
+                "row_number": (at.cast(pl.Int64) + 1),
+            }
+        )
+    return REJECTED_EVENTS.conform(
+        found.with_columns(
+            pl.lit("conflicting_duplicate").alias("reason"),
+            pl.lit("id").alias("field"),
+            pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("rejected_at"),
+        )
+    )
+
+
+def _positioned(rejected: pl.DataFrame, conflicts: pl.Series) -> pl.DataFrame:
+    """The conflict rows at the end of ``rejected``, with their positions in the batch."""
+    return rejected.tail(conflicts.len()).with_columns(conflicts.cast(pl.UInt32).alias("position"))
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """A batch sorted out: the first row per id (``batch``, with ``hashes``), and where its repeats are.
+
+    A row conflicts when its id is stored with other content, or, for an id not stored,
+    when an earlier row of the batch has it with other content.
+    """
+
+    events: pl.DataFrame
+    batch: pl.DataFrame
+    hashes: pl.Series
+    repeats: pl.Series
+
+    def conflicts(self, stored: pl.DataFrame | None = None) -> pl.Series:
+        """Positions of the conflicting rows, given the stored rows of the batch's ids (None: none stored)."""
+        found = []
+        if self.repeats.len():
+            at = self.repeats
+            if stored is not None:
+                at = at.filter(~self.events["id"].gather(at).is_in(stored["id"].implode()))
+            found.append(_conflicts(self.events[at], at, self.batch))
+        if stored is not None and stored.height:
+            hit = self.events["id"].is_in(stored["id"].implode())
+            every = pl.int_range(self.events.height, dtype=pl.UInt32, eager=True)
+            found.append(_conflicts(self.events.filter(hit), every.filter(hit), stored))
+        return pl.concat(found).sort() if found else pl.Series(dtype=pl.UInt32)
+
+
+def _sorted(events: pl.DataFrame) -> _Sorted:
+    return _Sorted(events, *_first_per_id(events))
 
 
 class DuckDBStore:
@@ -251,6 +357,7 @@ class DuckDBStore:
         if self.path != ":memory:":
             self.con.execute(f"SET memory_limit = '{memory_limit}'")  # DuckDB caches blocks up to this, then spills
         self._lock = threading.RLock()
+        self._outer = False  # inside all_or_nothing()
         self._id_hashes: pl.Series | None = None  # see _stored_id_hashes
         if not read_only:
             for table in TABLES.values():
@@ -268,8 +375,14 @@ class DuckDBStore:
 
     @contextlib.contextmanager
     def _transaction(self, **frames: pl.DataFrame | pa.Table) -> Iterator[None]:
-        """The lock held, ``frames`` registered by name, one transaction: committed whole or rolled back."""
+        """The lock held, ``frames`` registered by name, one transaction: committed whole or rolled back.
+
+        Inside :meth:`all_or_nothing` it is part of that one transaction.
+        """
         with self._lock, self._registered(**frames):
+            if self._outer:
+                yield
+                return
             self.con.execute("BEGIN TRANSACTION")
             try:
                 yield
@@ -278,33 +391,84 @@ class DuckDBStore:
                 self.con.execute("ROLLBACK")
                 raise
 
-    def append(
-        self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
-    ) -> AppendResult:
-        """Insert a batch in one transaction; duplicates are counted, not stored.
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Everything written inside is committed together at the end, or (on an error) not at all.
 
-        An event is a duplicate when its id is stored or repeated in the batch; a rejected
-        row when the same (source, row number, raw text) is already quarantined.
+        Example:
+            >>> from vtp_lab.synth import semester
+            >>> s = DuckDBStore()
+            >>> try:
+            ...     with s.all_or_nothing():
+            ...         _ = s.append(semester(courses=1, lectures_per_course=1, students=2).events)
+            ...         raise RuntimeError("changed my mind")
+            ... except RuntimeError:
+            ...     pass
+            >>> s.count("analytics_events")
+            0
+        """
+        with self._lock:
+            self.con.execute("BEGIN TRANSACTION")
+            self._outer = True
+            try:
+                yield
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                self._id_hashes = None
+                raise
+            finally:
+                self._outer = False
+
+    def append(
+        self,
+        events: pl.DataFrame,
+        rejected: pl.DataFrame | None = None,
+        *,
+        return_ids: bool = False,
+        origins: Origins | None = None,
+        source: str = "append",
+    ) -> AppendResult:
+        """Insert a batch in one transaction; duplicates are counted, not stored, and conflicts quarantined.
+
+        An event is a duplicate when its id is stored or repeated in the batch with the same
+        content, field for field; with other content it is a ``conflicting_duplicate``,
+        quarantined with its raw text (from ``origins``, else the event as JSON under
+        ``source``). A rejected row is a duplicate when the same (source, row number, raw
+        text) is already quarantined.
 
         Example:
             >>> from vtp_lab.synth import semester
             >>> s, ev = DuckDBStore(), semester(courses=1, lectures_per_course=1, students=2).events
             >>> s.append(ev).inserted == ev.height, s.append(ev).duplicates == ev.height
             (True, True)
+            >>> s.append(ev.head(1).with_columns(pl.lit("changed").alias("session_id"))).rejected_by_reason
+            {'conflicting_duplicate': 1}
         """
-        batch, hashes = _first_per_id(ANALYTICS_EVENTS.conform(events))
+        events = ANALYTICS_EVENTS.conform(events)
+        own = _sorted(events)
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
-        columns = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
-        table = _for_insert(batch)
+        columns = ", ".join("id::VARCHAR AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
+        as_uuid = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
+        table = _for_insert(own.batch)
         canonical = table.schema.field("id").type == pa.uuid()  # every id was in the stored spelling
-        probe = hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
-        quarantined = {"rej": rej} if rej.height else {}  # registering a table costs about 0.5 ms
+        probe = own.hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
         with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
+            stored = self._stored_id_hashes()
+            kept = None
+            insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {as_uuid} FROM batch) b"
+            if probe is None or stored.is_in(probe.implode()).any():  # some id may be stored: look each up
+                with self._registered(batch=table):
+                    kept = self.con.sql(
+                        f"SELECT {columns} FROM analytics_events WHERE id IN (SELECT id::UUID FROM batch)"
+                    ).pl()
+                kept = ANALYTICS_EVENTS.conform(kept)
+                insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
+            conflicts = own.conflicts(kept)
+            if conflicts.len():
+                rej = pl.concat([rej, _conflict_rows(events, conflicts, origins, source)])
+            quarantined = {"rej": rej} if rej.height else {}  # registering a table costs about 0.5 ms
             with self._transaction(batch=table, **quarantined):
-                stored = self._stored_id_hashes()
-                insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {columns} FROM batch) b"
-                if probe is None or stored.is_in(probe.implode()).any():  # some id may be stored: look each up
-                    insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
                 ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
                 inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
                 quarantine = (
@@ -315,10 +479,11 @@ class DuckDBStore:
             self._id_hashes = None if probe is None else _appended(stored, probe)
         return AppendResult(
             inserted=inserted,
-            duplicates=events.height - inserted + rej.height - reasons.len(),
+            duplicates=events.height + rej.height - conflicts.len() - inserted - reasons.len(),
             rejected=reasons.len(),
             rejected_by_reason=_by_reason(reasons),
             inserted_ids=ids,
+            conflicts=_positioned(rej, conflicts),
         )
 
     def _stored_id_hashes(self) -> pl.Series:
@@ -581,10 +746,51 @@ class ParquetLake:
     def _next_name(self, digest: str) -> str:
         return f"{len(list((self.root / '_ledger').glob('*.json'))):012d}-{digest}"
 
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Everything committed inside stays only if no error comes out; else its ledger entries and files are removed.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.synth import semester
+            >>> lake = ParquetLake(tempfile.mkdtemp())
+            >>> try:
+            ...     with lake.all_or_nothing():
+            ...         _ = lake.append(semester(courses=1, lectures_per_course=1, students=2).events)
+            ...         raise RuntimeError("changed my mind")
+            ... except RuntimeError:
+            ...     pass
+            >>> lake.count("analytics_events")
+            0
+        """
+        with self._lock:
+            before = {p.name for p in (self.root / "_ledger").glob("*.json")}
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                for entry in sorted((self.root / "_ledger").glob("*.json"), reverse=True):
+                    if entry.name not in before:
+                        files = json.loads(entry.read_text())["files"]
+                        entry.unlink()  # uncommitted first: a crash here leaves files that _recover removes
+                        self._sync_dir(self.root / "_ledger")
+                        for name in files:
+                            (self.root / name).unlink(missing_ok=True)
+                self._keys.clear()
+            raise
+
     def append(
-        self, events: pl.DataFrame, rejected: pl.DataFrame | None = None, *, return_ids: bool = False
+        self,
+        events: pl.DataFrame,
+        rejected: pl.DataFrame | None = None,
+        *,
+        return_ids: bool = False,
+        origins: Origins | None = None,
+        source: str = "append",
     ) -> AppendResult:
         """Write a batch: staged files, footers checked, renamed, then one ledger entry.
+
+        Duplicates and conflicts are sorted out as :meth:`DuckDBStore.append` does.
 
         Example:
             >>> import tempfile
@@ -595,17 +801,36 @@ class ParquetLake:
         """
         if self.read_only:
             raise StoreError(f"the lake {self.root} was opened read-only; open it without read_only=True to write")
-        batch, hashes = _first_per_id(ANALYTICS_EVENTS.conform(events))
+        events = ANALYTICS_EVENTS.conform(events)
+        own = _sorted(events)
         rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+        given = rej.height
         with self._lock:
-            new, new_hashes = self._new_rows("analytics_events", batch, hashes)
+            new, new_hashes = self._new_rows("analytics_events", own.batch, own.hashes)
+            kept = None
+            if new.height < own.batch.height:
+                clashing = own.batch["id"].filter(~own.batch["id"].is_in(new["id"].implode())).implode()
+                files = self._files("analytics_events")
+                scan = pl.scan_parquet(
+                    files, hive_partitioning=False, glob=False, schema=ANALYTICS_EVENTS.polars_schema
+                )
+                kept = ANALYTICS_EVENTS.conform(scan.filter(pl.col("id").is_in(clashing)).collect())
+            conflicts = own.conflicts(kept)
+            if conflicts.len():
+                rej = pl.concat([rej, _conflict_rows(events, conflicts, origins, source)])
             rej_new, rej_hashes = self._new_rows(
                 "rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True)
             )
-            duplicates = events.height - new.height + rej.height - rej_new.height
+            duplicates = events.height + given - new.height - rej_new.height
             ids = new["id"] if return_ids else None
             if new.height == 0 and rej_new.height == 0:
-                return AppendResult(inserted=0, duplicates=duplicates, rejected=0, inserted_ids=ids)
+                return AppendResult(
+                    inserted=0,
+                    duplicates=duplicates,
+                    rejected=0,
+                    inserted_ids=ids,
+                    conflicts=_positioned(rej, conflicts),
+                )
             digest = _digest(new["id"], rej_new["raw"], rej_new["source"], rej_new["row_number"])
             by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
             parts = [
@@ -631,6 +856,7 @@ class ParquetLake:
             rejected=rej_new.height,
             rejected_by_reason=_by_reason(rej_new["reason"]),
             inserted_ids=ids,
+            conflicts=_positioned(rej, conflicts),
         )
 
     def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -45,11 +45,14 @@ from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
     EVENT_TYPE_SPELLINGS,
     FIELD_ALIASES,
+    MAX_INTEGER,
+    MAX_OFFSET_HOURS,
     METADATA_RULES,
     NIL_UUID,
     EventType,
     canonical_metadata,
     derive_event_ids,
+    jsonb_text,
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, is_canonical_uuid
 
@@ -71,11 +74,26 @@ class Validated:
 
     accepted: pl.DataFrame
     rejected: pl.DataFrame
+    inputs: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False, compare=False)
+    kept: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.UInt32), repr=False, compare=False)
+    source: str = "frame"
 
     @property
     def rows_read(self) -> int:
         """Rows in: accepted plus rejected."""
         return self.accepted.height + self.rejected.height
+
+    def origins(self, at: pl.Series) -> pl.DataFrame:
+        """Where the accepted rows at positions ``at`` came from: ``raw`` text, ``source`` and ``row_number``.
+
+        For the quarantine, when the store finds one of them conflicts with a stored event.
+
+        Example:
+            >>> v = validate(pl.DataFrame({"event_type": ["session_ended"], "recording_id": [str(NIL_UUID)]}))
+            >>> v.origins(pl.Series([], dtype=pl.UInt32)).columns
+            ['raw', 'source', 'row_number']
+        """
+        return _origins(self.inputs, self.kept.gather(at), self.source)
 
 
 def canonical_uuid(expr: pl.Expr) -> pl.Expr:
@@ -275,7 +293,10 @@ def _stage(frame: pl.DataFrame) -> pl.DataFrame:
         )
         .collect(engine="in-memory")  # 30 to 90 ms faster on 1M rows than the default engine
     )
-    return _parse_in_duckdb(_normalise(staged, frame, texts))
+    parsed = _parse_in_duckdb(_normalise(staged, frame, texts))
+    ts = pl.col("event_timestamp")
+    held = ts.dt.year().is_between(1, 9999) & pl.col("_ts_offset_ok")  # what PostgreSQL, DuckDB and Python hold
+    return parsed.with_columns(pl.when(held).then(ts).alias("event_timestamp")).drop("_ts_offset_ok")
 
 
 def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
@@ -284,12 +305,19 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     Each known metadata key comes back as its raw JSON text (``_m_<key>``), for the
     rules to check, and ``_meta_parsed`` tells whether the metadata is valid JSON other
     than ``null`` (an object if it also starts with ``{``: one parse, not a second one
-    for ``json_type``).
+    for ``json_type``). ``_meta_jsonb`` is false where PostgreSQL's JSONB cannot hold
+    the metadata (NaN, Infinity, a NUL character), and ``_ts_offset_ok`` false where a
+    text timestamp's offset is beyond +-15:59. A metadata text naming a known key twice
+    is rewritten with the key's last value (see :func:`vtp_lab.events.jsonb_text`) and
+    parsed again.
     """
     keys = list(METADATA_RULES)
     if staged["_ts_text"].null_count() == staged.height and staged["metadata"].null_count() == staged.height:
         return staged.drop("_ts_text").with_columns(
-            pl.lit(None, pl.Boolean).alias("_meta_parsed"), *(pl.lit(None, pl.String).alias(f"_m_{k}") for k in keys)
+            pl.lit(None, pl.Boolean).alias("_meta_parsed"),
+            *(pl.lit(None, pl.String).alias(f"_m_{k}") for k in keys),
+            pl.lit(True).alias("_meta_jsonb"),
+            pl.lit(True).alias("_ts_offset_ok"),
         )
     struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
     fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
@@ -308,11 +336,80 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
     retry = ts.is_null() & staged["_ts_text"].is_not_null()
     if retry.any():
         ts = ts.scatter(retry.arg_true(), _text_timestamps(staged["_ts_text"].filter(retry)))
-    return (
+    out = (
         staged.drop("_ts_text")
         .hstack(parsed.drop("_ts_parsed").cast({f"_m_{k}": pl.String for k in keys}))
-        .with_columns(pl.coalesce("event_timestamp", ts).alias("event_timestamp"))
+        .with_columns(
+            pl.coalesce("event_timestamp", ts).alias("event_timestamp"),
+            _offset_ok(staged["_ts_text"]).alias("_ts_offset_ok"),
+            pl.lit(True).alias("_meta_jsonb"),
+        )
     )
+    return _as_jsonb_reads(out)
+
+
+_KNOWN_KEY: Final = '"(?:' + "|".join(METADATA_RULES) + r')"\s*:'
+"""A known metadata key, as a key."""
+
+_NOT_JSONB: Final = r"NaN|Infinity|\\u0000|\x00"
+"""What may make a JSON text one PostgreSQL's JSONB cannot hold (checked exactly where found)."""
+
+
+def _as_jsonb_reads(parsed: pl.DataFrame) -> pl.DataFrame:
+    """Metadata as PostgreSQL's JSONB reads it: the rare texts that may differ are checked one by one.
+
+    Those are texts that name a known key more often than the parse found distinct known
+    keys (a repeated key: the last value counts, so the text is rewritten and parsed
+    again), and texts holding NaN, Infinity or a NUL character (``_meta_jsonb`` false
+    where the JSON really holds one).
+    """
+    meta = parsed["metadata"]
+    present = parsed.select(pl.sum_horizontal(pl.col(f"_m_{k}").is_not_null() for k in METADATA_RULES)).to_series()
+    suspect = ((meta.str.count_matches(_KNOWN_KEY) > present) | meta.str.contains(_NOT_JSONB)).fill_null(
+        False
+    ) & parsed["_meta_parsed"].fill_null(False)
+    if not suspect.any():
+        return parsed
+    at = suspect.arg_true()
+    texts = [jsonb_text(t) for t in meta.filter(suspect).to_list()]
+    holds = pl.Series([t is not None for t in texts])
+    parsed = parsed.with_columns(parsed["_meta_jsonb"].scatter(at, holds))
+    rewritten = pl.Series([t is not None and t != old for t, old in zip(texts, meta.filter(suspect), strict=True)])
+    if not rewritten.any():
+        return parsed
+    at = at.filter(rewritten)
+    added = ["_meta_parsed", *(f"_m_{k}" for k in METADATA_RULES), "_ts_offset_ok", "_meta_jsonb"]
+    redo = (
+        parsed[at]
+        .drop(added)
+        .with_columns(
+            pl.Series("metadata", [t for t, r in zip(texts, rewritten, strict=True) if r], pl.String),
+            pl.lit(None, pl.String).alias("_ts_text"),
+        )
+    )
+    again = _parse_in_duckdb(redo).with_columns(parsed["_ts_offset_ok"].gather(at))
+    return _put(parsed, at, again.select(parsed.columns))
+
+
+def _put(frame: pl.DataFrame, at: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its rows at positions ``at`` replaced by ``rows``."""
+    return frame.with_columns(frame[c].scatter(at, rows[c]) for c in frame.columns)
+
+
+_LARGE_OFFSET: Final = rf":\d\d(?:[.,]\d+)?\s*[+-](?:1[{MAX_OFFSET_HOURS - 9}-9]|[2-9]\d)(?::?\d\d){{0,2}}\s*$"
+"""A time's minutes or seconds followed by a UTC offset of 16 hours or more."""
+
+
+def _offset_ok(texts: pl.Series) -> pl.Series:
+    """False where a text timestamp carries an offset beyond +-15:59 (DuckDB takes +25:00; PostgreSQL does not).
+
+    Only the last 24 characters of each text are searched.
+
+    Example:
+        >>> _offset_ok(pl.Series(["2026-09-20 10:00:00+25", "2026-09-20T10:00-15:59", "2026-09-20", None])).to_list()
+        [False, True, True, True]
+    """
+    return ~texts.str.slice(-24).str.contains(_LARGE_OFFSET).fill_null(False)
 
 
 def _metadata_ok(key: str) -> pl.Expr:
@@ -325,7 +422,9 @@ def _metadata_ok(key: str) -> pl.Expr:
     elif kind == "uuid":
         ok = v.str.starts_with('"') & _is_uuid_text(_uuid_text(v.str.strip_chars('"')))
     elif kind == "nonneg_integer":
-        ok = number.is_finite() & (number == number.floor()) & (number >= 0)
+        ok = number.is_finite() & (number == number.floor()) & number.is_between(0, MAX_INTEGER)
+    elif kind == "seconds":
+        ok = number.is_finite() & number.is_between(0, MAX_INTEGER)
     elif kind == "positive_number":
         ok = number.is_finite() & (number > 0)
     else:
@@ -347,7 +446,8 @@ def rules(now: datetime, max_clock_skew: timedelta) -> list[tuple[str, str, pl.E
         rules.append(("invalid_uuid", name, ~present[name] | pl.col(name).is_not_null()))
     rules += [("nil_uuid", name, pl.col(name) != NIL_UUID) for name in ("recording_id", "user_id")]
     length = pl.col("session_id").str.len_chars()
-    rules.append(("empty_session_id", "session_id", (length >= 1) & (length <= 255)))
+    no_nul = ~pl.col("session_id").str.contains("\x00", literal=True)
+    rules.append(("empty_session_id", "session_id", (length >= 1) & (length <= 255) & no_nul))
     rules.append(("invalid_timestamp", "event_timestamp", pl.col("event_timestamp").is_not_null()))
     limit = pl.lit(now + max_clock_skew, pl.Datetime("us", "UTC"))
     rules.append(("future_timestamp", "event_timestamp", pl.col("event_timestamp") <= limit))
@@ -356,6 +456,7 @@ def rules(now: datetime, max_clock_skew: timedelta) -> list[tuple[str, str, pl.E
     )
     rules.append(("invalid_metadata", "metadata", is_object))
     rules += [("invalid_metadata", f"metadata.{key}", _metadata_ok(key)) for key in METADATA_RULES]
+    rules.append(("invalid_metadata", "metadata", pl.col("_meta_jsonb")))
     return rules
 
 
@@ -416,7 +517,6 @@ def validate(
     if not frame.height:
         return Validated(accepted=ANALYTICS_EVENTS.empty(), rejected=REJECTED_EVENTS.empty())
     now = now or datetime.now(UTC)
-    originals = [c for c in frame.columns if c not in _SPECIAL]
     staged = _stage(frame)
     checks = rules(now, max_clock_skew)
     failed = _failures(staged, checks)
@@ -435,23 +535,35 @@ def validate(
     accepted = ANALYTICS_EVENTS.conform(accepted)
     ANALYTICS_EVENTS.check_schema(accepted)  # the rules above imply the model's data rules
 
-    idx = failed["index"]
+    rejected = REJECTED_EVENTS.conform(
+        _origins(frame, failed["index"], source).with_columns(
+            failed["reason"],
+            failed["field"],
+            pl.lit(now, pl.Datetime("us", "UTC")).alias("rejected_at"),
+        )
+    )
+    kept = pl.int_range(frame.height, dtype=pl.UInt32, eager=True)
+    return Validated(
+        accepted=accepted,
+        rejected=rejected,
+        inputs=frame,
+        kept=kept if bad is None else kept.filter(~bad),
+        source=source,
+    )
+
+
+def _origins(frame: pl.DataFrame, idx: pl.Series, source: str) -> pl.DataFrame:
+    """The raw text (``_raw``, else the row as JSON), source and row number of the input rows at ``idx``."""
     rows = frame[idx]
+    originals = [c for c in frame.columns if c not in _SPECIAL]
     raw = (
         rows["_raw"] if "_raw" in frame.columns else rows.select(pl.struct(originals).struct.json_encode()).to_series()
     )
-    sources = rows["_source"] if "_source" in frame.columns else pl.repeat(source, idx.len(), eager=True)
-    numbers = rows["_row"] if "_row" in frame.columns else idx + 1
-    rejected = REJECTED_EVENTS.conform(
-        pl.DataFrame(
-            {
-                "raw": raw,
-                "source": sources,
-                "row_number": numbers,
-                "reason": failed["reason"],
-                "field": failed["field"],
-                "rejected_at": pl.repeat(now, idx.len(), eager=True, dtype=pl.Datetime("us", "UTC")),
-            }
-        )
+    return pl.DataFrame(
+        {
+            "raw": raw,
+            "source": rows["_source"] if "_source" in frame.columns else pl.repeat(source, idx.len(), eager=True),
+            "row_number": (rows["_row"] if "_row" in frame.columns else idx + 1).cast(pl.Int64),
+        },
+        schema={"raw": pl.String, "source": pl.String, "row_number": pl.Int64},
     )
-    return Validated(accepted=accepted, rejected=rejected)
