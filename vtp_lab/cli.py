@@ -170,7 +170,7 @@ def _open_lab(args: argparse.Namespace, *, read_only: bool = False) -> Lab:
 
 
 def _info_text(lab: Lab) -> str:
-    counts = {name: lab.store.count(name) for name in TABLES}
+    counts = {name: lab.count(name) for name in TABLES}
     events = lab.store.read("analytics_events", columns=["event_timestamp"])
     lines = [f"store {lab.path}", _table("table", counts)]
     if events.height:
@@ -291,6 +291,8 @@ def _load(args: argparse.Namespace) -> int:
         print(report)
         refreshed = lab.refresh()
         print("refreshed: " + ", ".join(f"{name} {rows:,}" for name, rows in refreshed.items()))
+    for skipped in report.skipped:
+        print(f"vtp-lab: skipped {skipped}", file=sys.stderr)
     for error in report.errors:
         print(f"vtp-lab: error: {error}", file=sys.stderr)
     return 1 if report.errors else 0

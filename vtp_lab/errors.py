@@ -83,8 +83,9 @@ class StoreLockedError(StoreError):
         self.path = path
         self.holder = holder
         super().__init__(
-            f"the store {path} is open for writing by {holder}; DuckDB allows one writer. "
-            "Close that Lab (or stop that process), or open this one with read_only=True."
+            f"the store {path} is open for writing by {holder}; a store has one writer at a time. To read it "
+            "meanwhile, open it with read_only=True (vtp-lab info, report and export do): you read it as of that "
+            "moment. To write, close that Lab or stop that process first"
         )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -102,14 +102,21 @@ def _record(root: Path, written: Sequence[Path]) -> None:
     (root / _MANIFEST).write_text(json.dumps({"files": sorted(files)}, indent=1), encoding="utf-8")
 
 
+def _read(store: DuckDBStore | ParquetLake, name: str, fresh: Mapping[str, pl.DataFrame] | None) -> pl.DataFrame:
+    return fresh[name] if fresh and name in fresh else store.read(name)
+
+
 def export_parquet(
     store: DuckDBStore | ParquetLake,
     directory: str | Path,
     *,
     tables: str | Sequence[str] | None = None,
     partition_by: str | Sequence[str] = ("event_date",),
+    fresh: Mapping[str, pl.DataFrame] | None = None,
 ) -> list[Path]:
     """Write tables as Parquet under ``directory``; events hive-partitioned by ``partition_by``.
+
+    ``fresh`` holds tables to write instead of the store's (derived tables computed anew).
 
     ``partition_by`` names columns of ``analytics_events``, or ``event_date`` (the UTC date
     of ``event_timestamp``); one name or several. A table's folder that an export wrote is
@@ -136,7 +143,7 @@ def export_parquet(
     _claim(root, [root / name for name in names])
     written = []
     for name in names:
-        frame = store.read(name)
+        frame = _read(store, name, fresh)
         target = root / name
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
@@ -174,11 +181,15 @@ def _postgres_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def export_csv(
-    store: DuckDBStore | ParquetLake, directory: str | Path, *, tables: str | Sequence[str] | None = None
+    store: DuckDBStore | ParquetLake,
+    directory: str | Path,
+    *,
+    tables: str | Sequence[str] | None = None,
+    fresh: Mapping[str, pl.DataFrame] | None = None,
 ) -> list[Path]:
     """Write tables as CSV files that PostgreSQL's ``COPY ... FROM ... CSV HEADER`` loads as is.
 
-    By default the six tables of ``schema/postgres/``.
+    By default the six tables of ``schema/postgres/``; ``fresh`` as for :func:`export_parquet`.
 
     Example:
         >>> import tempfile
@@ -193,6 +204,6 @@ def export_csv(
     _claim(root, paths)
     root.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        _postgres_text(store.read(path.stem)).write_csv(path, quote_style="non_numeric", null_value="")
+        _postgres_text(_read(store, path.stem, fresh)).write_csv(path, quote_style="non_numeric", null_value="")
         _record(root, [path])
     return paths

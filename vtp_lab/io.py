@@ -64,6 +64,7 @@ __all__ = [
     "read_documents",
     "read_events",
     "read_recordings",
+    "skip_reason",
     "write_events",
 ]
 
@@ -349,6 +350,51 @@ def detect_format(path: str | Path) -> Format:
     if head.startswith(b"{"):
         return "ndjson"
     return "csv"
+
+
+def skip_reason(path: str | Path, fmt: Format) -> str | None:
+    r"""Why a file is not an event dump (a catalogue, notes, another table), or None when it may be one.
+
+    A CSV is an event dump when its header names the event type (in any accepted
+    spelling), or when it has no header and its first row has the table's seven fields;
+    a Parquet file when a column names the event type. JSON is taken as events.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "recordings.csv"
+        >>> _ = p.write_text("recording_id,course_id,title,duration_seconds,published_at\n")
+        >>> skip_reason(p, "csv")
+        'a recordings catalogue, not events: load it with load_recordings() or --recordings'
+    """
+    path = Path(path)
+    types = set(FIELD_ALIASES["event_type"])
+    if fmt == "parquet":
+        try:
+            names = set(pq.read_schema(path).names)
+        except Exception:  # an unreadable file is the reader's to report
+            return None
+        if names & types:
+            return None
+        if "recording_id" in names and names <= set(RECORDINGS.column_names):
+            return "a recordings catalogue, not events: load it with load_recordings() or --recordings"
+        return f"no event_type column (its columns: {', '.join(sorted(names)[:8])}): not an event dump"
+    if fmt != "csv":
+        return None
+    with _open_text(path) as fh:
+        first = fh.readline(64 * 1024).decode("utf-8", errors="replace")
+    if not first.strip():
+        return None
+    header = next(csv.reader([first]), [])
+    if set(header) & types:
+        return None
+    if "recording_id" in header and set(header) <= set(RECORDINGS.column_names):
+        return "a recordings catalogue, not events: load it with load_recordings() or --recordings"
+    if len(header) == len(ANALYTICS_EVENTS.column_names):
+        return None
+    return (
+        f"its first line is neither an analytics_events header nor a row of {len(ANALYTICS_EVENTS.column_names)} "
+        "fields: not an event dump"
+    )
 
 
 def _split(data: bytes | memoryview) -> pl.Series:
@@ -760,6 +806,32 @@ def _csv(path: Path, batch_rows: int) -> Iterator[RawBatch]:
             yield RawBatch(rows=good, malformed=bad, bytes_read=position)
 
 
+_UUID_SPELLINGS: Final = frozenset(k for name in ("id", "recording_id", "user_id") for k in FIELD_ALIASES[name])
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns as other engines write them, in the forms validation reads.
+
+    Ids as 16-byte binary UUIDs (Spark, PostgreSQL's binary exports) become their hex
+    text; metadata as a map or a struct becomes a JSON object's text.
+
+    Example:
+        >>> f = pl.DataFrame({"id": [bytes(range(16))], "metadata": [{"position": 5}]})
+        >>> _as_text(f).row(0)
+        ('000102030405060708090a0b0c0d0e0f', '{"position":5}')
+    """
+    fixes = []
+    for name, dtype in frame.schema.items():
+        if name in _UUID_SPELLINGS and dtype == pl.Binary:
+            fixes.append(pl.col(name).bin.encode("hex"))
+        elif name in FIELD_ALIASES["metadata"] and isinstance(dtype, pl.Map | pl.Struct):
+            wrapped = pl.struct(pl.col(name).alias("m")).struct.json_encode()  # {"m":...}
+            fixes.append(
+                pl.when(pl.col(name).is_not_null()).then(wrapped.str.slice(5).str.strip_suffix("}")).alias(name)
+            )
+    return frame.with_columns(fixes) if fixes else frame
+
+
 def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     try:
         file = pq.ParquetFile(path)
@@ -769,8 +841,7 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         ) from None
     number, size = 1, path.stat().st_size
     for i, batch in enumerate(file.iter_batches(batch_size=batch_rows)):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
+        frame = _as_text(cast(pl.DataFrame, pl.from_arrow(batch)))
         frame = frame.with_columns(
             pl.int_range(number, number + frame.height, dtype=pl.Int64).alias("_row"),
             pl.lit(str(path)).alias("_source"),
@@ -837,6 +908,7 @@ def read_documents(docs: pl.DataFrame) -> tuple[RawBatch, pl.Series]:
     con.close()
     gone = parsed.filter(pl.col("unreadable"))["_source"]
     readable = parsed.filter(~pl.col("unreadable")).drop("unreadable").with_columns(pl.col("_row").cast(pl.Int64))
+    readable = readable.filter(~_blank(readable["_raw"]))  # blank lines are skipped, as in files
     good, bad = _split_parsed(readable)
     return RawBatch(rows=good, malformed=bad, bytes_read=int(docs["_doc"].str.len_bytes().sum())), gone
 

@@ -35,7 +35,7 @@ from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.reports import Report, ReportKind
 from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
-from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, ParquetLake, open_store
+from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, ParquetLake, data_version, open_store
 from vtp_lab.tables import TABLES
 from vtp_lab.validate import validate
 
@@ -92,10 +92,8 @@ class Lab:
         self.path = str(path)
         self.max_clock_skew = max_clock_skew
         self.store: DuckDBStore | ParquetLake = open_store(path, read_only=read_only)
-        self._generation = 0
         self._touched: set[str] | None = None  # recordings with new events since the last refresh; None: unknown
         self._cache: tuple[tuple[object, ...], Derived] | None = None
-        self._refreshed: tuple[object, ...] | None = None
 
     def append(self, frame: pl.DataFrame, *, source: str = "frame") -> AppendResult:
         """Validate raw events and store them: accepted rows de-duplicated, rejected rows quarantined.
@@ -164,7 +162,7 @@ class Lab:
             >>> [p.name for p in Lab(":memory:").export_parquet(tempfile.mkdtemp(), tables=["recordings"])]
             ['recordings']
         """
-        return export_parquet(self.store, directory, tables=tables, partition_by=partition_by)
+        return export_parquet(self.store, directory, tables=tables, partition_by=partition_by, fresh=self._fresh())
 
     def export_csv(self, directory: str | Path, tables: str | Sequence[str] | None = None) -> list[Path]:
         """Write the tables as CSV for PostgreSQL's COPY (see :func:`vtp_lab.export.export_csv`).
@@ -174,7 +172,7 @@ class Lab:
             >>> len(Lab(":memory:").export_csv(tempfile.mkdtemp()))
             6
         """
-        return export_csv(self.store, directory, tables=tables)
+        return export_csv(self.store, directory, tables=tables, fresh=self._fresh())
 
     def loads(self) -> pl.DataFrame:
         """The load ledger: one row per file loaded, with its counts and any error.
@@ -259,16 +257,10 @@ class Lab:
     def _state_key(
         self, score: pl.Expr | None = None, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
     ) -> tuple[object, ...]:
-        """What the derived tables depend on: writes through this Lab, stored events, score, threshold."""
-        return (
-            self._generation,
-            self.store.count("analytics_events"),
-            None if score is None else str(score),
-            attendance_threshold,
-        )
+        """What the derived tables depend on: the stored events and catalogue (from any process), score, threshold."""
+        return (data_version(self.store), None if score is None else str(score), attendance_threshold)
 
     def _wrote(self, events: pl.DataFrame | None = None) -> None:
-        self._generation += 1
         if self._touched is not None and events is not None:
             self._touched.update(events["recording_id"].unique().to_list())
 
@@ -278,18 +270,20 @@ class Lab:
         Incremental when this Lab knows which recordings got new events since its last
         refresh: it recomputes those recordings and the other recordings of their courses
         (course statistics need them all) and replaces just their rows. Otherwise (a store
-        this Lab did not write, or a new catalogue) it recomputes everything.
+        this Lab did not write, or a new catalogue) it recomputes everything. The tables
+        are stored with the data version they were computed from, so every reader, in any
+        process, can tell whether they are fresh.
 
         Example:
             >>> Lab(":memory:").refresh()["playback_sessions"]
             0
         """
+        version = data_version(self.store)
         touched = self._touched
-        if touched is None:
+        if touched is None or (not touched and self.store.derived_version() != version):
             d = self.derived()
             tables = {name: getattr(d, name) for name in _MATERIALISED}
-            self.store.replace_tables(tables)
-            self._refreshed = self._state_key()
+            self.store.replace_tables(tables, version=version)
             self._touched = set()
             return {name: frame.height for name, frame in tables.items()}
         if not touched:
@@ -314,10 +308,42 @@ class Lab:
             courses,
             d.course_statistics.filter(pl.col("course_id").is_in(courses)),
         )
-        self.store.replace_rows(changes)
+        self.store.replace_rows(changes, version=version)
         self._touched = set()
-        self._refreshed = self._state_key()
         return {name: change[2].height for name, change in changes.items()}
+
+    def _fresh(self) -> dict[str, pl.DataFrame]:
+        """Derived tables that the store holds out of date, computed now (none when the store's are fresh).
+
+        A Lab that can write refreshes the store instead; a read-only one computes them in memory.
+        """
+        if self.store.derived_version() == data_version(self.store):
+            return {}
+        if not self.store.read_only:
+            self.refresh()
+            return {}
+        d = self.derived()
+        return {name: getattr(d, name) for name in _MATERIALISED}
+
+    def table(self, name: str) -> pl.DataFrame:
+        """Any table by name, the derived ones as of every stored event.
+
+        Example:
+            >>> Lab(":memory:").table("course_statistics").height
+            0
+        """
+        fresh = self._fresh() if name in _MATERIALISED else {}
+        return fresh[name] if name in fresh else self.store.read(name)
+
+    def count(self, name: str) -> int:
+        """Rows in a table by name, the derived ones as of every stored event.
+
+        Example:
+            >>> Lab(":memory:").count("analytics_events")
+            0
+        """
+        fresh = self._fresh() if name in _MATERIALISED else {}
+        return fresh[name].height if name in fresh else self.store.count(name)
 
     def _query(
         self,
@@ -349,15 +375,10 @@ class Lab:
                 if value is not None and column in frame.columns:
                     frame = frame.filter(pl.col(column) == parse_uuid(value))
         else:
-            if self._stale():
-                self.refresh()
-            frame = self.store.read(name) if name in TABLES else getattr(self.derived(), name)
+            frame = self.table(name) if name in TABLES else getattr(self.derived(), name)
         for f in _period("started_at", since, until):
             frame = frame.filter(f.expr())
         return frame.lazy() if lazy else frame
-
-    def _stale(self) -> bool:
-        return self._refreshed != self._state_key()
 
     def playback_sessions(
         self,

@@ -41,7 +41,7 @@ import polars as pl
 from vtp_lab.duck import ROW_GROUP_ROWS
 from vtp_lab.errors import InputFormatError, RejectionLimitError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
-from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events
+from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events, skip_reason
 from vtp_lab.store import DuckDBStore, Origins, ParquetLake
 from vtp_lab.tables import ANALYTICS_EVENTS
 from vtp_lab.validate import validate
@@ -69,6 +69,7 @@ class FileReport:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def balanced(self) -> bool:
@@ -124,6 +125,11 @@ class LoadReport:
         """Files that could not be read to the end, with why."""
         return [f"{f.source}: {f.error}" for f in self.files if f.error]
 
+    @property
+    def skipped(self) -> list[str]:
+        """Files that are not event dumps (a catalogue, notes), left unread, with why."""
+        return [f"{f.source}: {f.skipped}" for f in self.files if f.skipped]
+
     def _rows(self) -> list[tuple[str, str, int, int, int, int, str]]:
         def reasons(d: dict[str, int]) -> str:
             return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "-"
@@ -136,7 +142,9 @@ class LoadReport:
                 f.accepted,
                 f.rejected,
                 f.duplicates,
-                reasons(f.rejected_by_reason) + (f"; ERROR {f.error}" if f.error else ""),
+                f"SKIPPED {f.skipped}"
+                if f.skipped
+                else reasons(f.rejected_by_reason) + (f"; ERROR {f.error}" if f.error else ""),
             )
             for f in self.files
         ]
@@ -335,6 +343,9 @@ def _load_one(
     touched: set[str] | None,
     budget: _Budget,
 ) -> FileReport:
+    skipped = skip_reason(path, fmt)
+    if skipped is not None:
+        return FileReport(source=str(path), format=fmt, skipped=skipped)
     started = datetime.now(UTC)
     clock = time.perf_counter()
     counts: Counter[str] = Counter()

@@ -7,7 +7,8 @@ what is stored and within the batch), :meth:`read` a table as a polars frame wit
 simple filters, and :meth:`write_recordings`.
 
 - :class:`DuckDBStore`: one transaction per batch; de-duplication is one anti-join.
-  DuckDB allows one writer process: a second gets :class:`StoreLockedError`.
+  DuckDB allows one process at a time: a second writer gets :class:`StoreLockedError`,
+  and a reader (``read_only=True``) reads a snapshot copied as of its opening.
 - :class:`ParquetLake`: a directory. ``analytics_events/event_date=YYYY-MM-DD/`` holds
   hive-partitioned zstd Parquet; the other tables have folders of their own. A batch is
   written into ``_staging/``, its footers checked, renamed to a name derived from its
@@ -29,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +48,7 @@ from vtp_lab.duck import ROW_GROUP_ROWS, arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
 
-__all__ = ["AppendResult", "DuckDBStore", "Filter", "Origins", "ParquetLake", "Store", "open_store"]
+__all__ = ["AppendResult", "DuckDBStore", "Filter", "Origins", "ParquetLake", "Store", "data_version", "open_store"]
 
 Op = Literal["==", ">=", "<", "in"]
 _LOCK_HOLDER: Final = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
@@ -120,6 +122,7 @@ class Store(Protocol):
     """
 
     path: str
+    read_only: bool
 
     def append(
         self,
@@ -149,12 +152,18 @@ class Store(Protocol):
         """Rows in ``table``."""
         ...
 
-    def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
-        """Replace some rows of some tables at once."""
+    def replace_rows(
+        self, changes: dict[str, tuple[str, list[str], pl.DataFrame]], *, version: str | None = None
+    ) -> None:
+        """Replace some rows of some tables at once; ``version`` as with :meth:`replace_tables`."""
         ...
 
-    def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
-        """Replace whole tables at once."""
+    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
+        """Replace whole tables at once; ``version`` (see :func:`data_version`) is recorded with them."""
+        ...
+
+    def derived_version(self) -> str | None:
+        """The ``version`` recorded with the last replace that gave one (None: never)."""
         ...
 
     def all_or_nothing(self) -> contextlib.AbstractContextManager[None]:
@@ -329,6 +338,21 @@ def _sorted(events: pl.DataFrame) -> _Sorted:
     return _Sorted(events, *_first_per_id(events))
 
 
+_STATE: Final = "vtp_lab_state"
+"""DuckDB's table of vtp_lab's own state (not a table of the mirror): the derived tables' data version."""
+
+
+def data_version(store: Store) -> str:
+    """What the derived tables depend on, as text: the stored events (append-only, so their count) and the catalogue.
+
+    Example:
+        >>> data_version(DuckDBStore())
+        '0:...'
+    """
+    recordings = store.read("recordings")
+    return f"{store.count('analytics_events')}:{_digest(*recordings.get_columns())}"
+
+
 class DuckDBStore:
     """The tables in one DuckDB database file (or in memory with ``":memory:"``).
 
@@ -346,13 +370,17 @@ class DuckDBStore:
         self.read_only = read_only
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._snapshot: tempfile.TemporaryDirectory[str] | None = None
         try:
             self.con = connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
             match = _LOCK_HOLDER.search(str(exc))
-            if match:
+            if not match:
+                raise StoreError(f"cannot open the DuckDB store {self.path}: {exc}") from None
+            if not read_only:
                 raise StoreLockedError(path=self.path, holder=f"{match[1]} (PID {match[2]})") from None
-            raise StoreError(f"cannot open the DuckDB store {self.path}: {exc}") from None
+            self._snapshot = tempfile.TemporaryDirectory(prefix="vtp-lab-snapshot-")
+            self.con = connect(_snapshot(Path(self.path), Path(self._snapshot.name)), read_only=True)
         self.con.execute("SET preserve_insertion_order = false")  # stored row order carries no meaning
         if self.path != ":memory:":
             self.con.execute(f"SET memory_limit = '{memory_limit}'")  # DuckDB caches blocks up to this, then spills
@@ -362,6 +390,7 @@ class DuckDBStore:
         if not read_only:
             for table in TABLES.values():
                 self.con.execute(table.duckdb_ddl())
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
 
     @contextlib.contextmanager
     def _registered(self, **frames: pl.DataFrame | pa.Table) -> Iterator[None]:
@@ -541,8 +570,8 @@ class DuckDBStore:
         with self._lock, self._registered(rows=spec.conform(frame)):
             self.con.execute(f"INSERT INTO {spec.name} SELECT * FROM rows")
 
-    def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
-        """Replace whole tables, all in one transaction.
+    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
+        """Replace whole tables, all in one transaction (with ``version``, see :func:`data_version`).
 
         Example:
             >>> from vtp_lab.tables import RECORDINGS
@@ -554,8 +583,11 @@ class DuckDBStore:
             for name in frames:
                 self.con.execute(f"DELETE FROM {name}")
                 self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
+            self._record_version(version)
 
-    def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
+    def replace_rows(
+        self, changes: dict[str, tuple[str, list[str], pl.DataFrame]], *, version: str | None = None
+    ) -> None:
         """For each table, replace the rows whose ``column`` is in ``values`` by ``frame``; one transaction.
 
         Example:
@@ -570,6 +602,25 @@ class DuckDBStore:
                     marks = ", ".join("?" * len(values))
                     self.con.execute(f"DELETE FROM {name} WHERE {column} IN ({marks})", values)
                 self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
+            self._record_version(version)
+
+    def _record_version(self, version: str | None) -> None:
+        if version is not None:
+            self.con.execute(f"INSERT OR REPLACE INTO {_STATE} VALUES ('derived_version', ?)", [version])
+
+    def derived_version(self) -> str | None:
+        """The data version the derived tables were last computed from (see :func:`data_version`).
+
+        Example:
+            >>> DuckDBStore().derived_version() is None
+            True
+        """
+        with self._lock:
+            try:
+                row = self.con.execute(f"SELECT value FROM {_STATE} WHERE key = 'derived_version'").fetchone()
+            except duckdb.CatalogException:  # a store written before versions were kept
+                return None
+        return None if row is None else str(row[0])
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue in one transaction.
@@ -588,6 +639,30 @@ class DuckDBStore:
         """
         with self._lock:
             self.con.close()
+            if self._snapshot is not None:
+                self._snapshot.cleanup()
+
+
+def _snapshot(path: Path, into: Path, *, tries: int = 5) -> Path:
+    """A copy of the DuckDB file ``path`` (and its write-ahead log) that another process is writing, as of now.
+
+    DuckDB lets no other process open a file that one holds for writing, not even to read.
+    Between checkpoints the writer only appends to the write-ahead log, so the file copied,
+    then its log, is the store as a crash at that moment would leave it, which is what
+    DuckDB recovers from on opening. A copy during which the file changed (a checkpoint)
+    is made again.
+    """
+    wal = Path(f"{path}.wal")
+    for _ in range(tries):
+        before = path.stat()
+        copy = into / path.name
+        shutil.copyfile(path, copy)
+        if wal.exists():
+            shutil.copyfile(wal, f"{copy}.wal")
+        after = path.stat()
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+            return copy
+    raise StoreError(f"could not copy {path} while its writer kept changing it; try again, or stop the writer")
 
 
 def _digest(*parts: pl.Series) -> str:
@@ -810,9 +885,11 @@ class ParquetLake:
             kept = None
             if new.height < own.batch.height:
                 clashing = own.batch["id"].filter(~own.batch["id"].is_in(new["id"].implode())).implode()
-                files = self._files("analytics_events")
                 scan = pl.scan_parquet(
-                    files, hive_partitioning=False, glob=False, schema=ANALYTICS_EVENTS.polars_schema
+                    self._files("analytics_events"),
+                    hive_partitioning=False,
+                    glob=False,
+                    schema=ANALYTICS_EVENTS.polars_schema,
                 )
                 kept = ANALYTICS_EVENTS.conform(scan.filter(pl.col("id").is_in(clashing)).collect())
             conflicts = own.conflicts(kept)
@@ -905,8 +982,8 @@ class ParquetLake:
             files = self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")])
             self._commit({"table": spec.name, "mode": "append", "files": files}, name)
 
-    def replace_tables(self, frames: dict[str, pl.DataFrame]) -> None:
-        """Replace whole tables: new files, then one ledger entry that supersedes the old ones.
+    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
+        """Replace whole tables: new files, then one ledger entry that supersedes the old ones (with ``version``).
 
         Example:
             >>> import tempfile
@@ -923,12 +1000,25 @@ class ParquetLake:
             files = self._publish(
                 [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()]
             )
-            self._commit({"table": ",".join(conformed), "mode": "replace", "files": files}, name)
+            entry = {"table": ",".join(conformed), "mode": "replace", "files": files}
+            self._commit(entry if version is None else {**entry, "version": version}, name)
 
-    def replace_rows(self, changes: dict[str, tuple[str, list[str], pl.DataFrame]]) -> None:
+    def derived_version(self) -> str | None:
+        """The data version the derived tables were last computed from (see :func:`data_version`).
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).derived_version() is None
+            True
+        """
+        return next((e["version"] for e in reversed(self._ledger()) if "version" in e), None)
+
+    def replace_rows(
+        self, changes: dict[str, tuple[str, list[str], pl.DataFrame]], *, version: str | None = None
+    ) -> None:
         """For each table, replace the rows whose ``column`` is in ``values`` by ``frame``.
 
-        The tables are rewritten whole and committed in one ledger entry.
+        The tables are rewritten whole and committed in one ledger entry (with ``version``).
 
         Example:
             >>> import tempfile
@@ -939,7 +1029,7 @@ class ParquetLake:
         for name, (column, values, frame) in changes.items():
             kept = self.read(name).filter(~pl.col(column).is_in(values))
             frames[name] = pl.concat([kept, _table(name).conform(frame)])
-        self.replace_tables(frames)
+        self.replace_tables(frames, version=version)
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue: a new file, then a ledger entry that supersedes the last.
