@@ -747,7 +747,7 @@ def _csv_chunk(
     texts = _without_null_markers(kept)
     try:
         frame, bad = _read_csv_text(texts, columns), REJECTED_EVENTS.empty()
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError):
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError, pl.exceptions.SchemaError):
         ok = pl.Series([_one_record(t, len(columns)) for t in texts.to_list()], dtype=pl.Boolean)
         bad = _malformed(kept.filter(~ok), numbers.filter(~ok), source)
         kept, numbers, texts = kept.filter(ok), numbers.filter(ok), texts.filter(ok)

@@ -617,10 +617,10 @@ class DuckDBStore:
         """
         with self._lock:
             try:
-                row = self.con.execute(f"SELECT value FROM {_STATE} WHERE key = 'derived_version'").fetchone()
+                rows = self.con.execute(f"SELECT value FROM {_STATE} WHERE key = 'derived_version'").fetchall()
             except duckdb.CatalogException:  # a store written before versions were kept
                 return None
-        return None if row is None else str(row[0])
+        return str(rows[0][0]) if rows else None
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
         """Replace the catalogue in one transaction.
