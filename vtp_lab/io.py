@@ -30,6 +30,7 @@ import csv
 import glob
 import gzip
 import io
+import json
 import re
 import tempfile
 import zlib
@@ -644,20 +645,46 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
 def _json_document(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     """A JSON document read whole, as :func:`read_documents` reads a posted one.
 
-    An array's elements and one event object load as events. A document that does not
-    parse, or is neither, is one ``malformed`` row (line 1, the first 10,000 characters as
-    its raw text).
+    An array's elements and one event object load as events. A document DuckDB cannot
+    parse is parsed by Python's reader, which takes what DuckDB does not (a lone
+    surrogate escape in one element): its elements are then written back one by one, so
+    that the element at fault is one ``malformed`` row and the others load. A document
+    neither reads, or that is neither an array nor an object, is one ``malformed`` row
+    (line 1, the whole text as its raw text).
     """
     source, size = str(path), path.stat().st_size
     docs = pl.DataFrame({"_doc": [_read_text(path).decode("utf-8", errors="replace")], "_source": [source]})
     parsed, unreadable = read_documents(docs.with_columns(_ndjson=False))
     if unreadable.len():
-        head = docs["_doc"].str.slice(0, 10_000)
-        yield RawBatch(rows=pl.DataFrame(), malformed=_malformed(head, pl.Series([1]), source), bytes_read=size)
-        return
+        elements = _python_elements(docs["_doc"].item())
+        if elements is None:
+            yield RawBatch(
+                rows=pl.DataFrame(), malformed=_malformed(docs["_doc"], pl.Series([1]), source), bytes_read=size
+            )
+            return
+        good, bad = _json_objects(elements.to_frame().with_row_index("_row", offset=1), source)
+        parsed = RawBatch(rows=good, malformed=bad, bytes_read=size)
     for start in range(0, max(parsed.rows.height, 1), batch_rows):
         malformed = parsed.malformed if start == 0 else parsed.malformed.clear()
         yield RawBatch(rows=parsed.rows.slice(start, batch_rows), malformed=malformed, bytes_read=size)
+
+
+def _python_elements(text: str) -> pl.Series | None:
+    r"""The elements of a JSON array (or the one object) as JSON texts, by Python's reader; None if it cannot read it.
+
+    Example:
+        >>> _python_elements('[{"a": 1}, {"s": "\ud800"}]').to_list()
+        ['{"a": 1}', '{"s": "\\ud800"}']
+    """
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict):
+        return pl.Series("_raw", [text])
+    if not isinstance(value, list):
+        return None
+    return pl.Series("_raw", [json.dumps(v) for v in value], dtype=pl.String)
 
 
 _MAX_RECORD_LINES: Final = 1000
