@@ -25,8 +25,10 @@ def _num(meta: dict, key: str) -> float | None:
     return None if value is None or isinstance(value, bool) else float(value)
 
 
-def half_up(x: float) -> int:
-    return math.floor(x + 0.5)
+def half_up(x: float, decimals: int = 0) -> float:
+    """Half up as a decimal computation rounds: the float first cleaned to 6 places."""
+    scale = 10**decimals
+    return math.floor(round(x * scale, 6) + 0.5) / scale
 
 
 def union_and_rewatch(intervals: list[tuple[float, float]]) -> tuple[float, float]:
@@ -179,9 +181,9 @@ def walk(events: list[dict], duration: float | None) -> dict:
             last_quality = w.quality
 
     union, rewatched = union_and_rewatch(w.intervals)
-    watched = half_up(union)
-    duration_int = half_up(duration) if duration is not None else None
-    completion = min(100.0, round(watched / duration_int * 100, 2)) if duration_int else None
+    watched = int(half_up(union))
+    duration_int = int(half_up(duration)) if duration is not None else None
+    completion = min(100.0, half_up(watched / duration_int * 100, 2)) if duration_int else None
     played = {q: s for q, s in w.by_quality.items() if q is not None and s > 0}
     if played:
         best = max(played.values())

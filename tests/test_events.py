@@ -226,9 +226,14 @@ def test_from_json_malformed():
         events_from_json('{"a": 1}')
 
 
+def texts(size: int) -> st.SearchStrategy[str]:
+    """Text PostgreSQL holds (no NUL character)."""
+    return st.text(max_size=size).filter(lambda s: "\x00" not in s)
+
+
 metadata_values = st.recursive(
-    st.none() | st.booleans() | st.integers(0, 10**6) | st.floats(0, 1e6) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    st.none() | st.booleans() | st.integers(0, 10**6) | st.floats(0, 1e6) | texts(5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts(4), inner, max_size=3),
     max_leaves=6,
 )
 

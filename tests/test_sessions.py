@@ -17,6 +17,7 @@ from vtp_lab import sessions
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import SESSION_EVENT_ORDER, playback_session_id
 from vtp_lab.sessions import SESSION_KEY, catalogue, playback_sessions, session_details, sessionize
+from vtp_lab.stats import derive
 from vtp_lab.synth import semester
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
@@ -273,3 +274,25 @@ def test_vectorised_sessions_match_the_per_event_reference(sessions, duration):
                 assert row[key] == pytest.approx(value, abs=1e-9), (key, row[key], value)
             else:
                 assert row[key] == value, (key, row[key], value)
+
+
+def test_rounding_half_up_gives_the_decimal_answer_not_the_float_one():
+    """[54.6, 240.2) and [47.7, 162.9): a union of exactly 192.5 s as the events wrote it, 192.49999999999997 in floats."""
+    rows = [
+        event(0, 0, "playback_started", {"position": 54.6}),
+        event(1, 185.6, "playback_paused", {"position": 240.2}),
+        event(2, 195.6, "playback_resumed", {"position": 47.7}),
+        event(3, 310.8, "playback_paused", {"position": 162.9}),
+    ]
+    d = session_details(frame(rows), recordings=recordings(1800.0))
+    assert d.select("watched_seconds", "completion_rate").row(0) == (193, 10.72)  # 193 / 1800 = 10.7222 %
+
+
+def test_completion_and_quality_seconds_on_exactly_half_round_up():
+    rows = [event(0, 0, "playback_started", {"position": 0, "quality": "720p"}), event(1, 2.5, "playback_paused", {})]
+    d = session_details(frame(rows), recordings=recordings(400.0))
+    assert d.select("watched_seconds", "completion_rate").row(0) == (3, 0.75)  # 2.5 s -> 3; 3 / 400 = 0.75 %
+    rows = [event(0, 0, "playback_started", {"position": 0}), event(1, 1, "playback_paused", {"position": 1})]
+    assert session_details(frame(rows), recordings=recordings(160.0))["completion_rate"].item() == 0.63  # 0.625
+    lectures = derive(frame([event(0, 0, "playback_started", {"quality": "720p"}), event(1, 2.5, "session_ended", {})]))
+    assert json.loads(lectures.lecture_statistics["quality_distribution"].item()) == {"720p": 3}

@@ -44,6 +44,7 @@ from vtp_lab.events import MAX_INTEGER, SESSION_EVENT_ORDER, EventType, uuid5_se
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
 __all__ = [
+    "DECIMAL_PLACES",
     "DETAIL_COLUMNS",
     "SESSION_KEY",
     "Sessionized",
@@ -51,6 +52,7 @@ __all__ = [
     "coverage",
     "metadata_columns",
     "playback_sessions",
+    "round_half_up",
     "run_starts",
     "session_details",
     "session_segments",
@@ -365,7 +367,10 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
     )  # fmt: skip
     playing = pl.col("playing_before")
     ev = ev.with_columns(_previous(pl.col("rate_after"), 1.0).alias("rate_before"))
-    d = pl.when(playing).then(pl.col("rate_before") * (pl.col("t") - _previous(pl.col("t"), 0.0))).otherwise(0.0)
+    advance = pl.col("rate_before") * (pl.col("t") - _previous(pl.col("t"), 0.0))
+    # content past the largest position the INTEGER columns hold counts for nothing (segments are capped there);
+    # capping each step there keeps a huge rate times a long pause finite
+    d = pl.when(playing).then(advance.clip(upper_bound=float(MAX_INTEGER))).otherwise(0.0)
     ev = ev.with_columns(_session_cum_sum(d).alias("_D"))
     position = pl.col("m_position")
     has_p = position.is_not_null()
@@ -498,8 +503,25 @@ def coverage(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     )
 
 
-def _half_up(expr: pl.Expr) -> pl.Expr:
-    return (expr + 0.5).floor()
+DECIMAL_PLACES: Final = 6
+"""Positions and times come in decimals (tenths of a second, milliseconds): sums are cleaned to this many places."""
+
+
+def round_half_up(expr: pl.Expr, decimals: int = 0) -> pl.Expr:
+    """Round half up to ``decimals`` places, as a decimal computation would: float noise first cleaned away.
+
+    ``403.2 - 331.7`` is ``71.49999999999997`` in binary floating point; the union it belongs
+    to is exactly 149.5 seconds as the events wrote it, and rounds to 150. The value is
+    first rounded to :data:`DECIMAL_PLACES` places, then half up.
+
+    Example:
+        >>> pl.select(round_half_up(pl.lit(1800 - 1722 + (403.2 - 331.7)))).item()
+        150.0
+        >>> pl.select(round_half_up(pl.lit(150 / 1800 * 100), 2).alias("a"), round_half_up(pl.lit(0.625), 2)).row(0)
+        (8.33, 0.63)
+    """
+    scale = 10.0**decimals
+    return ((expr * scale).round(DECIMAL_PLACES) + 0.5).floor() / scale
 
 
 def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -624,12 +646,12 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -
             pl.col("rebuffer_seconds").fill_null(0.0),
         )
     )
-    watched = _half_up(pl.col("union_seconds")).cast(pl.Int32)
-    duration_int = _half_up(pl.col("duration_seconds")).cast(pl.Int32)
+    watched = round_half_up(pl.col("union_seconds")).cast(pl.Int32)
+    duration_int = round_half_up(pl.col("duration_seconds")).cast(pl.Int32)
     out = out.with_columns(watched.alias("watched_seconds"), duration_int.alias("duration_int"))
     out = out.with_columns(
         pl.when(pl.col("duration_int") > 0)
-        .then(pl.min_horizontal((pl.col("watched_seconds") / pl.col("duration_int") * 100).round(2), pl.lit(100.0)))
+        .then(pl.min_horizontal(round_half_up(pl.col("watched_seconds") / pl.col("duration_int") * 100, 2), 100.0))
         .alias("completion_rate"),
         pl.coalesce("_top_quality", "_last_quality").alias("quality"),
         (pl.col("rebuffer_seconds") / (pl.col("play_time_seconds") + pl.col("rebuffer_seconds")))

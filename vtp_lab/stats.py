@@ -27,7 +27,7 @@ import polars as pl
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import MAX_INTEGER, EventType, uuid5_series
 from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
-from vtp_lab.sessions import Sessionized, coverage, metadata_columns, run_starts, sessionize
+from vtp_lab.sessions import Sessionized, coverage, metadata_columns, round_half_up, run_starts, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = [
@@ -293,7 +293,7 @@ def derive(
         .sort("recording_id", "quality")
     )
     quality_seconds = (
-        quality_play.with_columns(pl.col("play_seconds").round(0).cast(pl.Int64).alias("q"))
+        quality_play.with_columns(round_half_up(pl.col("play_seconds")).cast(pl.Int64).alias("q"))
         .group_by("recording_id", maintain_order=True)
         .agg(
             pl.concat_str([pl.lit('"'), _json_text(pl.col("quality")), pl.lit('":'), "q"]).str.join(",").alias("pairs")
