@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import polars as pl
 import pytest
-from conftest import COURSE, REC, USER
+from conftest import COURSE, REC, USER, raw_event
 from polars.testing import assert_frame_equal
 from test_sessions import T0, event, frame, recordings, worked_events
 
@@ -17,6 +17,7 @@ from vtp_lab.lab import Lab
 from vtp_lab.stats import derive, quality_events
 from vtp_lab.synth import semester
 from vtp_lab.tables import RECORDINGS
+from vtp_lab.validate import validate
 
 L1, L2 = "6ba7b821-9dad-11d1-80b4-00c04fd430c8", "6ba7b822-9dad-11d1-80b4-00c04fd430c8"
 A, B = "6ba7b831-9dad-11d1-80b4-00c04fd430c8", "6ba7b832-9dad-11d1-80b4-00c04fd430c8"
@@ -236,3 +237,13 @@ def test_refresh_is_incremental_and_exact(tmp_path, sem, monkeypatch, name):
     assert lab.refresh() == dict.fromkeys(
         ("playback_sessions", "quality_events", "engagement_metrics", "lecture_statistics", "course_statistics"), 0
     )
+
+
+def test_a_recording_of_duration_zero_scores_without_nan():
+    rows = [
+        raw_event(metadata='{"position": 0, "duration": 0}'),
+        raw_event(event_type="session_ended", event_timestamp="2026-09-01T10:01:00Z", metadata='{"position": 0}'),
+    ]
+    accepted = validate(pl.DataFrame(rows)).accepted
+    scores = derive(accepted).engagement_metrics["engagement_score"]
+    assert scores.is_finite().all() and scores.is_between(0, 100).all()

@@ -51,7 +51,8 @@ DEFAULT_ATTENDANCE_THRESHOLD: Final = 0.5
 
 
 def _clip01(expr: pl.Expr) -> pl.Expr:
-    return expr.clip(0.0, 1.0).fill_null(0.0)
+    """In [0, 1]; a term that is undefined (no duration, or a duration of 0: null or 0 / 0) counts 0."""
+    return expr.fill_nan(None).clip(0.0, 1.0).fill_null(0.0)
 
 
 SCORE_TERMS: Final = {
