@@ -22,7 +22,7 @@ import polars as pl
 
 from vtp_lab.events import Event, EventValidationError
 from vtp_lab.synth import semester
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 TARGET = 2_000_000
 

@@ -16,7 +16,7 @@ from vtp_lab.errors import EventValidationError, InputFormatError, StoreError
 from vtp_lab.events import Event
 from vtp_lab.io import read_documents
 from vtp_lab.lab import Lab
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 
 def test_invalid_event_raises_at_record():

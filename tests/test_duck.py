@@ -86,7 +86,7 @@ def test_duckdb_stores_binary_and_text_uuids_alike(spelling):
 _IN_NEW_YORK = """
 import polars as pl
 from vtp_lab.duck import compute, connect
-from vtp_lab.validate import cast_timestamps
+from vtp_lab.validation import cast_timestamps
 zone = "SELECT current_setting('TimeZone')"
 print(compute().execute(zone).fetchone()[0], connect().cursor().execute(zone).fetchone()[0])
 print(cast_timestamps(pl.Series(["2026-09-01 10:00:00"])).dt.hour().item())

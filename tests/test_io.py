@@ -11,7 +11,7 @@ import zstandard
 from vtp_lab.errors import InputFormatError
 from vtp_lab.io import format_of, read_events, write_events
 from vtp_lab.synth import semester
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ LAYERS = {
     "tables": 0,
     "duck": 0,
     "events": 1,
-    "validate": 2,
+    "validation": 2,
     "synth": 2,
     "io": 3,
     "collect": 3,
@@ -46,6 +46,19 @@ def test_all_is_sorted_and_matches_exports():
     for name in vtp_lab.__all__:
         assert getattr(vtp_lab, name) is not None
     assert sorted(dir(vtp_lab)) == vtp_lab.__all__
+
+
+def test_no_exported_name_is_shadowed_by_a_submodule():
+    """Importing a submodule sets it as an attribute of the package: none may hide an exported name."""
+    import importlib
+
+    expected = {name: getattr(vtp_lab, name) for name in vtp_lab.__all__}
+    for path in sorted((ROOT / "vtp_lab").glob("*.py")):
+        importlib.import_module(f"vtp_lab.{path.stem}")
+    for _ in range(2):
+        for name, obj in expected.items():
+            assert getattr(vtp_lab, name) is obj, name
+    assert callable(vtp_lab.validate) and vtp_lab.validate.__module__ == "vtp_lab.validation"
 
 
 def test_every_module_has_a_sorted_all_of_existing_names():

@@ -17,7 +17,7 @@ from vtp_lab.lab import Lab
 from vtp_lab.stats import derive, quality_events
 from vtp_lab.synth import semester
 from vtp_lab.tables import RECORDINGS
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 L1, L2 = "6ba7b821-9dad-11d1-80b4-00c04fd430c8", "6ba7b822-9dad-11d1-80b4-00c04fd430c8"
 A, B = "6ba7b831-9dad-11d1-80b4-00c04fd430c8", "6ba7b832-9dad-11d1-80b4-00c04fd430c8"

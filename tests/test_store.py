@@ -12,7 +12,7 @@ from vtp_lab.errors import StoreError
 from vtp_lab.store import DuckDBStore, Filter, ParquetLake, open_store
 from vtp_lab.synth import semester
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from vtp_lab.events import EventType
 from vtp_lab.synth import semester
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vtp_lab.events import Event, EventType, events_from_json, events_to_json
     from vtp_lab.io import write_events
     from vtp_lab.lab import Lab
-    from vtp_lab.validate import Validated, validate
+    from vtp_lab.validation import Validated, validate
 
 __all__ = [
     "Collector",
@@ -69,8 +69,8 @@ _LAZY = {
     "StoreError": "vtp_lab.errors",
     "StoreLockedError": "vtp_lab.errors",
     "VtpLabError": "vtp_lab.errors",
-    "Validated": "vtp_lab.validate",
-    "validate": "vtp_lab.validate",
+    "Validated": "vtp_lab.validation",
+    "validate": "vtp_lab.validation",
     "write_events": "vtp_lab.io",
 }
 

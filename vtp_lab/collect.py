@@ -59,7 +59,7 @@ from vtp_lab.events import (
 )
 from vtp_lab.io import read_documents
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 __all__ = ["Collector", "OnInvalid", "Receipt", "Sink"]
 
@@ -71,7 +71,7 @@ A sink that returns an :class:`~vtp_lab.store.AppendResult` with ``inserted_ids`
 receipts count events already stored as duplicates; otherwise only repeats within what
 was stored together are. A sink that takes the keyword ``origins`` is handed, for
 submitted documents, where each accepted row came from (see
-:meth:`vtp_lab.validate.Validated.origins`), so that a row the store finds in conflict
+:meth:`vtp_lab.validation.Validated.origins`), so that a row the store finds in conflict
 is quarantined with its raw text, and its receipt says so.
 """
 

@@ -9,7 +9,7 @@ or, failing that, from the content.
 
 :func:`read_events` streams a file as :class:`RawBatch` es of bounded size: raw rows
 (``_raw``, ``_source``, ``_row`` and the fields as found) for
-:func:`vtp_lab.validate.validate`, plus the lines that could not be parsed at all,
+:func:`vtp_lab.validation.validate`, plus the lines that could not be parsed at all,
 already as ``malformed`` rejections with their line numbers. Parsing is vectorised
 (DuckDB for JSON, polars for CSV); only a CSV chunk that polars cannot parse is
 re-read line by line to find the bad lines.
@@ -52,7 +52,7 @@ from vtp_lab.duck import JsonParse, arrow, compute, json_query
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES, MAX_INTEGER
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
-from vtp_lab.validate import canonical_uuid, cast_timestamps
+from vtp_lab.validation import canonical_uuid, cast_timestamps
 
 __all__ = [
     "FORMATS",

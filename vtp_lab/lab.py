@@ -37,7 +37,7 @@ from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, ParquetLake, data_version, open_store
 from vtp_lab.tables import TABLES
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 if TYPE_CHECKING:
     from vtp_lab.widgets import Dashboard

@@ -44,7 +44,7 @@ from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
 from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events, skip_reason
 from vtp_lab.store import DuckDBStore, Origins, ParquetLake
 from vtp_lab.tables import ANALYTICS_EVENTS
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 __all__ = ["FileReport", "LoadReport", "load_files", "read_ahead"]
 

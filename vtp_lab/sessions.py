@@ -170,7 +170,7 @@ def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META)
     except duckdb.InvalidInputException as exc:
         raise InputFormatError(
             f"an event's metadata is not valid JSON ({str(exc).splitlines()[0]}); sessions and statistics "
-            "take validated events: pass the frame through vtp_lab.validate.validate() and use its accepted rows"
+            "take validated events: pass the frame through vtp_lab.validation.validate() and use its accepted rows"
         ) from None
     finally:
         con.close()

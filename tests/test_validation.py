@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from vtp_lab.errors import EventValidationError
 from vtp_lab.events import Event
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS
-from vtp_lab.validate import validate
+from vtp_lab.validation import validate
 
 T0 = datetime(2026, 9, 1, 10, tzinfo=UTC)
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
