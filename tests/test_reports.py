@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from conftest import ROOT, raw_event
 
+from vtp_lab.errors import NotFoundError, VtpLabError
 from vtp_lab.lab import Lab
 from vtp_lab.reports import REPORT_KINDS, Report, alerts
 from vtp_lab.synth import semester
@@ -108,18 +109,30 @@ def test_scopes_and_bad_scopes(lab):
     scoped = lab.report("engagement", course_id=course)
     assert scoped.scope == {"course_id": course}
     assert scoped.tables["lectures"].height == lab.recordings().filter(pl.col("course_id") == course).height
-    with pytest.raises(ValueError, match="no recordings of course 'nope'"):
+    with pytest.raises(NotFoundError, match="no course 'nope'"):
         lab.report("attendance", course_id="nope")
     with pytest.raises(ValueError, match="needs user_id"):
         lab.report("student")
     rec = lab.recordings().filter(pl.col("course_id") == course)["recording_id"][0]
     one = lab.report("performance", course_id=course, recording_id=rec)
     assert one.tables["per_lecture"]["recording_id"].to_list() == [rec]
-    with pytest.raises(ValueError, match=r"no recording 'nope'; see lab\.recordings"):
+    with pytest.raises(NotFoundError, match=r"no recording 'nope'; See lab\.recordings"):
         lab.report("performance", recording_id="nope")
     other = lab.recordings().filter(pl.col("course_id") != course)["course_id"][0]
-    with pytest.raises(ValueError, match=f"no recording '{rec}' in course '{other}'"):
+    with pytest.raises(NotFoundError, match=f"no recording '{rec}' in course '{other}'"):
         lab.report("quality", course_id=other, recording_id=rec)
+
+
+def test_an_unknown_id_is_a_lookup_error_that_suggests_close_ids(lab):
+    rec = lab.recordings()["recording_id"][0]
+    typo = rec[:-1] + ("0" if rec[-1] != "0" else "1")
+    with pytest.raises(LookupError) as info:
+        lab.report("performance", recording_id=typo)
+    assert isinstance(info.value, NotFoundError) and isinstance(info.value, VtpLabError)
+    assert info.value.matches[0] == rec and f"did you mean '{rec}'" in str(info.value)
+    user = lab.engagement_metrics()["user_id"][0]
+    with pytest.raises(NotFoundError, match=f"did you mean '{user}'"):
+        lab.report("student", user_id=user[:-1] + ("0" if user[-1] != "0" else "1"))
 
 
 def test_alerts_name_their_rules(lab):

@@ -194,7 +194,7 @@ def test_errors_are_json_everywhere(server: VtpServer) -> None:
     status, _, body = call(server, "/v2/nothing")
     assert status == 404 and json.loads(body)["error"] == "not_found"
     status, _, body = call(server, "/v1/reports/student?user_id=0ba7b812-9dad-11d1-80b4-00c04fd430c8")
-    assert status == 404 and "no sessions" in json.loads(body)["message"]
+    assert status == 404 and "no user" in json.loads(body)["message"]
     status, _, body = call(server, "/v1/reports/student")
     assert status == 400 and json.loads(body)["error"] == "missing_user_id"
 

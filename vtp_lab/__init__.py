@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from vtp_lab.errors import (
         EventValidationError,
         InputFormatError,
+        NotFoundError,
         RejectionLimitError,
         StoreError,
         StoreLockedError,
@@ -36,6 +37,7 @@ __all__ = [
     "EventValidationError",
     "InputFormatError",
     "Lab",
+    "NotFoundError",
     "RejectionLimitError",
     "StoreError",
     "StoreLockedError",
@@ -65,6 +67,7 @@ _LAZY = {
     "events_to_json": "vtp_lab.events",
     "EventValidationError": "vtp_lab.errors",
     "InputFormatError": "vtp_lab.errors",
+    "NotFoundError": "vtp_lab.errors",
     "RejectionLimitError": "vtp_lab.errors",
     "StoreError": "vtp_lab.errors",
     "StoreLockedError": "vtp_lab.errors",

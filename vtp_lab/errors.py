@@ -7,6 +7,7 @@ The tree::
     ├── StoreError                   a store cannot do what was asked
     │   └── StoreLockedError         another process holds the store's writer lock
     ├── RejectionLimitError          a load rejected more rows than its limit: nothing was stored
+    ├── NotFoundError                no recording, user or course has that id (LookupError too)
     └── InputFormatError             a file or option vtp_lab cannot read (ValueError too)
 
 Every error keeps its inputs as attributes, so a notebook can inspect them.
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "EventValidationError",
     "InputFormatError",
+    "NotFoundError",
     "RejectionLimitError",
     "StoreError",
     "StoreLockedError",
@@ -119,3 +121,27 @@ class RejectionLimitError(VtpLabError):
             f"{rejected:,} rows rejected, more than max_rejected={limit:,} ({reasons}); nothing of this load was "
             "stored. Load a sample without the limit to see the rejected rows and why, or raise the limit"
         )
+
+
+class NotFoundError(VtpLabError, LookupError):
+    """No recording, user or course of that id holds anything here; the message suggests close ids.
+
+    Example:
+        >>> e = NotFoundError(kind="recording", value="6ba7b811", known=["6ba7b811-9dad", "0000"], where="lab.recordings()")
+        >>> str(e)
+        "no recording '6ba7b811'; did you mean '6ba7b811-9dad'? See lab.recordings() for them all"
+        >>> isinstance(e, LookupError), e.value
+        (True, '6ba7b811')
+    """
+
+    def __init__(self, *, kind: str, value: object, known: list[str], where: str, scope: str = "") -> None:
+        import difflib
+
+        self.kind = kind
+        self.value = value
+        self.matches = (
+            difflib.get_close_matches(str(value), known, n=3, cutoff=0.6)
+            or [k for k in known if k.startswith(str(value)[:8])][:3]
+        )
+        hint = f"; did you mean {' or '.join(repr(m) for m in self.matches)}?" if self.matches else ";"
+        super().__init__(f"no {kind} {value!r}{scope}{hint} See {where} for them all")

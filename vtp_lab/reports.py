@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, Protocol, cast, get_args
 
 import polars as pl
 
+from vtp_lab.errors import NotFoundError
 from vtp_lab.metrics import at_risk_students, attendance_categories, lecture_attendance, qoe, qoe_summary, week_of
 from vtp_lab.stats import Derived
 
@@ -327,12 +328,16 @@ def _scoped(
     if course_id is not None:
         recs = cat.filter(pl.col("course_id") == course_id)["recording_id"]
         if recs.is_empty():
-            raise ValueError(f"no recordings of course {course_id!r}; see lab.recordings() for the course ids")
+            known = cat["course_id"].drop_nulls().unique().sort().to_list()
+            raise NotFoundError(kind="course", value=course_id, known=known, where="lab.recordings()")
     if recording_id is not None:
+        scope = recs
         recs = recs.filter(recs == recording_id)
         if recs.is_empty():
             where = f" in course {course_id!r}" if course_id is not None else ""
-            raise ValueError(f"no recording {recording_id!r}{where}; see lab.recordings() for the recording ids")
+            raise NotFoundError(
+                kind="recording", value=recording_id, known=scope.to_list(), where="lab.recordings()", scope=where
+            )
     keep = pl.col("recording_id").is_in(recs.implode())
     return d.session_details.filter(keep), d.engagement_features.filter(keep), cat.filter(keep)
 
@@ -361,12 +366,13 @@ def student(source: Source, *, user_id: str) -> StudentEngagementReport:
         >>> student(vl.Lab(":memory:"), user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: no sessions of user '6ba7b812-9dad-11d1-80b4-00c04fd430c8'; ...
+        vtp_lab.errors.NotFoundError: no user '6ba7b812-9dad-11d1-80b4-00c04fd430c8'; ...
     """
     d = source.derived()
     sessions = d.session_details.filter(pl.col("user_id") == user_id)
     if sessions.is_empty():
-        raise ValueError(f"no sessions of user {user_id!r}; see lab.engagement_metrics() for the users")
+        known = d.session_details["user_id"].unique().sort().to_list()
+        raise NotFoundError(kind="user", value=user_id, known=known, where="lab.engagement_metrics()")
     feats = d.engagement_features.filter(pl.col("user_id") == user_id)
     titles = _titles(d.recordings)
     history = (

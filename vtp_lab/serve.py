@@ -35,7 +35,7 @@ from typing import Annotated, Any, Final, Literal
 
 import polars as pl
 
-from vtp_lab.errors import EventValidationError, InputFormatError, VtpLabError
+from vtp_lab.errors import EventValidationError, InputFormatError, NotFoundError, VtpLabError
 from vtp_lab.lab import Lab
 from vtp_lab.reports import ReportKind
 
@@ -365,7 +365,7 @@ def create_app(
             built = lab.report(
                 kind, course_id=_text(course_id), user_id=_text(user_id), recording_id=_text(recording_id)
             )
-        except ValueError as exc:  # nothing in the store for this scope
+        except NotFoundError as exc:  # nothing in the store for this scope
             raise ApiError(404, "not_found", str(exc)) from None
         if "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(built.to_html())
