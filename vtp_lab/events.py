@@ -37,7 +37,10 @@ import polars as pl
 from vtp_lab.errors import EventValidationError
 
 __all__ = [
+    "CLOSES",
+    "CLOSES_AT_POSITION",
     "DEFAULT_MAX_CLOCK_SKEW",
+    "ENDS",
     "EVENT_TYPE_SPELLINGS",
     "FIELD_ALIASES",
     "JSONB_RULE",
@@ -46,9 +49,11 @@ __all__ = [
     "METADATA_RULES",
     "NAMESPACE",
     "NIL_UUID",
+    "OPENS",
     "REASONS",
     "SESSION_EVENT_ORDER",
     "SESSION_RULE",
+    "STOPS",
     "TIMESTAMP_RULE",
     "CheckedFields",
     "Event",
@@ -126,6 +131,21 @@ SESSION_EVENT_ORDER: Final[tuple[EventType, ...]] = (
     EventType.SESSION_ENDED,
 )
 """The order of a session's events at equal timestamps (spec section 3)."""
+
+OPENS: Final = (EventType.PLAYBACK_STARTED.value, EventType.PLAYBACK_RESUMED.value)
+"""Events that open a playing segment at their position (spec section 3), as the stored names."""
+
+STOPS: Final = (EventType.PLAYBACK_PAUSED.value, EventType.PLAYBACK_COMPLETED.value, EventType.SESSION_ENDED.value)
+"""Events that close the segment at their position and forget a resume after buffering."""
+
+ENDS: Final = (EventType.PLAYBACK_COMPLETED.value, EventType.SESSION_ENDED.value)
+"""Events that end a session (as a fatal error does): its ``ended_at``."""
+
+CLOSES_AT_POSITION: Final = (EventType.PLAYBACK_RESUMED.value, EventType.BUFFER_START.value, *STOPS)
+"""Events whose ``position`` is where the content stands when they close a segment."""
+
+CLOSES: Final = (*OPENS, EventType.BUFFER_START.value, *STOPS, EventType.QUALITY_CHANGED.value)
+"""Events that close a playing segment (seeks, speed changes and fatal errors too)."""
 
 Reason = Literal[
     "malformed",

@@ -40,7 +40,17 @@ import polars as pl
 
 from vtp_lab.duck import arrow, compute
 from vtp_lab.errors import InputFormatError
-from vtp_lab.events import MAX_INTEGER, SESSION_EVENT_ORDER, EventType, uuid5_series
+from vtp_lab.events import (
+    CLOSES,
+    CLOSES_AT_POSITION,
+    ENDS,
+    MAX_INTEGER,
+    OPENS,
+    SESSION_EVENT_ORDER,
+    STOPS,
+    EventType,
+    uuid5_series,
+)
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
 
 __all__ = [
@@ -170,7 +180,7 @@ def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META)
     except duckdb.InvalidInputException as exc:
         raise InputFormatError(
             f"an event's metadata is not valid JSON ({str(exc).splitlines()[0]}); sessions and statistics "
-            "take validated events: pass the frame through vtp_lab.validation.validate() and use its accepted rows"
+            "take validated events: pass the frame through vtp_lab.validate() and use its accepted rows"
         ) from None
     finally:
         con.close()
@@ -303,15 +313,15 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """
     order = ["event_timestamp", "event_type", "id"]
     kind, action = pl.col("event_type"), pl.col("m_action")
-    started, changed = kind == "playback_started", kind == "quality_changed"
+    started, changed = kind == EventType.PLAYBACK_STARTED.value, kind == EventType.QUALITY_CHANGED.value
     ev = (
         parsed.lazy()
         .filter(kind != EventType.RECORDING_STARTED.value)
         .select(
             pl.exclude("^m_.*$"), "m_position", "m_playback_rate", "m_from_position", "m_to_position",
-            ((kind == "error_occurred") & (pl.col("m_fatal") == "true")).alias("_fatal"),
-            ((kind == "engagement_action") & (action == "seek")).alias("_seek"),
-            ((kind == "engagement_action") & (action == "speed_change")).alias("_speed"),
+            ((kind == EventType.ERROR_OCCURRED.value) & (pl.col("m_fatal") == "true")).alias("_fatal"),
+            ((kind == EventType.ENGAGEMENT_ACTION.value) & (action == "seek")).alias("_seek"),
+            ((kind == EventType.ENGAGEMENT_ACTION.value) & (action == "speed_change")).alias("_speed"),
             pl.when(started).then(pl.col("m_quality")).when(changed).then(pl.col("m_new_quality")).alias("_quality"),
             pl.when(started).then(pl.col("m_bitrate")).when(changed).then(pl.col("m_new_bitrate")).alias("_bitrate"),
             pl.when(changed).then((pl.col("m_new_bitrate") - pl.col("m_old_bitrate")).sign()).cast(pl.Int8).alias("_shift"),
@@ -341,10 +351,10 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
     kind = pl.col("event_type")
     ev = ev.with_columns(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
-        pl.when(kind.is_in(["playback_started", "playback_resumed"])).then(_encode(_IMAGES["open"]))
-        .when(kind == "buffer_start").then(_encode(_IMAGES["buffer_start"]))
-        .when(kind == "buffer_end").then(_encode(_IMAGES["buffer_end"]))
-        .when(kind.is_in(["playback_paused", "playback_completed", "session_ended"]) | pl.col("_fatal")).then(_encode(_IMAGES["clear"]))
+        pl.when(kind.is_in(OPENS)).then(_encode(_IMAGES["open"]))
+        .when(kind == EventType.BUFFER_START.value).then(_encode(_IMAGES["buffer_start"]))
+        .when(kind == EventType.BUFFER_END.value).then(_encode(_IMAGES["buffer_end"]))
+        .when(kind.is_in(STOPS) | pl.col("_fatal")).then(_encode(_IMAGES["clear"]))
         .otherwise(_encode(_IMAGES["keep"])).cast(pl.UInt8).alias("_f"),
     )  # fmt: skip
     ev = ev.with_columns(pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"))
@@ -359,7 +369,7 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
         _previous(pl.col("rab_after"), False).alias("rab_before"),
         ((pl.col("event_timestamp") - pl.col("event_timestamp").gather(pl.col("_first"))).dt.total_microseconds() / 1e6).alias("t"),
         _last_set(
-            pl.when(((kind == "playback_started") | pl.col("_speed")) & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate")),
+            pl.when(((kind == EventType.PLAYBACK_STARTED.value) | pl.col("_speed")) & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate")),
             1.0,
         ).alias("rate_after"),
         _last_set(pl.col("_quality")).alias("quality_after"),
@@ -375,11 +385,11 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
     position = pl.col("m_position")
     has_p = position.is_not_null()
     override = (
-        pl.when(kind == "playback_started").then(position.fill_null(0.0))
-        .when(kind.is_in(["playback_resumed", "buffer_start", "playback_paused", "playback_completed", "session_ended"]) & has_p).then(position)
-        .when((kind == "buffer_end") & pl.col("rab_before") & has_p).then(position)
+        pl.when(kind == EventType.PLAYBACK_STARTED.value).then(position.fill_null(0.0))
+        .when(kind.is_in(CLOSES_AT_POSITION) & has_p).then(position)
+        .when((kind == EventType.BUFFER_END.value) & pl.col("rab_before") & has_p).then(position)
         .when(pl.col("_fatal") & has_p).then(position)
-        .when((kind == "quality_changed") & playing & has_p).then(position)
+        .when((kind == EventType.QUALITY_CHANGED.value) & playing & has_p).then(position)
         .when(pl.col("_seek") & pl.col("m_to_position").is_not_null()).then(pl.col("m_to_position"))
     )  # fmt: skip
     ev = ev.with_columns(_last_set(override - pl.col("_D"), 0.0).alias("_base"))
@@ -387,30 +397,15 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
         (pl.col("_base") + pl.col("_D")).alias("x"),
         (_previous(pl.col("_base"), 0.0) + pl.col("_D")).alias("cur"),
     )
-    closing = (
-        kind.is_in(
-            [
-                "playback_started",
-                "playback_resumed",
-                "buffer_start",
-                "playback_paused",
-                "playback_completed",
-                "session_ended",
-                "quality_changed",
-            ]
-        )
-        | pl.col("_fatal")
-        | pl.col("_seek")
-        | pl.col("_speed")
-    )
+    closing = kind.is_in(CLOSES) | pl.col("_fatal") | pl.col("_seek") | pl.col("_speed")
     opens = (
-        kind.is_in(["playback_started", "playback_resumed"])
-        | ((kind == "buffer_end") & pl.col("rab_before"))
-        | (playing & (kind == "quality_changed"))
+        kind.is_in(OPENS)
+        | ((kind == EventType.BUFFER_END.value) & pl.col("rab_before"))
+        | (playing & (kind == EventType.QUALITY_CHANGED.value))
         | (playing & (pl.col("_seek") | pl.col("_speed")))
     )
     end = (
-        pl.when(kind.is_in(["playback_started", "playback_resumed"]) | pl.col("_speed")).then(pl.col("cur"))
+        pl.when(kind.is_in(OPENS) | pl.col("_speed")).then(pl.col("cur"))
         .when(pl.col("_seek")).then(pl.coalesce("m_from_position", "cur"))
         .otherwise(pl.coalesce("m_position", "cur"))
     )  # fmt: skip
@@ -595,24 +590,21 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -
     kind = pl.col("event_type")
     per_session = walked.group_by("_s").agg(
         pl.col("event_timestamp").min().alias("started_at"),
-        pl.col("event_timestamp")
-        .filter(kind.is_in(["playback_completed", "session_ended"]) | pl.col("_fatal"))
-        .max()
-        .alias("ended_at"),
-        (kind == "buffer_start").sum().alias("buffer_events"),
+        pl.col("event_timestamp").filter(kind.is_in(ENDS) | pl.col("_fatal")).max().alias("ended_at"),
+        (kind == EventType.BUFFER_START.value).sum().alias("buffer_events"),
         pl.col("_seek").sum().alias("seeks"),
         (pl.col("_seek") & (pl.col("m_to_position") < pl.col("m_from_position"))).sum().alias("backward_seeks"),
-        (kind == "playback_paused").sum().alias("pauses"),
+        (kind == EventType.PLAYBACK_PAUSED.value).sum().alias("pauses"),
         pl.col("_speed").sum().alias("speed_changes"),
-        (kind == "quality_changed").sum().alias("quality_changes"),
+        (kind == EventType.QUALITY_CHANGED.value).sum().alias("quality_changes"),
         (pl.col("_shift") > 0).sum().alias("upshifts"),
         (pl.col("_shift") < 0).sum().alias("downshifts"),
-        (kind == "error_occurred").sum().alias("errors"),
+        (kind == EventType.ERROR_OCCURRED.value).sum().alias("errors"),
         pl.col("_fatal").sum().alias("fatal_errors"),
-        (kind == "playback_started").any().alias("_saw_started"),
+        (kind == EventType.PLAYBACK_STARTED.value).any().alias("_saw_started"),
         pl.col("quality_after").drop_nulls().last().alias("_last_quality"),
         pl.col("m_position").max().alias("_max_event_position"),
-        (kind == "playback_completed").any().alias("completed"),
+        (kind == EventType.PLAYBACK_COMPLETED.value).any().alias("completed"),
         pl.col("event_timestamp").max().alias("last_event_at"),
     )
     play = segs.group_by("_s").agg(
@@ -678,8 +670,8 @@ def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
     kind, on = pl.col("event_type"), pl.col("on")
     buf = (
         walked.lazy()
-        .filter(kind.is_in(["buffer_start", "buffer_end"]))
-        .select("_s", "t", (kind == "buffer_start").alias("on"))
+        .filter(kind.is_in([EventType.BUFFER_START.value, EventType.BUFFER_END.value]))
+        .select("_s", "t", (kind == EventType.BUFFER_START.value).alias("on"))
     )
     was_on = pl.when(run_starts(["_s"])).then(False).otherwise(on.shift(1))
     buf = buf.with_columns(was_on.alias("was_on"))
