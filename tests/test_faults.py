@@ -260,3 +260,36 @@ def test_load_killed_mid_file_then_loaded_again_is_exact(tmp_path, store_name):
     assert stored["id"].n_unique() == stored.height
     assert report.accepted == stored.height - partial
     assert stored.height + lab.rejected_events().height == big.height
+
+
+@pytest.mark.parametrize("store_name", ["lab.duckdb", "lake"])
+def test_an_all_or_nothing_load_killed_midway_leaves_nothing(tmp_path, store_name):
+    from vtp_lab.io import write_events
+
+    big = semester(courses=2, lectures_per_course=6, students=150, seed=8, bad_rows=0.01).events
+    dump = write_events(big, tmp_path / "dump.csv")
+    store = tmp_path / store_name
+    with Lab(store) as lab:
+        before = lab.append(semester(courses=1, lectures_per_course=1, students=3, seed=1).events).inserted
+    code = (
+        "import sys\n"
+        "from vtp_lab.load import load_files\n"
+        "from vtp_lab.store import open_store\n"
+        "store = open_store(sys.argv[1])\n"
+        "append = store.append\n"
+        "def announced(*args, **kw):\n"
+        "    result = append(*args, **kw)\n"
+        "    print('stored a batch', flush=True)\n"
+        "    return result\n"
+        "store.append = announced\n"
+        "load_files(store, [sys.argv[2]], progress=False, batch_rows=2000, max_rejected=10**9)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(store), str(dump)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(3):  # three batches are in, more to come
+        assert proc.stdout.readline().strip() == "stored a batch"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lab = Lab(store)
+    assert lab.events().height == before and lab.loads().height == 0
+    assert lab.load(dump, progress=False).accepted > 0

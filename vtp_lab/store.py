@@ -676,6 +676,10 @@ def _digest(*parts: pl.Series) -> str:
     return h.hexdigest()[:20]
 
 
+_OPEN: Final = "_all_or_nothing.json"
+"""In a lake, while an all-or-nothing is open: the ledger entries before it (a crash leaves it for recovery)."""
+
+
 class ParquetLake:
     """The tables as Parquet files in a directory, hive-partitioned by event date.
 
@@ -734,7 +738,9 @@ class ParquetLake:
         return files
 
     def _recover(self) -> None:
-        """Clear staging and remove files a crashed writer renamed but never recorded."""
+        """Undo an all-or-nothing a crashed writer left open, clear staging, remove files never recorded."""
+        if (self.root / _OPEN).is_file():
+            self._undo(set(json.loads((self.root / _OPEN).read_text())["before"]))
         shutil.rmtree(self.root / "_staging", ignore_errors=True)
         committed = {str(p) for name in TABLES for p in self._files(name)}
         for name in TABLES:
@@ -809,14 +815,18 @@ class ParquetLake:
         return [str(final.relative_to(self.root)) for _, final in staged]
 
     def _commit(self, entry: dict[str, Any], name: str) -> None:
+        self._write_durably(self.root / "_ledger" / f"{name}.json", json.dumps(entry))
+
+    def _write_durably(self, path: Path, text: str) -> None:
+        """Write ``path`` whole or not at all: staged, synced, renamed, its folder synced."""
         staging = self.root / "_staging"
         staging.mkdir(exist_ok=True)
-        tmp = staging / f"{name}.json"
-        tmp.write_text(json.dumps(entry))
+        tmp = staging / path.name
+        tmp.write_text(text)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, self.root / "_ledger" / f"{name}.json")
-        self._sync_dir(self.root / "_ledger")
+        os.replace(tmp, path)
+        self._sync_dir(path.parent)
 
     def _next_name(self, digest: str) -> str:
         return f"{len(list((self.root / '_ledger').glob('*.json'))):012d}-{digest}"
@@ -839,20 +849,28 @@ class ParquetLake:
             0
         """
         with self._lock:
-            before = {p.name for p in (self.root / "_ledger").glob("*.json")}
+            before = sorted(p.name for p in (self.root / "_ledger").glob("*.json"))
+            self._write_durably(self.root / _OPEN, json.dumps({"before": before}))
         try:
             yield
         except BaseException:
-            with self._lock:
-                for entry in sorted((self.root / "_ledger").glob("*.json"), reverse=True):
-                    if entry.name not in before:
-                        files = json.loads(entry.read_text())["files"]
-                        entry.unlink()  # uncommitted first: a crash here leaves files that _recover removes
-                        self._sync_dir(self.root / "_ledger")
-                        for name in files:
-                            (self.root / name).unlink(missing_ok=True)
-                self._keys.clear()
+            self._undo(set(before))
             raise
+        (self.root / _OPEN).unlink()
+        self._sync_dir(self.root)
+
+    def _undo(self, before: set[str]) -> None:
+        """Remove the ledger entries not in ``before``, newest first, then their files (an all-or-nothing undone)."""
+        with self._lock:
+            for entry in sorted((self.root / "_ledger").glob("*.json"), reverse=True):
+                if entry.name not in before:
+                    files = json.loads(entry.read_text())["files"]
+                    entry.unlink()  # uncommitted first: a crash here leaves files that _recover removes
+                    self._sync_dir(self.root / "_ledger")
+                    for name in files:
+                        (self.root / name).unlink(missing_ok=True)
+            self._keys.clear()
+            (self.root / _OPEN).unlink(missing_ok=True)
 
     def append(
         self,
