@@ -164,3 +164,13 @@ def running_vtp_server(store: Path, *args: str, timeout: float = 60) -> Iterator
                "--log-level", "warning", *args]  # fmt: skip
     with running_server(command, port, store=store, timeout=timeout) as server:
         yield server
+
+
+def copy_csv_exports(con: object, schema: str, written: list[Path]) -> None:
+    """Create ``schema`` afresh with the platform's schema 005 and ``COPY`` vtp_lab's CSV exports into it (psycopg)."""
+    ddl = (Path(__file__).resolve().parents[1] / "schema/postgres/005_analytics_schema.sql").read_text()
+    con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path TO {schema}")  # type: ignore[attr-defined]
+    con.execute(ddl)  # type: ignore[attr-defined]
+    for path in written:
+        with con.cursor().copy(f"COPY {path.stem} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:  # type: ignore[attr-defined]
+            copy.write(path.read_bytes())

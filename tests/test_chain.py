@@ -23,9 +23,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REC, ROOT, USER
+from conftest import REC, USER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers import copy_csv_exports
 
 from vtp_lab import Lab
 from vtp_lab.events import EventType
@@ -163,11 +164,7 @@ def copy_into_postgres(dsn: str, written: list[Path]) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute("DROP SCHEMA IF EXISTS chain CASCADE; CREATE SCHEMA chain; SET search_path TO chain")
-        con.execute((ROOT / "schema/postgres/005_analytics_schema.sql").read_text())
-        for path in written:
-            with con.cursor().copy(f"COPY {path.stem} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
-                copy.write(path.read_bytes())
+        copy_csv_exports(con, "chain", written)
 
 
 def same_events(a: pl.DataFrame, b: pl.DataFrame) -> bool:

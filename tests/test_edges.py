@@ -21,7 +21,7 @@ import zstandard
 from conftest import REC, USER
 
 from vtp_lab import Lab
-from vtp_lab.errors import EventValidationError, InputFormatError, RejectionLimitError, StoreLockedError
+from vtp_lab.errors import EventValidationError, InputFormatError, RejectionLimitError
 from vtp_lab.events import Event
 from vtp_lab.io import read_documents, write_events
 from vtp_lab.load import load_files
@@ -380,35 +380,7 @@ def test_derived_tables_reflect_events_that_arrived_through_a_collector(tmp_path
     assert re.search(rf"playback_sessions\s+{sessions + 1:,}\n", info)
 
 
-# 12. Readers while a writer runs.
-HOLDER = (
-    "import sys, time; from vtp_lab.lab import Lab; from vtp_lab.synth import semester\n"
-    "lab = Lab(sys.argv[1]); lab.append(semester(courses=1, lectures_per_course=1, students=3).events)\n"
-    "print('ready', flush=True); time.sleep(60)"
-)
-
-
-@pytest.mark.parametrize("name", STORES)
-def test_a_reader_reads_while_a_writer_holds_the_store(tmp_path, name):
-    path = tmp_path / name
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreLockedError) as info:
-            Lab(path)
-        assert "read_only=True" in str(info.value) and "DuckDB" not in str(info.value)
-        with Lab(path, read_only=True) as reader:
-            assert reader.events().height > 0 and reader.playback_sessions().height > 0
-        out = subprocess.run(
-            [sys.executable, "-m", "vtp_lab.cli", "info", "--store", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-    finally:
-        proc.kill()
-        proc.wait()
+# 12. Readers while a writer runs: test_faults.test_second_writer_gets_a_clear_error_and_readers_read_meanwhile.
 
 
 # 13, 14, 15. Files as researchers hold them.

@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
-from conftest import ROOT
+from servers import copy_csv_exports
 
 from vtp_lab.duck import connect
 from vtp_lab.errors import InputFormatError
@@ -57,11 +57,7 @@ def test_csv_export_round_trips_through_postgresql(tmp_path, lab, postgres):
     written = lab.export_csv(tmp_path / "csv")
     assert [p.stem for p in written] == [t.name for t in ANALYTICS_TABLES]
     with psycopg.connect(postgres, autocommit=True) as con:
-        con.execute("DROP SCHEMA IF EXISTS round_trip CASCADE; CREATE SCHEMA round_trip; SET search_path TO round_trip")
-        con.execute((ROOT / "schema/postgres/005_analytics_schema.sql").read_text())
-        for path in written:
-            with con.cursor().copy(f"COPY {path.stem} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
-                copy.write(path.read_bytes())
+        copy_csv_exports(con, "round_trip", written)
         out = io.BytesIO()
         with con.cursor().copy("COPY analytics_events TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
             for chunk in copy:
