@@ -16,7 +16,8 @@ from reference import walk
 from vtp_lab import sessions
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import SESSION_EVENT_ORDER, playback_session_id
-from vtp_lab.sessions import SESSION_KEY, catalogue, playback_sessions, session_details, sessionize
+from vtp_lab.recordings import catalogue
+from vtp_lab.sessions import SESSION_KEY, playback_sessions, session_details, sessionize
 from vtp_lab.stats import derive
 from vtp_lab.synth import semester
 from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS

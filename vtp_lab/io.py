@@ -50,9 +50,8 @@ import pyarrow.parquet as pq
 
 from vtp_lab.duck import JsonParse, arrow, compute, json_query
 from vtp_lab.errors import InputFormatError
-from vtp_lab.events import FIELD_ALIASES, MAX_INTEGER
+from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
-from vtp_lab.validation import canonical_uuid, cast_timestamps
 
 __all__ = [
     "FORMATS",
@@ -64,7 +63,6 @@ __all__ = [
     "format_of",
     "read_documents",
     "read_events",
-    "read_recordings",
     "skip_reason",
     "write_events",
 ]
@@ -938,69 +936,3 @@ def read_documents(docs: pl.DataFrame) -> tuple[RawBatch, pl.Series]:
     readable = readable.filter(~_blank(readable["_raw"]))  # blank lines are skipped, as in files
     good, bad = _split_parsed(readable)
     return RawBatch(rows=good, malformed=bad, bytes_read=int(docs["_doc"].str.len_bytes().sum())), gone
-
-
-def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
-    """The recordings catalogue from CSV, Parquet or a frame, checked: ids are UUIDs, durations numbers >= 0.
-
-    Example:
-        >>> read_recordings("data/recordings.csv").columns
-        ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
-    """
-    if isinstance(source, pl.DataFrame):
-        raw, name = source, "the recordings frame"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputFormatError(f"no file {path}; check the path")
-        fmt = detect_format(path)
-        if fmt not in ("csv", "parquet"):
-            raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
-        raw = (
-            pl.read_parquet(path, glob=False) if fmt == "parquet" else pl.read_csv(_read_text(path), infer_schema=False)
-        )
-        name = str(path)
-    missing = [c for c in ("recording_id",) if c not in raw.columns]
-    if missing:
-        raise InputFormatError(
-            f"{name} has no column {missing[0]!r}; the columns are {', '.join(RECORDINGS.column_names)}"
-        )
-    text = raw.select(
-        pl.col(c).cast(pl.String) if c in raw.columns else pl.lit(None, pl.String).alias(c)
-        for c in RECORDINGS.column_names
-    )
-    catalogue = text.with_columns(
-        canonical_uuid(pl.col("recording_id")).alias("recording_id"),
-        canonical_uuid(pl.col("course_id")).alias("course_id"),
-        pl.col("duration_seconds").cast(pl.Float64, strict=False),
-        cast_timestamps(text["published_at"]).alias("published_at"),
-    )
-    checks = [
-        ("recording_id", catalogue["recording_id"].is_null(), "a UUID"),
-        ("course_id", catalogue["course_id"].is_null() & text["course_id"].is_not_null(), "a UUID or empty"),
-        (
-            "duration_seconds",
-            (catalogue["duration_seconds"].is_null() & text["duration_seconds"].is_not_null())
-            | ~catalogue["duration_seconds"].is_between(0, MAX_INTEGER).fill_null(True),
-            f"a number from 0 to {MAX_INTEGER} or empty",
-        ),
-        (
-            "published_at",
-            catalogue["published_at"].is_null() & text["published_at"].is_not_null(),
-            "a timestamp or empty",
-        ),
-    ]
-    for column, bad, rule in checks:
-        if bad.any():
-            row = int(bad.arg_true()[0])
-            raise InputFormatError(
-                f"{name}, data row {row + 1}: {column}={text[column][row]!r} is not {rule}; "
-                f"{int(bad.sum())} row(s) like it. Fix the file and load it again (nothing was stored)"
-            )
-    dupes = catalogue["recording_id"].is_duplicated()
-    if dupes.any():
-        raise InputFormatError(
-            f"{name}: recording_id {catalogue['recording_id'].filter(dupes)[0]} appears more than once; "
-            "keep one row per recording (nothing was stored)"
-        )
-    return RECORDINGS.conform(catalogue)

@@ -29,11 +29,11 @@ from vtp_lab.collect import Collector, OnInvalid
 from vtp_lab.errors import EventValidationError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, parse_timestamp, parse_uuid
 from vtp_lab.export import export_csv, export_parquet
-from vtp_lab.io import Format, read_recordings
+from vtp_lab.io import Format
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
+from vtp_lab.recordings import catalogue, read_recordings
 from vtp_lab.reports import Report, ReportKind
-from vtp_lab.sessions import catalogue
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, ParquetLake, data_version, open_store
 from vtp_lab.tables import TABLES

@@ -35,11 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-import duckdb
 import polars as pl
 
-from vtp_lab.duck import arrow, compute
-from vtp_lab.errors import InputFormatError
 from vtp_lab.events import (
     CLOSES,
     CLOSES_AT_POSITION,
@@ -51,16 +48,16 @@ from vtp_lab.events import (
     EventType,
     uuid5_series,
 )
-from vtp_lab.tables import PLAYBACK_SESSIONS, RECORDINGS
+from vtp_lab.metadata import metadata_columns
+from vtp_lab.recordings import catalogue_of_parsed
+from vtp_lab.tables import PLAYBACK_SESSIONS
 
 __all__ = [
     "DECIMAL_PLACES",
     "DETAIL_COLUMNS",
     "SESSION_KEY",
     "Sessionized",
-    "catalogue",
     "coverage",
-    "metadata_columns",
     "playback_sessions",
     "round_half_up",
     "run_starts",
@@ -72,24 +69,6 @@ __all__ = [
 
 SESSION_KEY: Final = ["session_id", "recording_id", "user_id"]
 """The columns that make a session."""
-
-_META: Final[dict[str, pl.DataType]] = {
-    "position": pl.Float64(),
-    "playback_rate": pl.Float64(),
-    "quality": pl.String(),
-    "bitrate": pl.Float64(),
-    "from_position": pl.Float64(),
-    "to_position": pl.Float64(),
-    "action": pl.String(),
-    "new_quality": pl.String(),
-    "old_bitrate": pl.Float64(),
-    "new_bitrate": pl.Float64(),
-    "fatal": pl.String(),
-    "duration": pl.Float64(),
-    "course_id": pl.String(),
-    "title": pl.String(),
-}
-_CATALOGUE_KEYS: Final = ("duration", "course_id", "title")
 
 # The 4 states are playing + 2 * resume_after_buffer; a function maps each to its image.
 _IMAGES: Final[dict[str, tuple[int, int, int, int]]] = {
@@ -153,91 +132,6 @@ playback_completed was seen and the time of the session's last event."""
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
-
-
-def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = _META) -> pl.DataFrame:
-    """Events with ``metadata`` replaced by the ``keys`` as typed columns ``m_<key>`` (one JSON parse per event, in DuckDB).
-
-    ``keys`` maps a metadata key to ``pl.Float64()`` or ``pl.String()``; a value that is
-    absent or not of that type is null. By default, every key the sessions read. Metadata
-    that is not JSON raises :class:`~vtp_lab.errors.InputFormatError` (validated events
-    never hold any).
-
-    The parsed columns come back as one chunk each: DuckDB's many small chunks beside the
-    events' few made every later filter and sort several times slower.
-
-    Example:
-        >>> frame = pl.DataFrame({"metadata": ['{"position": 12.5, "quality": "720p"}', None]})
-        >>> metadata_columns(frame, {"position": pl.Float64(), "quality": pl.String()}).rows()
-        [(12.5, '720p'), (None, None)]
-    """
-    duck = {pl.Float64(): "DOUBLE", pl.String(): "VARCHAR"}
-    struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in keys.items()) + "}"
-    con = compute()
-    con.register("ev", arrow(events.select("metadata")))
-    try:
-        values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
-    except duckdb.InvalidInputException as exc:
-        raise InputFormatError(
-            f"an event's metadata is not valid JSON ({str(exc).splitlines()[0]}); sessions and statistics "
-            "take validated events: pass the frame through vtp_lab.validate() and use its accepted rows"
-        ) from None
-    finally:
-        con.close()
-    return events.drop("metadata").hstack(values.struct.unnest().select(pl.col(k).alias(f"m_{k}") for k in keys))
-
-
-def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The recordings catalogue: loaded rows win, then ``recording_started`` events (spec section 2).
-
-    A recording's duration is the catalogue's, else the largest ``duration`` in the metadata
-    of any of its events, else null.
-
-    Example:
-        >>> from vtp_lab.synth import semester
-        >>> sem = semester(courses=1, lectures_per_course=2, students=1, seed=0)
-        >>> catalogue(sem.events).drop("published_at").sort("recording_id").equals(
-        ...     sem.recordings.drop("published_at").sort("recording_id"))
-        True
-    """
-    frame = _lazy(events).select("recording_id", "event_type", "event_timestamp", "metadata").collect()
-    return _catalogue(metadata_columns(frame, {k: _META[k] for k in _CATALOGUE_KEYS}), recordings)
-
-
-def _catalogue(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -> pl.DataFrame:
-    """:func:`catalogue` of events whose metadata keys ``duration``, ``course_id`` and ``title`` are parsed."""
-    meta = parsed.lazy()
-    durations = meta.group_by("recording_id").agg(pl.col("m_duration").max().alias("max_duration"))
-    started = (
-        meta.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
-        .sort("event_timestamp")
-        .group_by("recording_id")
-        .agg(
-            pl.col("m_course_id").first().alias("course_id"),
-            pl.col("m_title").first().alias("title"),
-            pl.col("event_timestamp").first().alias("published_at"),
-        )
-    )
-    loaded = (recordings if recordings is not None else RECORDINGS.empty()).lazy()
-    from_events = started.join(loaded.select("recording_id"), on="recording_id", how="anti")
-    merged = pl.concat(
-        [
-            loaded.select(RECORDINGS.column_names),
-            from_events.with_columns(pl.lit(None, pl.Float64).alias("duration_seconds")).select(
-                RECORDINGS.column_names
-            ),
-        ],
-        how="vertical_relaxed",
-    )
-    all_ids = durations.select("recording_id").join(merged.select("recording_id"), on="recording_id", how="anti")
-    merged = pl.concat(
-        [merged, all_ids.with_columns(*(pl.lit(None).alias(c) for c in RECORDINGS.column_names[1:]))],
-        how="diagonal_relaxed",
-    )
-    out = merged.join(durations, on="recording_id", how="left").with_columns(
-        pl.coalesce("duration_seconds", "max_duration").alias("duration_seconds")
-    )
-    return RECORDINGS.conform(out.collect().sort("recording_id"))
 
 
 _NEW: Final = pl.col("_new")
@@ -419,6 +313,7 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=1, students=2, seed=1)
+        >>> from vtp_lab.recordings import catalogue
         >>> walked, _ = _walk(metadata_columns(sem.events), catalogue(sem.events).select(
         ...     "recording_id", "duration_seconds"))
         >>> segs = session_segments(walked)
@@ -561,7 +456,7 @@ def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame 
         True
     """
     parsed = metadata_columns(_lazy(events).collect())
-    cat = _catalogue(parsed, recordings)
+    cat = catalogue_of_parsed(parsed, recordings)
     durations = cat.select("recording_id", "duration_seconds")
     if not parsed.select((pl.col("event_type") != EventType.RECORDING_STARTED.value).any()).item():
         return Sessionized(details=_empty_details(), segments=_empty_segments(), catalogue=cat)

@@ -26,8 +26,9 @@ import polars as pl
 
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import MAX_INTEGER, EventType, uuid5_series
+from vtp_lab.metadata import metadata_columns
 from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
-from vtp_lab.sessions import Sessionized, coverage, metadata_columns, round_half_up, run_starts, sessionize
+from vtp_lab.sessions import Sessionized, coverage, round_half_up, run_starts, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = [

@@ -1,0 +1,155 @@
+"""The recordings catalogue (spec section 2): read from a file or frame, or built from events.
+
+A loaded catalogue (:func:`read_recordings`) wins; recordings it does not list come from
+their ``recording_started`` events (:func:`catalogue`). A recording's duration is the
+catalogue's, else the largest ``duration`` in the metadata of any of its events.
+
+Example:
+    >>> read_recordings("data/recordings.csv").height
+    36
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.errors import InputFormatError
+from vtp_lab.events import MAX_INTEGER, EventType
+from vtp_lab.io import _read_text, detect_format
+from vtp_lab.metadata import METADATA_TYPES, metadata_columns
+from vtp_lab.tables import RECORDINGS
+from vtp_lab.validation import canonical_uuid, cast_timestamps
+
+__all__ = ["CATALOGUE_KEYS", "catalogue", "catalogue_of_parsed", "read_recordings"]
+
+CATALOGUE_KEYS: Final = ("duration", "course_id", "title")
+"""The metadata keys of events that describe their recording."""
+
+
+def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The recordings catalogue: loaded rows win, then ``recording_started`` events (spec section 2).
+
+    A recording's duration is the catalogue's, else the largest ``duration`` in the metadata
+    of any of its events, else null.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=2, students=1, seed=0)
+        >>> catalogue(sem.events).drop("published_at").sort("recording_id").equals(
+        ...     sem.recordings.drop("published_at").sort("recording_id"))
+        True
+    """
+    frame = events.lazy().select("recording_id", "event_type", "event_timestamp", "metadata").collect()
+    return catalogue_of_parsed(metadata_columns(frame, {k: METADATA_TYPES[k] for k in CATALOGUE_KEYS}), recordings)
+
+
+def catalogue_of_parsed(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -> pl.DataFrame:
+    """:func:`catalogue` of events whose metadata keys :data:`CATALOGUE_KEYS` are parsed (``m_<key>`` columns).
+
+    Example:
+        >>> catalogue_of_parsed(pl.DataFrame({"recording_id": ["r"], "event_type": ["buffer_end"],
+        ...     "event_timestamp": [None], "m_duration": [60.0], "m_course_id": [None], "m_title": [None]}),
+        ...     None)["duration_seconds"].to_list()
+        [60.0]
+    """
+    meta = parsed.lazy()
+    durations = meta.group_by("recording_id").agg(pl.col("m_duration").max().alias("max_duration"))
+    started = (
+        meta.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
+        .sort("event_timestamp")
+        .group_by("recording_id")
+        .agg(
+            pl.col("m_course_id").first().alias("course_id"),
+            pl.col("m_title").first().alias("title"),
+            pl.col("event_timestamp").first().alias("published_at"),
+        )
+    )
+    loaded = (recordings if recordings is not None else RECORDINGS.empty()).lazy()
+    from_events = started.join(loaded.select("recording_id"), on="recording_id", how="anti")
+    merged = pl.concat(
+        [
+            loaded.select(RECORDINGS.column_names),
+            from_events.with_columns(pl.lit(None, pl.Float64).alias("duration_seconds")).select(
+                RECORDINGS.column_names
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    all_ids = durations.select("recording_id").join(merged.select("recording_id"), on="recording_id", how="anti")
+    merged = pl.concat(
+        [merged, all_ids.with_columns(*(pl.lit(None).alias(c) for c in RECORDINGS.column_names[1:]))],
+        how="diagonal_relaxed",
+    )
+    out = merged.join(durations, on="recording_id", how="left").with_columns(
+        pl.coalesce("duration_seconds", "max_duration").alias("duration_seconds")
+    )
+    return RECORDINGS.conform(out.collect().sort("recording_id"))
+
+
+def read_recordings(source: str | Path | pl.DataFrame) -> pl.DataFrame:
+    """The recordings catalogue from CSV, Parquet or a frame, checked: ids are UUIDs, durations numbers >= 0.
+
+    Example:
+        >>> read_recordings("data/recordings.csv").columns
+        ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
+    """
+    if isinstance(source, pl.DataFrame):
+        raw, name = source, "the recordings frame"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputFormatError(f"no file {path}; check the path")
+        fmt = detect_format(path)
+        if fmt not in ("csv", "parquet"):
+            raise InputFormatError(f"{path} is {fmt}; a recordings catalogue is CSV or Parquet")
+        raw = (
+            pl.read_parquet(path, glob=False) if fmt == "parquet" else pl.read_csv(_read_text(path), infer_schema=False)
+        )
+        name = str(path)
+    missing = [c for c in ("recording_id",) if c not in raw.columns]
+    if missing:
+        raise InputFormatError(
+            f"{name} has no column {missing[0]!r}; the columns are {', '.join(RECORDINGS.column_names)}"
+        )
+    text = raw.select(
+        pl.col(c).cast(pl.String) if c in raw.columns else pl.lit(None, pl.String).alias(c)
+        for c in RECORDINGS.column_names
+    )
+    catalogue = text.with_columns(
+        canonical_uuid(pl.col("recording_id")).alias("recording_id"),
+        canonical_uuid(pl.col("course_id")).alias("course_id"),
+        pl.col("duration_seconds").cast(pl.Float64, strict=False),
+        cast_timestamps(text["published_at"]).alias("published_at"),
+    )
+    checks = [
+        ("recording_id", catalogue["recording_id"].is_null(), "a UUID"),
+        ("course_id", catalogue["course_id"].is_null() & text["course_id"].is_not_null(), "a UUID or empty"),
+        (
+            "duration_seconds",
+            (catalogue["duration_seconds"].is_null() & text["duration_seconds"].is_not_null())
+            | ~catalogue["duration_seconds"].is_between(0, MAX_INTEGER).fill_null(True),
+            f"a number from 0 to {MAX_INTEGER} or empty",
+        ),
+        (
+            "published_at",
+            catalogue["published_at"].is_null() & text["published_at"].is_not_null(),
+            "a timestamp or empty",
+        ),
+    ]
+    for column, bad, rule in checks:
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise InputFormatError(
+                f"{name}, data row {row + 1}: {column}={text[column][row]!r} is not {rule}; "
+                f"{int(bad.sum())} row(s) like it. Fix the file and load it again (nothing was stored)"
+            )
+    dupes = catalogue["recording_id"].is_duplicated()
+    if dupes.any():
+        raise InputFormatError(
+            f"{name}: recording_id {catalogue['recording_id'].filter(dupes)[0]} appears more than once; "
+            "keep one row per recording (nothing was stored)"
+        )
+    return RECORDINGS.conform(catalogue)
