@@ -58,7 +58,7 @@ WRITER = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
             return self.con.execute(sql, *args)
 
-    S.os.replace = replace
+    os.replace = replace  # the lake renames through os.replace
     store = S.open_store(path)
     if isinstance(store, S.DuckDBStore):
         store.con = KilledBeforeCommit(store.con)

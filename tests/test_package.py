@@ -38,6 +38,17 @@ LAYERS = {
 }
 
 
+def modules() -> list[tuple[str, str, object]]:
+    """Every module of the package (packages' too): (dotted name under vtp_lab, its layer in LAYERS, path)."""
+    found = []
+    for path in sorted((ROOT / "vtp_lab").rglob("*.py")):
+        parts = path.relative_to(ROOT / "vtp_lab").with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        if parts:
+            found.append((".".join(parts), parts[0], path))
+    return found
+
+
 def isort_key(name: str) -> tuple[int, str]:
     """ruff's RUF022 order: CONSTANTS, then Classes, then functions, each alphabetical."""
     return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
@@ -55,8 +66,8 @@ def test_no_exported_name_is_shadowed_by_a_submodule():
     import importlib
 
     expected = {name: getattr(vtp_lab, name) for name in vtp_lab.__all__}
-    for path in sorted((ROOT / "vtp_lab").glob("*.py")):
-        importlib.import_module(f"vtp_lab.{path.stem}")
+    for name, _, _ in modules():
+        importlib.import_module(f"vtp_lab.{name}")
     for _ in range(2):
         for name, obj in expected.items():
             assert getattr(vtp_lab, name) is obj, name
@@ -66,27 +77,23 @@ def test_no_exported_name_is_shadowed_by_a_submodule():
 def test_every_module_has_a_sorted_all_of_existing_names():
     import importlib
 
-    for path in sorted((ROOT / "vtp_lab").glob("*.py")):
-        if path.stem in {"__init__"}:
-            continue
-        module = importlib.import_module(f"vtp_lab.{path.stem}")
-        assert module.__all__ == sorted(module.__all__, key=isort_key), path.stem
+    for dotted, _, _ in modules():
+        module = importlib.import_module(f"vtp_lab.{dotted}")
+        assert module.__all__ == sorted(module.__all__, key=isort_key), dotted
         for name in module.__all__:
-            assert hasattr(module, name), f"{path.stem}.{name}"
+            assert hasattr(module, name), f"{dotted}.{name}"
             obj = getattr(module, name)
             if inspect.isfunction(obj) or inspect.isclass(obj):
-                assert obj.__doc__ and ">>>" in obj.__doc__, f"{path.stem}.{name} needs a docstring with an example"
+                assert obj.__doc__ and ">>>" in obj.__doc__, f"{dotted}.{name} needs a docstring with an example"
 
 
 def test_imports_flow_one_way():
-    for path in sorted((ROOT / "vtp_lab").glob("*.py")):
-        if path.stem == "__init__":
-            continue
+    for dotted, layer, path in modules():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vtp_lab."):
                 target = node.module.split(".")[1]
-                assert LAYERS[target] <= LAYERS[path.stem], f"{path.stem} imports upward from {target}"
+                assert LAYERS[target] <= LAYERS[layer], f"{dotted} imports upward from {target}"
 
 
 def test_import_is_light():

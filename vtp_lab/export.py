@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow.dataset as pa_ds
 
 from vtp_lab.errors import InputFormatError
-from vtp_lab.store import DuckDBStore, ParquetLake
+from vtp_lab.store import Store
 from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, TABLES
 
 __all__ = ["export_csv", "export_parquet"]
@@ -102,12 +102,12 @@ def _record(root: Path, written: Sequence[Path]) -> None:
     (root / _MANIFEST).write_text(json.dumps({"files": sorted(files)}, indent=1), encoding="utf-8")
 
 
-def _read(store: DuckDBStore | ParquetLake, name: str, fresh: Mapping[str, pl.DataFrame] | None) -> pl.DataFrame:
+def _read(store: Store, name: str, fresh: Mapping[str, pl.DataFrame] | None) -> pl.DataFrame:
     return fresh[name] if fresh and name in fresh else store.read(name)
 
 
 def export_parquet(
-    store: DuckDBStore | ParquetLake,
+    store: Store,
     directory: str | Path,
     *,
     tables: str | Sequence[str] | None = None,
@@ -181,7 +181,7 @@ def _postgres_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def export_csv(
-    store: DuckDBStore | ParquetLake,
+    store: Store,
     directory: str | Path,
     *,
     tables: str | Sequence[str] | None = None,

@@ -35,7 +35,7 @@ from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.recordings import catalogue, read_recordings
 from vtp_lab.reports import Report, ReportKind
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
-from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, ParquetLake, data_version, open_store
+from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, data_version, open_store
 from vtp_lab.tables import TABLES
 from vtp_lab.validation import validate
 
@@ -91,7 +91,7 @@ class Lab:
     ) -> None:
         self.path = str(path)
         self.max_clock_skew = max_clock_skew
-        self.store: DuckDBStore | ParquetLake = open_store(path, read_only=read_only)
+        self.store: Store = open_store(path, read_only=read_only)
         self._touched: set[str] | None = None  # recordings with new events since the last refresh; None: unknown
         self._cache: tuple[tuple[object, ...], Derived] | None = None
 

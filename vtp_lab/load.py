@@ -42,7 +42,7 @@ from vtp_lab.duck import ROW_GROUP_ROWS
 from vtp_lab.errors import InputFormatError, RejectionLimitError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
 from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events, skip_reason
-from vtp_lab.store import DuckDBStore, Origins, ParquetLake
+from vtp_lab.store import Origins, Store
 from vtp_lab.tables import ANALYTICS_EVENTS
 from vtp_lab.validation import validate
 
@@ -333,7 +333,7 @@ def _checked(
 
 
 def _load_one(
-    store: DuckDBStore | ParquetLake,
+    store: Store,
     path: Path,
     *,
     fmt: Format,
@@ -407,7 +407,7 @@ def _load_one(
 
 
 def load_files(
-    store: DuckDBStore | ParquetLake,
+    store: Store,
     paths: Sequence[str | Path],
     *,
     format: Format | None = None,

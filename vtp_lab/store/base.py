@@ -1,0 +1,318 @@
+"""What both stores share: the :class:`Store` protocol, :class:`Filter`, :class:`AppendResult`, and how a batch is sorted out.
+
+A batch's events are de-duplicated by id against themselves and the store: a repeat
+with the same content is a duplicate, one with other content a ``conflicting_duplicate``
+(:func:`_Sorted.conflicts`).
+
+Example:
+    >>> Filter(column="user_id", op="==", value="u").sql()
+    ('user_id = ?', ['u'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, Protocol
+
+import polars as pl
+
+from vtp_lab.errors import StoreError
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
+
+__all__ = ["AppendResult", "Filter", "Origins", "Store", "data_version"]
+
+Op = Literal["==", ">=", "<", "in"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Filter:
+    """One condition on a column, pushed down to the store.
+
+    Example:
+        >>> Filter(column="user_id", op="==", value="u").expr().meta.output_name()
+        'user_id'
+    """
+
+    column: str
+    op: Op
+    value: Any
+
+    def expr(self) -> pl.Expr:
+        """The condition as a polars expression."""
+        col = pl.col(self.column)
+        if self.op == "in":
+            return col.is_in(list(self.value))
+        if self.op == ">=":
+            return col >= self.value
+        if self.op == "<":
+            return col < self.value
+        return col == self.value
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The condition as SQL with its parameters."""
+        if self.op == "in":
+            values = list(self.value)
+            return f"{self.column} IN ({', '.join('?' * len(values)) or 'NULL'})", values
+        return f"{self.column} {'=' if self.op == '==' else self.op} ?", [self.value]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one :meth:`Store.append` did; ``inserted_ids`` when asked with ``return_ids=True``.
+
+    ``rejected_by_reason`` counts the rows quarantined now, per reason code (a rejected
+    row already in the quarantine is a duplicate, not counted here).
+
+    Example:
+        >>> r = AppendResult(inserted=3, duplicates=1, rejected=2, rejected_by_reason={"malformed": 2})
+        >>> r.rows, sum(r.rejected_by_reason.values()) == r.rejected
+        (6, True)
+    """
+
+    inserted: int
+    duplicates: int
+    rejected: int
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    inserted_ids: pl.Series | None = field(default=None, repr=False, compare=False)
+    conflicts: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    """The ``conflicting_duplicate`` rows the store quarantined, with ``position``: where each was in the batch."""
+
+    @property
+    def rows(self) -> int:
+        """Rows handed in: inserted + duplicates + rejected."""
+        return self.inserted + self.duplicates + self.rejected
+
+
+class Store(Protocol):
+    """What both stores offer.
+
+    Example:
+        >>> from vtp_lab.store import open_store
+        >>> sorted(n for n in ("append", "read", "all_or_nothing") if hasattr(open_store(":memory:"), n))
+        ['all_or_nothing', 'append', 'read']
+    """
+
+    path: str
+    read_only: bool
+
+    def append(
+        self,
+        events: pl.DataFrame,
+        rejected: pl.DataFrame | None = None,
+        *,
+        return_ids: bool = False,
+        origins: Origins | None = None,
+        source: str = "append",
+    ) -> AppendResult:
+        """Store a batch of accepted events and rejected rows, whole or not at all."""
+        ...
+
+    def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """A table (or the rows matching ``filters``) as a polars frame, with only ``columns`` if given."""
+        ...
+
+    def write_recordings(self, recordings: pl.DataFrame) -> None:
+        """Replace the recordings catalogue."""
+        ...
+
+    def append_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Append rows to a small table as they are."""
+        ...
+
+    def count(self, table: str) -> int:
+        """Rows in ``table``."""
+        ...
+
+    def replace_rows(
+        self, changes: dict[str, tuple[str, list[str], pl.DataFrame]], *, version: str | None = None
+    ) -> None:
+        """Replace some rows of some tables at once; ``version`` as with :meth:`replace_tables`."""
+        ...
+
+    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
+        """Replace whole tables at once; ``version`` (see :func:`data_version`) is recorded with them."""
+        ...
+
+    def derived_version(self) -> str | None:
+        """The ``version`` recorded with the last replace that gave one (None: never)."""
+        ...
+
+    def all_or_nothing(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which every write is kept together, or none is (on an error)."""
+        ...
+
+    def close(self) -> None:
+        """Release the store (and its writer lock)."""
+        ...
+
+
+def _table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise StoreError(f"no table {name!r}; the tables are {', '.join(TABLES)}") from None
+
+
+def _columns(spec: Table, columns: Sequence[str] | None) -> list[str]:
+    """The columns to read: all of the table's, or ``columns`` once each is checked to be one."""
+    if columns is None:
+        return list(spec.column_names)
+    unknown = [c for c in columns if c not in spec.column_names]
+    if unknown:
+        raise StoreError(f"{spec.name} has no column {unknown[0]!r}; its columns are {', '.join(spec.column_names)}")
+    return list(columns)
+
+
+_KEYS: Final[dict[str, list[str]]] = {
+    "analytics_events": ["id"],
+    "rejected_events": ["source", "row_number", "raw"],
+}
+"""What makes a row a duplicate of a stored one, per table."""
+
+
+def _key_hash(columns: list[str]) -> pl.Expr:
+    return pl.col(columns[0]).hash() if len(columns) == 1 else pl.struct(columns).hash()
+
+
+_ID_HASH: Final = _key_hash(_KEYS["analytics_events"])
+"""An event id's 64-bit hash, the same in both stores."""
+
+
+def _by_reason(reasons: pl.Series) -> dict[str, int]:
+    """Counts of each reason code, most frequent first."""
+    return dict(reasons.value_counts(sort=True).iter_rows())
+
+
+Origins = Callable[[pl.Series], pl.DataFrame]
+"""Given positions in an appended batch, those rows' ``raw`` text, ``source`` and ``row_number`` (for the quarantine)."""
+
+_CONTENT: Final = tuple(c for c in ANALYTICS_EVENTS.column_names if c not in ("id", "metadata"))
+
+
+def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """The first event of each id, with the ids' hashes (:data:`_ID_HASH`), and the positions of the repeats.
+
+    Distinct hashes mean distinct ids, so the usual batch is returned as it is: counting
+    64-bit hashes is five times cheaper than counting the id texts.
+    """
+    hashes = events.select(_ID_HASH).to_series()
+    if hashes.n_unique() == events.height:
+        return events, hashes, pl.Series(dtype=pl.UInt32)
+    first = events.select(pl.col("id").is_first_distinct()).to_series()
+    return events.filter(first), hashes.filter(first), (~first).arg_true()
+
+
+def _same_metadata(a: pl.Series, b: pl.Series) -> pl.Series:
+    """Whether two metadata columns hold the same JSON, field for field: texts compared, then the few that differ parsed."""
+    same = a.eq_missing(b)
+    if same.all():
+        return same
+    at = (~same).arg_true()
+    equal = [
+        x is not None and y is not None and json.loads(x) == json.loads(y)
+        for x, y in zip(a.gather(at).to_list(), b.gather(at).to_list(), strict=True)
+    ]
+    return same.scatter(at, pl.Series(equal, dtype=pl.Boolean))
+
+
+def _conflicts(rows: pl.DataFrame, positions: pl.Series, kept: pl.DataFrame) -> pl.Series:
+    """The positions (from ``positions``, one per row) of ``rows`` whose id is in ``kept`` with other content.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> ev = semester(courses=1, lectures_per_course=1, students=1).events.head(2)
+        >>> changed = ev.with_columns(pl.lit("other").alias("session_id"))
+        >>> _conflicts(pl.concat([ev, changed]), pl.Series([0, 1, 2, 3]), ev).to_list()
+        [2, 3]
+    """
+    pairs = rows.with_columns(positions.alias("_at")).join(kept, on="id", how="inner", suffix="_kept")
+    same = pairs.select(pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_kept")) for c in _CONTENT)).to_series()
+    same = same & _same_metadata(pairs["metadata"], pairs["metadata_kept"])
+    return pairs["_at"].filter(~same).sort()
+
+
+def _conflict_rows(events: pl.DataFrame, at: pl.Series, origins: Origins | None, source: str) -> pl.DataFrame:
+    """Quarantine rows (``conflicting_duplicate``) for the events at positions ``at``, with their raw text."""
+    if origins is not None:
+        found = origins(at)
+    else:
+        rows = events[at].with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        found = pl.DataFrame(
+            {
+                "raw": rows.select(pl.struct(rows.columns).struct.json_encode()).to_series(),
+                "source": pl.repeat(source, at.len(), eager=True, dtype=pl.String),
+                "row_number": (at.cast(pl.Int64) + 1),
+            }
+        )
+    return REJECTED_EVENTS.conform(
+        found.with_columns(
+            pl.lit("conflicting_duplicate").alias("reason"),
+            pl.lit("id").alias("field"),
+            pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("rejected_at"),
+        )
+    )
+
+
+def _positioned(rejected: pl.DataFrame, conflicts: pl.Series) -> pl.DataFrame:
+    """The conflict rows at the end of ``rejected``, with their positions in the batch."""
+    return rejected.tail(conflicts.len()).with_columns(conflicts.cast(pl.UInt32).alias("position"))
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """A batch sorted out: the first row per id (``batch``, with ``hashes``), and where its repeats are.
+
+    A row conflicts when its id is stored with other content, or, for an id not stored,
+    when an earlier row of the batch has it with other content.
+    """
+
+    events: pl.DataFrame
+    batch: pl.DataFrame
+    hashes: pl.Series
+    repeats: pl.Series
+
+    def conflicts(self, stored: pl.DataFrame | None = None) -> pl.Series:
+        """Positions of the conflicting rows, given the stored rows of the batch's ids (None: none stored)."""
+        found = []
+        if self.repeats.len():
+            at = self.repeats
+            if stored is not None:
+                at = at.filter(~self.events["id"].gather(at).is_in(stored["id"].implode()))
+            found.append(_conflicts(self.events[at], at, self.batch))
+        if stored is not None and stored.height:
+            hit = self.events["id"].is_in(stored["id"].implode())
+            every = pl.int_range(self.events.height, dtype=pl.UInt32, eager=True)
+            found.append(_conflicts(self.events.filter(hit), every.filter(hit), stored))
+        return pl.concat(found).sort() if found else pl.Series(dtype=pl.UInt32)
+
+
+def _sorted(events: pl.DataFrame) -> _Sorted:
+    return _Sorted(events, *_first_per_id(events))
+
+
+def _digest(*parts: pl.Series) -> str:
+    """A short content hash of some columns: the deterministic name of a batch's files."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for part in parts:
+        array = part.cast(pl.String).fill_null("").rechunk().to_arrow()
+        for buffer in array.buffers()[1:]:
+            if buffer is not None:
+                h.update(buffer)
+    return h.hexdigest()[:20]
+
+
+def data_version(store: Store) -> str:
+    """What the derived tables depend on, as text: the stored events (append-only, so their count) and the catalogue.
+
+    Example:
+        >>> from vtp_lab.store import DuckDBStore
+        >>> data_version(DuckDBStore())
+        '0:...'
+    """
+    recordings = store.read("recordings")
+    return f"{store.count('analytics_events')}:{_digest(*recordings.get_columns())}"

@@ -1,0 +1,445 @@
+"""The tables as a Parquet lake: :class:`ParquetLake`.
+
+``analytics_events/event_date=YYYY-MM-DD/`` holds hive-partitioned zstd Parquet; the other
+tables have folders of their own. A batch is written into ``_staging/``, its footers
+checked, renamed to a name derived from its content, then recorded in ``_ledger/``;
+readers see only files in the ledger. Opening for writing takes ``_writer.lock`` and
+clears what a crashed writer left behind.
+
+Example:
+    >>> import tempfile
+    >>> ParquetLake(tempfile.mkdtemp()).count("analytics_events")
+    0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from vtp_lab.errors import StoreError, StoreLockedError
+from vtp_lab.store.base import (
+    _KEYS,
+    AppendResult,
+    Filter,
+    Origins,
+    _by_reason,
+    _columns,
+    _conflict_rows,
+    _digest,
+    _key_hash,
+    _positioned,
+    _sorted,
+    _table,
+)
+from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES
+
+__all__ = ["ParquetLake"]
+
+_OPEN: Final = "_all_or_nothing.json"
+"""In a lake, while an all-or-nothing is open: the ledger entries before it (a crash leaves it for recovery)."""
+
+
+class ParquetLake:
+    """The tables as Parquet files in a directory, hive-partitioned by event date.
+
+    Example:
+        >>> import tempfile
+        >>> lake = ParquetLake(tempfile.mkdtemp())
+        >>> lake.read("analytics_events").height
+        0
+        >>> lake.close()
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.root = Path(path)
+        self.path = str(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._lock_file: Any = None
+        self._keys: dict[str, pl.DataFrame] = {}
+        if read_only:
+            if not (self.root / "_ledger").is_dir():
+                raise StoreError(f"{self.root} is not a vtp_lab Parquet lake (no _ledger folder)")
+            return
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} is a file; a Parquet lake is a directory (or name a .duckdb file)")
+        (self.root / "_ledger").mkdir(parents=True, exist_ok=True)
+        self._take_writer_lock()
+        self._recover()
+
+    def _take_writer_lock(self) -> None:
+        handle = open(self.root / "_writer.lock", "a+")  # noqa: SIM115 - held open for the store's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreLockedError(path=self.path, holder=holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"python (PID {os.getpid()})")
+        handle.flush()
+        self._lock_file = handle
+
+    def _ledger(self) -> list[dict[str, Any]]:
+        entries = []
+        for entry in sorted((self.root / "_ledger").glob("*.json")):
+            entries.append(json.loads(entry.read_text()))
+        return entries
+
+    def _files(self, table: str) -> list[Path]:
+        """The committed files of ``table``: appended by batches, or replaced whole (recordings)."""
+        files: list[Path] = []
+        for entry in self._ledger():
+            mine = [self.root / f for f in entry["files"] if f.startswith(f"{table}/")]
+            files = mine if mine and entry.get("mode") == "replace" else files + mine
+        return files
+
+    def _recover(self) -> None:
+        """Undo an all-or-nothing a crashed writer left open, clear staging, remove files never recorded."""
+        if (self.root / _OPEN).is_file():
+            self._undo(set(json.loads((self.root / _OPEN).read_text())["before"]))
+        shutil.rmtree(self.root / "_staging", ignore_errors=True)
+        committed = {str(p) for name in TABLES for p in self._files(name)}
+        for name in TABLES:
+            for path in (self.root / name).rglob("*.parquet"):
+                if str(path) not in committed:
+                    path.unlink()
+
+    def _stored_keys(self, table: str) -> pl.DataFrame:
+        """The stored rows' keys with their 64-bit hashes (loaded once, kept up to date by append)."""
+        if table not in self._keys:
+            columns = _KEYS[table]
+            files = self._files(table)
+            keys = (
+                pl.scan_parquet(files, hive_partitioning=False, glob=False).select(columns).collect()
+                if files
+                else TABLES[table].empty().select(columns)
+            )
+            self._keys[table] = keys.with_columns(_key_hash(columns).alias("_h"))
+        return self._keys[table]
+
+    def _new_rows(
+        self, table: str, batch: pl.DataFrame, hashes: pl.Series | None = None
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """Rows whose key is not stored, with their key hashes (computed unless given).
+
+        The stored hashes are probed for any of the batch's (the cheap direction), and only
+        when some match is each row checked: a hash probe, then an exact check of the hits.
+        """
+        columns = _KEYS[table]
+        stored = self._stored_keys(table)
+        if hashes is None:
+            hashes = batch.select(_key_hash(columns)).to_series()
+        if not stored["_h"].is_in(hashes.implode()).any():
+            return batch, hashes
+        hit = hashes.is_in(stored["_h"].implode())
+        candidates = stored.filter(pl.col("_h").is_in(hashes.filter(hit).implode())).select(columns)
+        fresh = batch.with_columns(hashes.alias("_h")).join(candidates, on=columns, how="anti", maintain_order="left")
+        return fresh.drop("_h"), fresh["_h"]
+
+    def _remember(self, table: str, rows: pl.DataFrame, hashes: pl.Series) -> None:
+        fresh = rows.select(_KEYS[table]).with_columns(hashes.alias("_h"))
+        self._keys[table] = pl.concat([self._stored_keys(table), fresh])
+
+    @staticmethod
+    def _sync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _stage(self, frame: pl.DataFrame, final: Path) -> tuple[Path, Path]:
+        """Write ``frame`` into staging, fsync it and check its footer; return (staged, final)."""
+        tmp = self.root / "_staging" / final.name.replace(".parquet", f"-{final.parent.name}.parquet")
+        frame.write_parquet(tmp, compression="zstd", compression_level=1)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if pq.read_metadata(tmp).num_rows != frame.height:
+            raise StoreError(f"the Parquet file {tmp} did not read back whole; nothing was committed")
+        return tmp, final
+
+    def _publish(self, parts: list[tuple[pl.DataFrame, Path]]) -> list[str]:
+        """Stage every file (two at a time), then rename each into place; return relative paths."""
+        (self.root / "_staging").mkdir(exist_ok=True)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            staged = list(pool.map(lambda part: self._stage(*part), parts))
+        for tmp, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        for folder in {final.parent for _, final in staged}:
+            self._sync_dir(folder)
+        return [str(final.relative_to(self.root)) for _, final in staged]
+
+    def _commit(self, entry: dict[str, Any], name: str) -> None:
+        self._write_durably(self.root / "_ledger" / f"{name}.json", json.dumps(entry))
+
+    def _write_durably(self, path: Path, text: str) -> None:
+        """Write ``path`` whole or not at all: staged, synced, renamed, its folder synced."""
+        staging = self.root / "_staging"
+        staging.mkdir(exist_ok=True)
+        tmp = staging / path.name
+        tmp.write_text(text)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._sync_dir(path.parent)
+
+    def _next_name(self, digest: str) -> str:
+        return f"{len(list((self.root / '_ledger').glob('*.json'))):012d}-{digest}"
+
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Everything committed inside stays only if no error comes out; else its ledger entries and files are removed.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.synth import semester
+            >>> lake = ParquetLake(tempfile.mkdtemp())
+            >>> try:
+            ...     with lake.all_or_nothing():
+            ...         _ = lake.append(semester(courses=1, lectures_per_course=1, students=2).events)
+            ...         raise RuntimeError("changed my mind")
+            ... except RuntimeError:
+            ...     pass
+            >>> lake.count("analytics_events")
+            0
+        """
+        with self._lock:
+            before = sorted(p.name for p in (self.root / "_ledger").glob("*.json"))
+            self._write_durably(self.root / _OPEN, json.dumps({"before": before}))
+        try:
+            yield
+        except BaseException:
+            self._undo(set(before))
+            raise
+        (self.root / _OPEN).unlink()
+        self._sync_dir(self.root)
+
+    def _undo(self, before: set[str]) -> None:
+        """Remove the ledger entries not in ``before``, newest first, then their files (an all-or-nothing undone)."""
+        with self._lock:
+            for entry in sorted((self.root / "_ledger").glob("*.json"), reverse=True):
+                if entry.name not in before:
+                    files = json.loads(entry.read_text())["files"]
+                    entry.unlink()  # uncommitted first: a crash here leaves files that _recover removes
+                    self._sync_dir(self.root / "_ledger")
+                    for name in files:
+                        (self.root / name).unlink(missing_ok=True)
+            self._keys.clear()
+            (self.root / _OPEN).unlink(missing_ok=True)
+
+    def append(
+        self,
+        events: pl.DataFrame,
+        rejected: pl.DataFrame | None = None,
+        *,
+        return_ids: bool = False,
+        origins: Origins | None = None,
+        source: str = "append",
+    ) -> AppendResult:
+        """Write a batch: staged files, footers checked, renamed, then one ledger entry.
+
+        Duplicates and conflicts are sorted out as :meth:`DuckDBStore.append` does.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.synth import semester
+            >>> lake, ev = ParquetLake(tempfile.mkdtemp()), semester(courses=1, lectures_per_course=1, students=2).events
+            >>> lake.append(ev).inserted == ev.height, lake.append(ev).inserted
+            (True, 0)
+        """
+        if self.read_only:
+            raise StoreError(f"the lake {self.root} was opened read-only; open it without read_only=True to write")
+        events = ANALYTICS_EVENTS.conform(events)
+        own = _sorted(events)
+        rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+        given = rej.height
+        with self._lock:
+            new, new_hashes = self._new_rows("analytics_events", own.batch, own.hashes)
+            kept = None
+            if new.height < own.batch.height:
+                clashing = own.batch["id"].filter(~own.batch["id"].is_in(new["id"].implode())).implode()
+                scan = pl.scan_parquet(
+                    self._files("analytics_events"),
+                    hive_partitioning=False,
+                    glob=False,
+                    schema=ANALYTICS_EVENTS.polars_schema,
+                )
+                kept = ANALYTICS_EVENTS.conform(scan.filter(pl.col("id").is_in(clashing)).collect())
+            conflicts = own.conflicts(kept)
+            if conflicts.len():
+                rej = pl.concat([rej, _conflict_rows(events, conflicts, origins, source)])
+            rej_new, rej_hashes = self._new_rows(
+                "rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True)
+            )
+            duplicates = events.height + given - new.height - rej_new.height
+            ids = new["id"] if return_ids else None
+            if new.height == 0 and rej_new.height == 0:
+                return AppendResult(
+                    inserted=0,
+                    duplicates=duplicates,
+                    rejected=0,
+                    inserted_ids=ids,
+                    conflicts=_positioned(rej, conflicts),
+                )
+            digest = _digest(new["id"], rej_new["raw"], rej_new["source"], rej_new["row_number"])
+            by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
+            parts = [
+                (part.drop("_d"), self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet")
+                for (day,), part in sorted(by_date.items())
+            ]
+            if rej_new.height:
+                parts.append((rej_new, self.root / "rejected_events" / f"part-{digest}.parquet"))
+            files = self._publish(parts)
+            entry = {
+                "table": "batch",
+                "files": files,
+                "inserted": new.height,
+                "rejected": rej_new.height,
+                "committed_at": datetime.now(UTC).isoformat(),
+            }
+            self._commit(entry, self._next_name(digest))
+            self._remember("analytics_events", new, new_hashes)
+            self._remember("rejected_events", rej_new, rej_hashes)
+        return AppendResult(
+            inserted=new.height,
+            duplicates=duplicates,
+            rejected=rej_new.height,
+            rejected_by_reason=_by_reason(rej_new["reason"]),
+            inserted_ids=ids,
+            conflicts=_positioned(rej, conflicts),
+        )
+
+    def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of ``table`` matching every filter, only ``columns`` if given; only committed files are read.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).read("rejected_events").columns[-1]
+            'rejected_at'
+        """
+        spec = _table(table)
+        wanted = _columns(spec, columns)
+        files = self._files(spec.name)
+        if not files:
+            return spec.empty().select(wanted)
+        scan = pl.scan_parquet(files, hive_partitioning=False, glob=False, schema=spec.polars_schema)
+        for f in filters:
+            scan = scan.filter(f.expr())
+        return spec.conform(scan.select(wanted).collect()).select(wanted)
+
+    def count(self, table: str) -> int:
+        """Rows in ``table``, from the committed files' footers.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).count("analytics_events")
+            0
+        """
+        return sum(pq.read_metadata(f).num_rows for f in self._files(_table(table).name))
+
+    def append_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Append rows to a small table (the load ledger): one file and one ledger entry.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.tables import LOADS
+            >>> ParquetLake(tempfile.mkdtemp()).append_rows("loads", LOADS.empty())
+        """
+        spec = _table(table)
+        rows = spec.conform(frame)
+        if rows.height == 0:
+            return
+        digest = _digest(*(rows[c] for c in rows.columns))
+        with self._lock:
+            name = self._next_name(digest)
+            files = self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")])
+            self._commit({"table": spec.name, "mode": "append", "files": files}, name)
+
+    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
+        """Replace whole tables: new files, then one ledger entry that supersedes the old ones (with ``version``).
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.tables import RECORDINGS
+            >>> ParquetLake(tempfile.mkdtemp()).replace_tables({"recordings": RECORDINGS.empty()})
+        """
+        conformed = {name: _table(name).conform(frame) for name, frame in frames.items()}
+        digest = _digest(
+            *(pl.Series([name, str(frame.height)]) for name, frame in conformed.items()),
+            pl.Series([datetime.now(UTC).isoformat()]),
+        )
+        with self._lock:
+            name = self._next_name(digest)
+            files = self._publish(
+                [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()]
+            )
+            entry = {"table": ",".join(conformed), "mode": "replace", "files": files}
+            self._commit(entry if version is None else {**entry, "version": version}, name)
+
+    def derived_version(self) -> str | None:
+        """The data version the derived tables were last computed from (see :func:`data_version`).
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).derived_version() is None
+            True
+        """
+        return next((e["version"] for e in reversed(self._ledger()) if "version" in e), None)
+
+    def replace_rows(
+        self, changes: dict[str, tuple[str, list[str], pl.DataFrame]], *, version: str | None = None
+    ) -> None:
+        """For each table, replace the rows whose ``column`` is in ``values`` by ``frame``.
+
+        The tables are rewritten whole and committed in one ledger entry (with ``version``).
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.tables import LECTURE_STATISTICS
+            >>> ParquetLake(tempfile.mkdtemp()).replace_rows({"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())})
+        """
+        frames = {}
+        for name, (column, values, frame) in changes.items():
+            kept = self.read(name).filter(~pl.col(column).is_in(values))
+            frames[name] = pl.concat([kept, _table(name).conform(frame)])
+        self.replace_tables(frames, version=version)
+
+    def write_recordings(self, recordings: pl.DataFrame) -> None:
+        """Replace the catalogue: a new file, then a ledger entry that supersedes the last.
+
+        Example:
+            >>> import tempfile
+            >>> from vtp_lab.tables import RECORDINGS
+            >>> ParquetLake(tempfile.mkdtemp()).write_recordings(RECORDINGS.empty())
+        """
+        self.replace_tables({"recordings": recordings})
+
+    def close(self) -> None:
+        """Release the writer lock.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).close()
+        """
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
