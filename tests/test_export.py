@@ -85,3 +85,9 @@ def test_one_name_is_one_table_or_one_partition_column(tmp_path, lab):
 def test_csv_export_names_unknown_tables(tmp_path, lab):
     with pytest.raises(InputFormatError, match="no table 'sessions'"):
         lab.export_csv(tmp_path, tables=["sessions"])
+
+
+def test_an_empty_events_table_exports_a_file_that_loads(tmp_path):
+    written = Lab(":memory:").export_parquet(tmp_path, tables="analytics_events")
+    report = Lab(":memory:").load(written[0], progress=False)
+    assert (report.rows_read, report.errors) == (0, [])

@@ -2,7 +2,8 @@
 
 - :func:`export_parquet` writes ``DIR/analytics_events/event_date=YYYY-MM-DD/*.parquet``
   (zstd; polars, DuckDB, pyarrow and Spark read the folder as is, with ``event_date``
-  from the path) and ``DIR/<table>/data.parquet`` for the other tables.
+  from the path; an empty events table is one ``data.parquet``) and ``DIR/<table>/data.parquet``
+  for the other tables.
 - :func:`export_csv` writes ``DIR/<table>.csv`` in the column order of
   ``schema/postgres/005_analytics_schema.sql``, as ``COPY <table> FROM ... CSV HEADER``
   takes it: timestamps as PostgreSQL text, JSON as text, UUID arrays as ``{a,b}``,
@@ -147,7 +148,7 @@ def export_parquet(
         target = root / name
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        if name == "analytics_events" and partition_by:
+        if name == "analytics_events" and partition_by and frame.height:
             frame = frame.with_columns(pl.col("event_timestamp").dt.date().cast(pl.String).alias("event_date"))
             pa_ds.write_dataset(
                 frame.to_arrow(),
@@ -159,7 +160,7 @@ def export_parquet(
                 existing_data_behavior="delete_matching",
                 file_options=pa_ds.ParquetFileFormat().make_write_options(compression="zstd"),
             )
-        else:
+        else:  # an empty events table too: a folder with no partitions would hold no file to read
             frame.write_parquet(target / "data.parquet", compression="zstd")
         written.append(target)
         _record(root, [target])
