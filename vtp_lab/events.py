@@ -578,8 +578,12 @@ def jsonb_holds(value: object) -> bool:
     return True
 
 
+class _NotJsonb(ValueError):
+    """A JSON text holds NaN or Infinity, which PostgreSQL's JSONB does not."""
+
+
 def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON that PostgreSQL holds")
+    raise _NotJsonb(name)
 
 
 def jsonb_text(text: str) -> str | None:
@@ -603,10 +607,10 @@ def jsonb_text(text: str) -> str | None:
 
     try:
         value = json.loads(text, object_pairs_hook=pairs, parse_constant=_refuse_constant)
-    except RecursionError:
+    except _NotJsonb:
+        return None
+    except (ValueError, RecursionError):
         return text
-    except ValueError as exc:
-        return None if "PostgreSQL" in str(exc) else text
     if not jsonb_holds(value):
         return None
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False) if repeated else text

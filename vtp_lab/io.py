@@ -105,6 +105,16 @@ def format_of(path: str | Path) -> Format | None:
     return _SUFFIXES.get(suffixes[-1].lower()) if suffixes else None
 
 
+def _json_value(expr: pl.Expr) -> pl.Expr:
+    r"""Each value as JSON text (a string quoted and escaped, a map or struct an object), ``null`` for null.
+
+    Example:
+        >>> pl.select(_json_value(pl.lit('say "hi"'))).item()
+        '"say \\"hi\\""'
+    """
+    return pl.struct(expr.alias("v")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
+
+
 def _ndjson_lines(events: pl.DataFrame) -> pl.Series:
     scalars = [c for c in events.columns if c != "metadata"]
     text = events.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
@@ -113,8 +123,7 @@ def _ndjson_lines(events: pl.DataFrame) -> pl.Series:
         return text.select(head + "}").to_series()
     meta = pl.col("metadata")
     as_json = pl.when(meta.str.starts_with("{") | meta.str.starts_with("[")).then(meta)
-    as_string = pl.struct(meta).struct.json_encode().str.strip_prefix('{"metadata":').str.strip_suffix("}")
-    value = pl.coalesce(as_json, as_string, pl.lit("null"))
+    value = pl.coalesce(as_json, _json_value(meta), pl.lit("null"))
     return text.select(pl.concat_str([head, pl.lit(',"metadata":'), value, pl.lit("}")])).to_series()
 
 
@@ -366,34 +375,26 @@ def skip_reason(path: str | Path, fmt: Format) -> str | None:
         'a recordings catalogue, not events: load it with load_recordings() or --recordings'
     """
     path = Path(path)
-    types = set(FIELD_ALIASES["event_type"])
     if fmt == "parquet":
         try:
-            names = set(pq.read_schema(path).names)
+            names = pq.read_schema(path).names
         except Exception:  # an unreadable file is the reader's to report
             return None
-        if names & types:
+        headerless = False
+    elif fmt == "csv":
+        with _open_text(path) as fh:
+            first = fh.readline(64 * 1024).decode("utf-8", errors="replace")
+        if not first.strip():
             return None
-        if "recording_id" in names and names <= set(RECORDINGS.column_names):
-            return "a recordings catalogue, not events: load it with load_recordings() or --recordings"
-        return f"no event_type column (its columns: {', '.join(sorted(names)[:8])}): not an event dump"
-    if fmt != "csv":
+        names = next(csv.reader([first]), [])
+        headerless = len(names) == len(ANALYTICS_EVENTS.column_names)
+    else:
         return None
-    with _open_text(path) as fh:
-        first = fh.readline(64 * 1024).decode("utf-8", errors="replace")
-    if not first.strip():
+    if set(names) & set(FIELD_ALIASES["event_type"]) or headerless:
         return None
-    header = next(csv.reader([first]), [])
-    if set(header) & types:
-        return None
-    if "recording_id" in header and set(header) <= set(RECORDINGS.column_names):
+    if "recording_id" in names and set(names) <= set(RECORDINGS.column_names):
         return "a recordings catalogue, not events: load it with load_recordings() or --recordings"
-    if len(header) == len(ANALYTICS_EVENTS.column_names):
-        return None
-    return (
-        f"its first line is neither an analytics_events header nor a row of {len(ANALYTICS_EVENTS.column_names)} "
-        "fields: not an event dump"
-    )
+    return f"no event_type column (its columns: {', '.join(sorted(names)[:8])}): not an event dump"
 
 
 def _split(data: bytes | memoryview) -> pl.Series:
@@ -850,10 +851,7 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
         if name in _UUID_SPELLINGS and dtype == pl.Binary:
             fixes.append(pl.col(name).bin.encode("hex"))
         elif name in FIELD_ALIASES["metadata"] and isinstance(dtype, pl.Map | pl.Struct):
-            wrapped = pl.struct(pl.col(name).alias("m")).struct.json_encode()  # {"m":...}
-            fixes.append(
-                pl.when(pl.col(name).is_not_null()).then(wrapped.str.slice(5).str.strip_suffix("}")).alias(name)
-            )
+            fixes.append(pl.when(pl.col(name).is_not_null()).then(_json_value(pl.col(name))).alias(name))
     return frame.with_columns(fixes) if fixes else frame
 
 

@@ -290,6 +290,15 @@ class _Sorted:
             found.append(_conflicts(self.events.filter(hit), every.filter(hit), stored))
         return pl.concat(found).sort() if found else pl.Series(dtype=pl.UInt32)
 
+    def quarantined(
+        self, stored: pl.DataFrame | None, rejected: pl.DataFrame, origins: Origins | None, source: str
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """``rejected`` with a ``conflicting_duplicate`` row added for each conflict, and the conflicts' positions."""
+        conflicts = self.conflicts(stored)
+        if conflicts.len():
+            rejected = pl.concat([rejected, _conflict_rows(self.events, conflicts, origins, source)])
+        return rejected, conflicts
+
 
 def _sorted(events: pl.DataFrame) -> _Sorted:
     return _Sorted(events, *_first_per_id(events))

@@ -33,7 +33,6 @@ from vtp_lab.store.base import (
     Origins,
     _by_reason,
     _columns,
-    _conflict_rows,
     _positioned,
     _sorted,
     _table,
@@ -208,9 +207,7 @@ class DuckDBStore:
                     ).pl()
                 kept = ANALYTICS_EVENTS.conform(kept)
                 insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
-            conflicts = own.conflicts(kept)
-            if conflicts.len():
-                rej = pl.concat([rej, _conflict_rows(events, conflicts, origins, source)])
+            rej, conflicts = own.quarantined(kept, rej, origins, source)
             quarantined = {"rej": rej} if rej.height else {}  # registering a table costs about 0.5 ms
             with self._transaction(batch=table, **quarantined):
                 ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None

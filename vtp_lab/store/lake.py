@@ -37,7 +37,6 @@ from vtp_lab.store.base import (
     Origins,
     _by_reason,
     _columns,
-    _conflict_rows,
     _digest,
     _key_hash,
     _positioned,
@@ -207,18 +206,17 @@ class ParquetLake:
     def all_or_nothing(self) -> Iterator[None]:
         """Everything committed inside stays only if no error comes out; else its ledger entries and files are removed.
 
+        While it is open, ``_all_or_nothing.json`` lists the ledger before it, so that a
+        writer killed inside leaves what opening the lake undoes.
+
         Example:
             >>> import tempfile
-            >>> from vtp_lab.synth import semester
+            >>> from vtp_lab.tables import LOADS
             >>> lake = ParquetLake(tempfile.mkdtemp())
-            >>> try:
-            ...     with lake.all_or_nothing():
-            ...         _ = lake.append(semester(courses=1, lectures_per_course=1, students=2).events)
-            ...         raise RuntimeError("changed my mind")
-            ... except RuntimeError:
-            ...     pass
-            >>> lake.count("analytics_events")
-            0
+            >>> with lake.all_or_nothing():
+            ...     lake.append_rows("loads", LOADS.empty())
+            >>> (lake.root / "_all_or_nothing.json").exists()
+            False
         """
         with self._lock:
             before = sorted(p.name for p in (self.root / "_ledger").glob("*.json"))
@@ -282,9 +280,7 @@ class ParquetLake:
                     schema=ANALYTICS_EVENTS.polars_schema,
                 )
                 kept = ANALYTICS_EVENTS.conform(scan.filter(pl.col("id").is_in(clashing)).collect())
-            conflicts = own.conflicts(kept)
-            if conflicts.len():
-                rej = pl.concat([rej, _conflict_rows(events, conflicts, origins, source)])
+            rej, conflicts = own.quarantined(kept, rej, origins, source)
             rej_new, rej_hashes = self._new_rows(
                 "rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True)
             )
