@@ -11,9 +11,12 @@ import polars as pl
 import pytest
 from conftest import ROOT, raw_event
 
+from vtp_lab import reports
 from vtp_lab.errors import NotFoundError, VtpLabError
 from vtp_lab.lab import Lab
-from vtp_lab.reports import REPORT_KINDS, Report, alerts
+from vtp_lab.metrics import alerts
+from vtp_lab.reports import REPORT_KINDS, REPORTS, Report
+from vtp_lab.stats import derive
 from vtp_lab.synth import semester
 
 
@@ -136,7 +139,7 @@ def test_an_unknown_id_is_a_lookup_error_that_suggests_close_ids(lab):
 
 
 def test_alerts_name_their_rules(lab):
-    table = alerts(lab, below=0.9, weeks=1)
+    table = lab.alerts(below=0.9, weeks=1)
     assert table.columns == ["kind", "subject", "course_id", "rule", "details"]
     assert table.height > 0
     assert set(table["kind"]) <= {"low_engagement", "struggle_lecture", "qoe_regression"}
@@ -144,6 +147,41 @@ def test_alerts_name_their_rules(lab):
         assert row["rule"] and json.loads(row["details"])
     struggle = [r for c in lab.course_statistics().iter_rows(named=True) for r in c["struggle_lectures"]]
     assert sorted(table.filter(pl.col("kind") == "struggle_lecture")["subject"]) == sorted(struggle)
+
+
+def test_reports_and_alerts_take_a_cohort_frame(lab):
+    """A report is built from frames: the derived tables of a cohort of ten students, not a Lab."""
+    cohort = lab.engagement_metrics()["user_id"].unique().sort().head(10)
+    d = derive(lab.events().filter(pl.col("user_id").is_in(cohort.implode())), recordings=lab.recordings())
+    report = reports.engagement(d)
+    assert report.headline["students"] == 10
+    assert reports.build("engagement", derived=d).headline == report.headline
+    assert (
+        reports.student(d, user_id=cohort[0]).headline["lectures_watched"]
+        == d.engagement_features.filter(pl.col("user_id") == cohort[0]).height
+    )
+    table = alerts(
+        features=d.engagement_features,
+        details=d.session_details,
+        courses=d.course_statistics,
+        recordings=d.recordings,
+        below=0.9,
+        weeks=1,
+    )
+    assert table.equals(d.alerts(below=0.9, weeks=1))
+    assert set(table.filter(pl.col("kind") == "low_engagement")["subject"]) <= set(cohort)
+
+
+def test_the_registry_finds_every_kind_and_says_what_it_reads(lab):
+    assert tuple(REPORTS) == REPORT_KINDS
+    assert {kind: entry.reads for kind, entry in REPORTS.items()} == {
+        **dict.fromkeys(REPORT_KINDS, "derived"),
+        "compliance": "audit",
+    }
+    with pytest.raises(ValueError, match="the compliance report reads the audit tables: pass audit="):
+        reports.build("compliance", derived=lab.derived())
+    with pytest.raises(ValueError, match="unknown report 'timeline'"):
+        reports.build("timeline", derived=lab.derived())  # type: ignore[arg-type]
 
 
 def test_cli_report(lab, tmp_path):

@@ -33,7 +33,7 @@ from vtp_lab.io import Format
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.recordings import catalogue, read_recordings
-from vtp_lab.reports import Report, ReportKind
+from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, data_version, open_store
 from vtp_lab.tables import TABLES
@@ -513,7 +513,14 @@ class Lab:
             >>> Lab(":memory:").report("compliance").headline["loads"]
             0
         """
-        return reports.build(self, kind, course_id=course_id, user_id=user_id, recording_id=recording_id)
+        reads = reports.entry(kind).reads
+        data = {"derived": self.derived()} if reads == "derived" else {"audit": self._audit()}
+        return reports.build(kind, **data, course_id=course_id, user_id=user_id, recording_id=recording_id)
+
+    def _audit(self) -> Audit:
+        """What the compliance report reads: the ledger, the quarantine and every stored event's time."""
+        times = self.store.read("analytics_events", columns=["event_timestamp"])["event_timestamp"]
+        return Audit(loads=self.loads(), rejected_events=self.rejected_events(), event_timestamps=times)
 
     def dashboard(self) -> Dashboard:
         """The ipywidgets dashboard (pickers, tiles, charts, alerts, a score panel); display it in a notebook.
@@ -526,14 +533,16 @@ class Lab:
 
         return Dashboard(self)
 
-    def alerts(self) -> pl.DataFrame:
+    def alerts(self, *, below: float = 0.5, weeks: int = 2, qoe_drop: float = 10.0) -> pl.DataFrame:
         """Low-engagement students, struggle lectures and QoE regressions, with the rule and numbers of each.
+
+        The rules and their parameters are :func:`vtp_lab.metrics.alerts`'.
 
         Example:
             >>> Lab(":memory:").alerts().height
             0
         """
-        return reports.alerts(self)
+        return self.derived().alerts(below=below, weeks=weeks, qoe_drop=qoe_drop)
 
     def realtime(self, *, active_minutes: float = 5.0, now: datetime | None = None) -> Realtime:
         """Active viewers per recording, events per second and the recent rebuffer ratio (see :func:`~vtp_lab.metrics.realtime`).

@@ -27,6 +27,7 @@ __all__ = [
     "REALTIME_REBUFFER_MINUTES",
     "REBUFFER_BANDS",
     "Realtime",
+    "alerts",
     "at_risk_students",
     "attendance_categories",
     "engagement_trends",
@@ -518,3 +519,95 @@ def realtime(events: pl.DataFrame, *, now: datetime, active_minutes: float = 5.0
         rebuffer_ratio=details.select(ratio).item(),
         recordings=per_recording,
     )
+
+
+_ALERT_SCHEMA: Final = {
+    "kind": pl.String,
+    "subject": pl.String,
+    "course_id": pl.String,
+    "rule": pl.String,
+    "details": pl.String,
+}
+
+
+def _details(**fields: pl.Expr) -> pl.Expr:
+    """The numbers behind an alert as one JSON object per row."""
+    return pl.struct([expr.alias(name) for name, expr in fields.items()]).struct.json_encode().alias("details")
+
+
+def alerts(
+    *,
+    features: pl.DataFrame,
+    details: pl.DataFrame,
+    courses: pl.DataFrame,
+    recordings: pl.DataFrame,
+    below: float = 0.5,
+    weeks: int = 2,
+    qoe_drop: float = 10.0,
+) -> pl.DataFrame:
+    """Low-engagement students, struggle lectures and QoE regressions, each with its rule and numbers.
+
+    Takes the engagement features, session details, course statistics and recordings
+    catalogue (a :class:`~vtp_lab.stats.Derived`'s frames, or any cohort's). A student is
+    low-engagement by :func:`at_risk_students` (``below``, ``weeks``); a struggle lecture is
+    one of the course statistics' ``struggle_lectures``; a QoE regression is a lecture
+    whose mean QoE score in its latest week of viewing is more than ``qoe_drop`` points
+    below its mean over the earlier weeks. ``details`` holds each alert's numbers as JSON.
+
+    Example:
+        >>> from vtp_lab.stats import derive
+        >>> from vtp_lab.synth import semester
+        >>> d = derive(semester(courses=1, lectures_per_course=3, students=8, seed=4).events)
+        >>> table = alerts(features=d.engagement_features, details=d.session_details,
+        ...     courses=d.course_statistics, recordings=d.recordings, below=0.9, weeks=1)
+        >>> table.columns, table["kind"].is_in(["low_engagement", "struggle_lecture", "qoe_regression"]).all()
+        (['kind', 'subject', 'course_id', 'rule', 'details'], True)
+    """
+    risk = at_risk_students(features, recordings, below=below, weeks=weeks).select(
+        pl.lit("low_engagement").alias("kind"),
+        pl.col("user_id").alias("subject"),
+        "course_id",
+        "rule",
+        _details(
+            weeks_below=pl.col("weeks_below"),
+            last_week=pl.col("last_week").dt.date().cast(pl.String),
+            mean_score=pl.col("mean_score").round(2),
+            cohort_median=pl.col("mean_cohort_median").round(2),
+        ),
+    )
+    struggle = (
+        courses.select("course_id", "average_completion_rate", "struggle_lectures")
+        .explode("struggle_lectures")
+        .drop_nulls("struggle_lectures")
+        .select(
+            pl.lit("struggle_lecture").alias("kind"),
+            pl.col("struggle_lectures").alias("subject"),
+            "course_id",
+            pl.lit("at least two struggle signals against the course median (docs/metrics.md)").alias("rule"),
+            _details(course_average_completion_rate=pl.col("average_completion_rate")),
+        )
+    )
+    weekly = (
+        qoe(details)
+        .group_by("recording_id", week_of("started_at").alias("week"))
+        .agg(pl.col("qoe_score").mean().alias("qoe"))
+        .with_columns(pl.col("week").max().over("recording_id").alias("latest"))
+    )
+    regressions = (
+        weekly.group_by("recording_id")
+        .agg(
+            pl.col("qoe").filter(pl.col("week") == pl.col("latest")).mean().alias("latest_qoe"),
+            pl.col("qoe").filter(pl.col("week") < pl.col("latest")).mean().alias("earlier_qoe"),
+        )
+        .filter(pl.col("earlier_qoe") - pl.col("latest_qoe") > qoe_drop)
+        .join(recordings.select("recording_id", "course_id").unique("recording_id"), on="recording_id", how="left")
+        .sort("recording_id")
+        .select(
+            pl.lit("qoe_regression").alias("kind"),
+            pl.col("recording_id").alias("subject"),
+            "course_id",
+            pl.lit(f"latest week's QoE more than {qoe_drop} points below the earlier weeks'").alias("rule"),
+            _details(latest_qoe=pl.col("latest_qoe").round(2), earlier_qoe=pl.col("earlier_qoe").round(2)),
+        )
+    )
+    return pl.concat([part.cast(_ALERT_SCHEMA) for part in (risk, struggle, regressions)])  # type: ignore[arg-type]

@@ -24,8 +24,10 @@ from vtp_lab.metrics import qoe, week_of
 
 __all__ = [
     "attendance_heatmap",
+    "bars",
     "completion_distribution",
     "engagement_by_week",
+    "line",
     "offline",
     "qoe_against_completion",
     "quality_mix_over_time",
@@ -45,6 +47,28 @@ def _titled(frame: pl.DataFrame, titles: pl.DataFrame | None) -> pl.DataFrame:
     if titles is None:
         return frame.with_columns(pl.col("recording_id").alias("title"))
     return frame.join(titles, on="recording_id", how="left")
+
+
+def bars(frame: pl.DataFrame, *, x: str, y: str, title: str) -> Any:
+    """Bars of ``y`` per ``x`` in the frame's order (altair shorthands such as ``"week:T"``).
+
+    Example:
+        >>> bars(pl.DataFrame({"band": [0, 10], "pairs": [3, 5]}), x="band:O", y="pairs:Q", title="t").mark
+        'bar'
+    """
+    alt = _alt()
+    return alt.Chart(frame, title=title).mark_bar().encode(x=alt.X(x, sort=None), y=alt.Y(y))
+
+
+def line(frame: pl.DataFrame, *, x: str, y: str, title: str) -> Any:
+    """A line with points of ``y`` over ``x`` (altair shorthands such as ``"week:T"``).
+
+    Example:
+        >>> line(pl.DataFrame({"week": [1, 2], "score": [50.0, 60.0]}), x="week:Q", y="score:Q", title="t").mark.type
+        'line'
+    """
+    alt = _alt()
+    return alt.Chart(frame, title=title).mark_line(point=True).encode(x=alt.X(x), y=alt.Y(y))
 
 
 def retention_curve(retention: pl.DataFrame, *, titles: pl.DataFrame | None = None) -> Any:

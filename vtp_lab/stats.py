@@ -27,7 +27,7 @@ import polars as pl
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import MAX_INTEGER, EventType, uuid5_series
 from vtp_lab.metadata import metadata_columns
-from vtp_lab.metrics import engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
+from vtp_lab.metrics import alerts, engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
 from vtp_lab.sessions import Sessionized, coverage, round_half_up, run_starts, sessionize
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
@@ -131,6 +131,24 @@ class Derived:
     recordings: pl.DataFrame
     quality_play: pl.DataFrame
     """Play seconds per recording and quality (what ``quality_distribution`` rounds)."""
+
+    def alerts(self, *, below: float = 0.5, weeks: int = 2, qoe_drop: float = 10.0) -> pl.DataFrame:
+        """These tables' alerts: low engagement, struggle lectures, QoE regressions (:func:`vtp_lab.metrics.alerts`).
+
+        Example:
+            >>> from vtp_lab.tables import ANALYTICS_EVENTS
+            >>> derive(ANALYTICS_EVENTS.empty()).alerts().columns
+            ['kind', 'subject', 'course_id', 'rule', 'details']
+        """
+        return alerts(
+            features=self.engagement_features,
+            details=self.session_details,
+            courses=self.course_statistics,
+            recordings=self.recordings,
+            below=below,
+            weeks=weeks,
+            qoe_drop=qoe_drop,
+        )
 
 
 def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:

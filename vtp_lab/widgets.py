@@ -16,18 +16,35 @@ Example:
 from __future__ import annotations
 
 import html
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import polars as pl
 
 from vtp_lab.metrics import qoe, weekly_engagement
 from vtp_lab.plot import completion_distribution, engagement_by_week, qoe_against_completion
-from vtp_lab.reports import Source, alerts
 from vtp_lab.stats import DEFAULT_SCORE, DEFAULT_WEIGHTS, Derived, derive, weighted_score
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "Source"]
 
 _ALL = "(all)"
+
+
+class Source(Protocol):
+    """What the dashboard reads: the derived tables, and the events to recompute them with another score (a Lab).
+
+    Example:
+        >>> import vtp_lab as vl
+        >>> all(hasattr(vl.Lab(":memory:"), m) for m in ("derived", "events"))
+        True
+    """
+
+    def derived(self) -> Derived:
+        """Every derived table."""
+        ...
+
+    def events(self) -> pl.DataFrame:
+        """Every stored event."""
+        ...
 
 
 class Dashboard:
@@ -51,7 +68,7 @@ class Dashboard:
 
         self.source = source
         self.derived: Derived = source.derived()
-        self._alerts = alerts(source)
+        self._alerts = self.derived.alerts()
         cat = self.derived.recordings
         courses = sorted(c for c in cat["course_id"].drop_nulls().unique().to_list())
         self.course = w.Dropdown(options=[(_ALL, _ALL), *((c, c) for c in courses)], value=_ALL, description="course")
