@@ -10,6 +10,9 @@ Prints, on the same file in the same run:
   alternately ``--repeat`` times, each ratio on a pair of neighbouring runs, then the
   median; both sides first load 1,000 events once, so one-time costs (imports, the
   first query plans) are not timed;
+- the same events without ids (so ``Lab.load`` derives every id, spec section 1)
+  against the file with ids, alternately ``--repeat`` times, and the median ratio
+  (target: at least 0.8);
 - the original design on a real PostgreSQL started here on loopback: one INSERT per
   event in transactions of 100 rows (timed on ``--pg-sample`` rows) and ``COPY`` of the
   whole file as CSV, and vtp_lab's ratio to the transactional inserts (goal: 50x).
@@ -78,7 +81,13 @@ def main() -> None:
     while events.height < args.rows:
         copy += 1
         events = pl.concat(
-            [events, events.with_columns(pl.concat_str(pl.lit(f"{copy:x}"[-1]), pl.col("id").str.slice(1)).alias("id"))]
+            [
+                events,
+                events.with_columns(
+                    pl.concat_str(pl.lit(f"{copy:x}"[-1]), pl.col("id").str.slice(1)).alias("id"),
+                    pl.col("event_timestamp") + pl.duration(microseconds=copy),  # each copy's content differs too
+                ),
+            ]
         )
     events = events.head(args.rows)
     dump = write_events(events, tmp / "events.ndjson")
@@ -98,6 +107,26 @@ def main() -> None:
             f"DuckDB read_json into a table {events.height / duck_s:,.0f} rows/s ({duck_s:.2f}s); "
             f"ratio {duck_s / vtp_s:.2f}"
         )
+    idless = write_events(events.with_columns(pl.lit(None, pl.String).alias("id")), tmp / "no-ids.ndjson")
+    load_with_vtp_lab(
+        write_events(events.head(1_000).with_columns(pl.lit(None, pl.String).alias("id")), tmp / "warm-no-ids.ndjson"),
+        tmp / "warm-no-ids.duckdb",
+        1_000,
+    )
+    idless_ratios = []
+    for run in range(1, args.repeat + 1):
+        with_s = load_with_vtp_lab(dump, tmp / f"ids-{run}.duckdb", events.height)
+        without_s = load_with_vtp_lab(idless, tmp / f"no-ids-{run}.duckdb", events.height)
+        idless_ratios.append(with_s / without_s)
+        print(
+            f"run {run}: with ids {events.height / with_s:,.0f} rows/s ({with_s:.2f}s); "
+            f"without ids (derived) {events.height / without_s:,.0f} rows/s ({without_s:.2f}s); ratio {with_s / without_s:.2f}"
+        )
+    idless_ratio = statistics.median(idless_ratios)
+    print(
+        f"ratio without ids / with ids, median of {len(idless_ratios)}: {idless_ratio:.2f} "
+        f"(target 0.8: {'met' if idless_ratio >= 0.8 else 'NOT met'})"
+    )
     ratio = statistics.median(ratios)
     vtp_s = statistics.median(vtp_times)
     print(f"vtp_lab load into DuckDB, median: {events.height / vtp_s:,.0f} rows/s ({vtp_s:.2f}s)")

@@ -17,6 +17,7 @@ LAYERS = {
     "tables": 0,
     "duck": 0,
     "events": 1,
+    "canonical": 1,
     "validation": 2,
     "metadata": 2,
     "synth": 2,

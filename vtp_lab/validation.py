@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from typing import Final
 
 import polars as pl
 
+from vtp_lab.canonical import canonical_json
 from vtp_lab.duck import JsonParse, arrow, compute, json_query
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
@@ -50,7 +50,6 @@ from vtp_lab.events import (
     METADATA_RULES,
     NIL_UUID,
     EventType,
-    canonical_metadata,
     derive_event_ids,
     jsonb_text,
 )
@@ -488,8 +487,8 @@ def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
     if not missing.any():
         return accepted["id"]
     todo = accepted.filter(missing)
-    canonical = [canonical_metadata(json.loads(m)) if m is not None else "" for m in todo["metadata"].to_list()]
-    return accepted["id"].scatter(missing.arg_true(), derive_event_ids(todo, pl.Series(canonical, dtype=pl.String)))
+    canonical = canonical_json(todo["metadata"]).fill_null("")
+    return accepted["id"].scatter(missing.arg_true(), derive_event_ids(todo, canonical))
 
 
 def validate(
