@@ -58,12 +58,10 @@ def _quoted(decoded: pl.Series) -> pl.Series:
     quoted = pl.select(pl.concat_str(pl.lit('"'), pl.lit(decoded), pl.lit('"'))).to_series()
     if plain.all():
         return quoted
-    from vtp_lab.duck import arrow, compute
+    from vtp_lab.duck import over
 
-    con = compute()
-    con.register("others", arrow(pl.DataFrame({"s": decoded.filter(~plain)})))
-    escaped = con.sql(f"SELECT '\"' || {_ESCAPE} || '\"' AS t FROM others").pl()["t"]
-    con.close()
+    with over(others=pl.DataFrame({"s": decoded.filter(~plain)})) as con:
+        escaped = con.sql(f"SELECT '\"' || {_ESCAPE} || '\"' AS t FROM others").pl()["t"]
     return quoted.scatter(plain.not_().arg_true(), escaped)
 
 
@@ -175,9 +173,9 @@ def _flat_objects(texts: pl.Series) -> pl.Series:
         .select(
             "row",
             "order",
-            pl.col("pair").str.extract(f"^{_PAIR}$", 1).alias("key_text"),
-            pl.col("pair").str.extract(f"^{_PAIR}$", 2).alias("value"),
+            pl.col("pair").str.extract_groups(f"^{_PAIR}$").struct.rename_fields(["key_text", "value"]).alias("pair"),
         )
+        .unnest("pair")
     )
     pairs = pairs.with_columns(
         _decoded(pairs["key_text"]).alias("key"),
@@ -189,16 +187,14 @@ def _flat_objects(texts: pl.Series) -> pl.Series:
 
 def _containers(texts: pl.Series) -> pl.Series:
     """Objects and arrays holding others, a level at a time: DuckDB's ``json_each``, then each member again."""
-    from vtp_lab.duck import arrow, compute
+    from vtp_lab.duck import over
 
-    con = compute()
-    con.register("texts", arrow(pl.DataFrame({"t": texts}).with_row_index("row")))
-    kinds = con.sql("SELECT json_type(t) = 'OBJECT' AS object FROM texts ORDER BY row").pl()["object"]
-    members = con.sql(
-        "SELECT texts.row, j.id AS \"order\", CASE WHEN json_type(texts.t) = 'OBJECT' THEN j.key END AS key,"
-        " j.value::VARCHAR AS value FROM texts, json_each(texts.t) AS j ORDER BY texts.row, j.id"
-    ).pl()
-    con.close()
+    with over(texts=pl.DataFrame({"t": texts}).with_row_index("row")) as con:
+        kinds = con.sql("SELECT json_type(t) = 'OBJECT' AS object FROM texts ORDER BY row").pl()["object"]
+        members = con.sql(
+            "SELECT texts.row, j.id AS \"order\", CASE WHEN json_type(texts.t) = 'OBJECT' THEN j.key END AS key,"
+            " j.value::VARCHAR AS value FROM texts, json_each(texts.t) AS j ORDER BY texts.row, j.id"
+        ).pl()
     members = members.with_columns(
         pl.col("row").cast(pl.UInt32),
         _quoted(members["key"].fill_null("")).alias("key_text"),
@@ -222,31 +218,28 @@ def _flat_by_reader(texts: pl.Series) -> pl.Series:
     ``null`` value, a key outside the batch's list, a nested value, text that the reader
     writes otherwise than Python: non-ASCII, escapes, exponents, very small or large numbers).
     """
-    from vtp_lab.duck import arrow, compute
+    from vtp_lab.duck import over
 
-    con = compute()
-    con.register("texts", arrow(pl.DataFrame({"t": texts})))
-    found = con.sql(
-        "SELECT k FROM (SELECT unnest(json_keys(t)) AS k FROM texts) GROUP BY k ORDER BY count(*) DESC"
-    ).pl()["k"]
-    plain = [k for k in found.head(_FAST_KEYS).to_list() if k and re.fullmatch(_PLAIN_TEXT, k) and "'" not in k]
-    folded = Counter(k.lower() for k in plain)
-    keys = sorted(k for k in plain if folded[k.lower()] == 1)  # a struct's field names ignore case
-    if not keys:
-        con.close()
-        return pl.Series(texts.name, [None] * texts.len(), dtype=pl.String)
-    struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
-    members = ", ".join(f"""'"{k}":' || m."{k}\"""" for k in keys)
-    values = ", ".join(f'm."{k}"' for k in keys)
-    joined = con.sql(
-        f"""
-        SELECT CASE WHEN complete AND NOT regexp_matches(c, '{_NEEDS_REWRITE}') THEN c END AS c
-        FROM (SELECT '{{' || concat_ws(',', {members}) || '}}' AS c,
-                     list_count(list_value({values})) = len(json_keys(t)) AS complete
-              FROM (SELECT t, json_transform(t, '{struct}') AS m FROM texts))
-        """
-    ).pl()["c"]
-    con.close()
+    with over(texts=pl.DataFrame({"t": texts})) as con:
+        found = con.sql(
+            "SELECT k FROM (SELECT unnest(json_keys(t)) AS k FROM texts) GROUP BY k ORDER BY count(*) DESC"
+        ).pl()["k"]
+        plain = [k for k in found.head(_FAST_KEYS).to_list() if k and re.fullmatch(_PLAIN_TEXT, k) and "'" not in k]
+        folded = Counter(k.lower() for k in plain)
+        keys = sorted(k for k in plain if folded[k.lower()] == 1)  # a struct's field names ignore case
+        if not keys:
+            return pl.Series(texts.name, [None] * texts.len(), dtype=pl.String)
+        struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
+        members = ", ".join(f"""'"{k}":' || m."{k}\"""" for k in keys)
+        values = ", ".join(f'm."{k}"' for k in keys)
+        joined = con.sql(
+            f"""
+            SELECT CASE WHEN complete AND NOT regexp_matches(c, '{_NEEDS_REWRITE}') THEN c END AS c
+            FROM (SELECT '{{' || concat_ws(',', {members}) || '}}' AS c,
+                         list_count(list_value({values})) = len(json_keys(t)) AS complete
+                  FROM (SELECT t, json_transform(t, '{struct}') AS m FROM texts))
+            """
+        ).pl()["c"]
     return joined.rename(texts.name)
 
 

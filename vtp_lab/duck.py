@@ -13,7 +13,8 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -22,7 +23,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query", "uuid_array"]
+__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query", "over", "uuid_array"]
 
 JsonParse = Callable[[str, str], str]
 """``parse(text, struct)``: the SQL that parses the JSON column ``text`` into the struct type ``struct``."""
@@ -72,6 +73,24 @@ def compute() -> duckdb.DuckDBPyConnection:
         if not _SHARED:
             _SHARED.append(connect())
         return _SHARED[0].cursor()
+
+
+@contextmanager
+def over(**frames: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A :func:`compute` cursor with each frame registered under its keyword's name, closed afterwards.
+
+    Example:
+        >>> with over(t=pl.DataFrame({"x": [1, 2]})) as con:
+        ...     con.sql("SELECT max(x) AS s FROM t").pl()["s"].item()
+        2
+    """
+    con = compute()
+    try:
+        for name, frame in frames.items():
+            con.register(name, arrow(frame))
+        yield con
+    finally:
+        con.close()
 
 
 _DASHES: Final = np.isin(np.arange(36), (8, 13, 18, 23))

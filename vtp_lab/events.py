@@ -387,12 +387,10 @@ def uuid5_series(names: pl.Series) -> pl.Series:
         >>> uuid5_series(pl.Series(["course|c"])).item() == course_statistics_id("c")
         True
     """
-    from vtp_lab.duck import arrow, compute
+    from vtp_lab.duck import over
 
-    con = compute()
-    con.register("names", arrow(pl.DataFrame({"name": names.cast(pl.String)})))
-    digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM names").pl()["h"]
-    con.close()
+    with over(names=pl.DataFrame({"name": names.cast(pl.String)})) as con:
+        digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM names").pl()["h"]
     h = pl.col("h")
     return (
         digests.to_frame("h")
@@ -510,7 +508,9 @@ def derive_event_ids(events: pl.DataFrame, metadata: pl.Series) -> pl.Series:
                 pl.col("event_timestamp")
                 .dt.convert_time_zone("UTC")
                 .dt.replace_time_zone(None)
-                .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),  # a naive time formats three times faster
+                .dt.strftime(
+                    "%Y-%m-%dT%H:%M:%S%.6fZ"
+                ),  # as a naive UTC time: strftime skips the time zone lookup per row
                 pl.lit(metadata.fill_null("")),
             ],
             separator="|",

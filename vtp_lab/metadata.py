@@ -16,7 +16,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from vtp_lab.duck import arrow, compute
+from vtp_lab.duck import over
 from vtp_lab.errors import InputFormatError
 
 __all__ = ["METADATA_TYPES", "metadata_columns"]
@@ -58,15 +58,12 @@ def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = METADA
     """
     duck = {pl.Float64(): "DOUBLE", pl.String(): "VARCHAR"}
     struct = "{" + ", ".join(f'"{k}": "{duck[dtype]}"' for k, dtype in keys.items()) + "}"
-    con = compute()
-    con.register("ev", arrow(events.select("metadata")))
     try:
-        values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
+        with over(ev=events.select("metadata")) as con:
+            values = con.sql(f"SELECT from_json(metadata, '{struct}') AS m FROM ev").pl()["m"].rechunk()
     except duckdb.InvalidInputException as exc:
         raise InputFormatError(
             f"an event's metadata is not valid JSON ({str(exc).splitlines()[0]}); sessions and statistics "
             "take validated events: pass the frame through vtp_lab.validate() and use its accepted rows"
         ) from None
-    finally:
-        con.close()
     return events.drop("metadata").hstack(values.struct.unnest().select(pl.col(k).alias(f"m_{k}") for k in keys))

@@ -40,7 +40,7 @@ from typing import Final
 import polars as pl
 
 from vtp_lab.canonical import canonical_json
-from vtp_lab.duck import JsonParse, arrow, compute, json_query
+from vtp_lab.duck import JsonParse, json_query, over
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
     EVENT_TYPE_SPELLINGS,
@@ -218,10 +218,8 @@ def cast_timestamps(texts: pl.Series) -> pl.Series:
         >>> cast_timestamps(pl.Series(["2026-09-01 12:00:00+02", "soon"])).to_list()
         [datetime.datetime(2026, 9, 1, 10, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), None]
     """
-    con = compute()
-    con.register("texts", arrow(texts.to_frame("t")))
-    parsed = con.sql("SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM texts").pl()["t"]
-    con.close()
+    with over(texts=texts.to_frame("t")) as con:
+        parsed = con.sql("SELECT TRY_CAST(t AS TIMESTAMPTZ) AS t FROM texts").pl()["t"]
     return parsed.cast(pl.Datetime("us", "UTC"))
 
 
@@ -319,8 +317,6 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
         )
     struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
     fields = ", ".join(f"m.{k} AS _m_{k}" for k in keys)
-    con = compute()
-    con.register("inputs", arrow(staged.select("_ts_text", "metadata")))
 
     def query(parse: JsonParse) -> str:
         return f"""
@@ -328,8 +324,8 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
             FROM (SELECT TRY_CAST(_ts_text AS TIMESTAMPTZ) AS _ts_parsed, {parse("metadata", struct)} AS m FROM inputs)
         """
 
-    parsed = json_query(con, query)
-    con.close()
+    with over(inputs=staged.select("_ts_text", "metadata")) as con:
+        parsed = json_query(con, query)
     ts = parsed["_ts_parsed"].cast(pl.Datetime("us", "UTC"))
     retry = ts.is_null() & staged["_ts_text"].is_not_null()
     if retry.any():

@@ -134,10 +134,10 @@ class ComplianceReport(Report):
 
 
 def _scoped(
-    d: Derived, course_id: str | None, recording_id: str | None
+    derived: Derived, course_id: str | None, recording_id: str | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(session details, engagement features, catalogue) narrowed to a course or recording."""
-    cat = d.recordings
+    cat = derived.recordings
     recs = cat["recording_id"]
     if course_id is not None:
         recs = cat.filter(pl.col("course_id") == course_id)["recording_id"]
@@ -153,7 +153,7 @@ def _scoped(
                 kind="recording", value=recording_id, known=scope.to_list(), where="lab.recordings()", scope=where
             )
     keep = pl.col("recording_id").is_in(recs.implode())
-    return d.session_details.filter(keep), d.engagement_features.filter(keep), cat.filter(keep)
+    return derived.session_details.filter(keep), derived.engagement_features.filter(keep), cat.filter(keep)
 
 
 def _titles(cat: pl.DataFrame) -> pl.DataFrame:
@@ -171,13 +171,12 @@ def student(derived: Derived, *, user_id: str) -> StudentEngagementReport:
         ...
         vtp_lab.errors.NotFoundError: no user '6ba7b812-9dad-11d1-80b4-00c04fd430c8'; ...
     """
-    d = derived
-    sessions = d.session_details.filter(pl.col("user_id") == user_id)
+    sessions = derived.session_details.filter(pl.col("user_id") == user_id)
     if sessions.is_empty():
-        known = d.session_details["user_id"].unique().sort().to_list()
+        known = derived.session_details["user_id"].unique().sort().to_list()
         raise NotFoundError(kind="user", value=user_id, known=known, where="lab.engagement_metrics()")
-    feats = d.engagement_features.filter(pl.col("user_id") == user_id)
-    titles = _titles(d.recordings)
+    feats = derived.engagement_features.filter(pl.col("user_id") == user_id)
+    titles = _titles(derived.recordings)
     history = (
         sessions.join(titles, on="recording_id", how="left")
         .sort("started_at")
@@ -238,13 +237,12 @@ def attendance(derived: Derived, *, course_id: str | None = None, threshold: flo
         >>> attendance(derive(ANALYTICS_EVENTS.empty())).headline["lectures"]
         0
     """
-    d = derived
-    _, feats, cat = _scoped(d, course_id, None)
+    _, feats, cat = _scoped(derived, course_id, None)
     per_lecture = lecture_attendance(feats, cat, threshold=threshold)
     lectures = (
         per_lecture.join(_titles(cat), on="recording_id")
         .join(
-            d.lecture_statistics.select("recording_id", "unique_viewers", "average_completion_rate"),
+            derived.lecture_statistics.select("recording_id", "unique_viewers", "average_completion_rate"),
             on="recording_id",
             how="left",
         )
@@ -300,12 +298,11 @@ def engagement(derived: Derived, *, course_id: str | None = None) -> EngagementR
         >>> engagement(derive(ANALYTICS_EVENTS.empty())).headline["students"]
         0
     """
-    d = derived
-    _, feats, cat = _scoped(d, course_id, None)
+    _, feats, cat = _scoped(derived, course_id, None)
     bands = feats.with_columns((pl.col("engagement_score") // 10 * 10).clip(0, 90).cast(pl.Int32).alias("score_band"))
     distribution = bands.group_by("score_band").agg(pl.len().alias("pairs")).sort("score_band")
     lectures = (
-        d.lecture_statistics.join(_titles(cat), on="recording_id")
+        derived.lecture_statistics.join(_titles(cat), on="recording_id")
         .select("title", "recording_id", "avg_engagement_score", "average_completion_rate", "unique_viewers")
         .sort("avg_engagement_score")
     )
@@ -370,8 +367,7 @@ def performance(
         >>> performance(derive(ANALYTICS_EVENTS.empty())).headline["sessions"]
         0
     """
-    d = derived
-    details, _, cat = _scoped(d, course_id, recording_id)
+    details, _, cat = _scoped(derived, course_id, recording_id)
     overall = qoe_summary(details)
     per_lecture = (
         qoe_summary(details, by=["recording_id"]).join(_titles(cat), on="recording_id", how="left").sort("qoe_score")
@@ -419,17 +415,16 @@ def quality(derived: Derived, *, course_id: str | None = None, recording_id: str
         >>> quality(derive(ANALYTICS_EVENTS.empty())).headline["quality_switches"]
         0
     """
-    d = derived
-    details, _, cat = _scoped(d, course_id, recording_id)
+    details, _, cat = _scoped(derived, course_id, recording_id)
     recs = cat["recording_id"].implode()
     distribution = (
-        d.quality_play.filter(pl.col("recording_id").is_in(recs))
+        derived.quality_play.filter(pl.col("recording_id").is_in(recs))
         .group_by("quality")
         .agg(pl.col("play_seconds").sum())
         .sort("play_seconds", descending=True)
     )
     switches = (
-        d.quality_events.filter(pl.col("recording_id").is_in(recs))
+        derived.quality_events.filter(pl.col("recording_id").is_in(recs))
         .group_by("reason", "new_quality")
         .agg(pl.len().alias("switches"))
         .sort("switches", descending=True)
