@@ -35,32 +35,21 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}/s"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, nargs="+", default=[100_000, 250_000])
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-"))
+def record_all(lab: Lab, rows: list[tuple]) -> float:
+    """Seconds to record every row through a Collector and close it (which stores the rest)."""
+    start = time.perf_counter()
+    with lab.collector(batch_size=10_000) as c:
+        record = c.record
+        for event_type, rec, user, session, meta in rows:
+            record(event_type, rec, user, session, meta)
+    return time.perf_counter() - start
 
-    events = semester(courses=4, lectures_per_course=14, students=max(10, args.rows // 270), seed=1).events
-    while events.height < args.rows:
-        events = pl.concat(
-            [events, events.with_columns(pl.concat_str(pl.lit("f"), pl.col("id").str.slice(1)).alias("id"))]
-        )
-    events = events.head(args.rows)
-    picked = events.head(args.events).select("event_type", "recording_id", "user_id", "session_id", "metadata")
+
+def collector(events: pl.DataFrame, count: int, tmp: Path) -> None:
+    """``Collector.record`` of ``count`` events against one INSERT per event, extrapolated from 5,000."""
+    picked = events.head(count).select("event_type", "recording_id", "user_id", "session_id", "metadata")
     rows = [(*r[:4], json.loads(r[4]) if r[4] else None) for r in picked.rows()]  # a player passes dicts
     print(f"{events.height:,} rows ready; recording {len(rows):,} events through the Collector")
-
-    def record_all(lab: Lab, rows: list[tuple]) -> float:
-        start = time.perf_counter()
-        with lab.collector(batch_size=10_000) as c:
-            record = c.record
-            for event_type, rec, user, session, meta in rows:
-                record(event_type, rec, user, session, meta)
-        return time.perf_counter() - start
-
     with Lab(tmp / "warm-up.duckdb") as warm:  # imports and first-use set-up (pandera's model) are not timed
         record_all(warm, rows[:20_000])
     lab = Lab(tmp / "collector.duckdb")
@@ -82,46 +71,71 @@ def main() -> None:
         f"one INSERT per event: {rate(len(rows), per_event_s)}; ratio {per_event_s / collector_s:.1f}x"
     )
 
+
+def database_batches(events: pl.DataFrame, batches: list[pl.DataFrame], size: int, tmp: Path) -> None:
+    """``DuckDBStore.append`` of every batch against a bare ``INSERT ... SELECT`` of each."""
+    store = DuckDBStore(tmp / f"store-{size}.duckdb")
+    start = time.perf_counter()
+    for b in batches:
+        store.append(b)
+    store_s = time.perf_counter() - start
+    assert store.read("analytics_events").height == events.height
+    store.close()
+    con = connect(tmp / f"bare-{size}.duckdb")
+    con.execute(ANALYTICS_EVENTS.duckdb_ddl())
+    start = time.perf_counter()
+    for b in batches:
+        con.register("b", b.to_arrow())
+        con.execute("INSERT INTO analytics_events SELECT * FROM b")
+        con.unregister("b")
+    bare_s = time.perf_counter() - start
+    con.close()
+    print(
+        f"DuckDBStore.append, batches of {size:,}: {rate(events.height, store_s)} "
+        f"(target 1,000,000/s: {'met' if events.height / store_s >= 1e6 else 'NOT met'}); "
+        f"bare INSERT ... SELECT: {rate(events.height, bare_s)}; ratio {bare_s / store_s:.2f}"
+    )
+
+
+def lake_batches(events: pl.DataFrame, batches: list[pl.DataFrame], size: int, tmp: Path) -> None:
+    """``ParquetLake.append`` of every batch against a bare ``write_parquet`` of each."""
+    lake = ParquetLake(tmp / f"lake-{size}")
+    start = time.perf_counter()
+    for b in batches:
+        lake.append(b)
+    lake_s = time.perf_counter() - start
+    assert lake.read("analytics_events").height == events.height
+    lake.close()
+    start = time.perf_counter()
+    for i, b in enumerate(batches):
+        b.write_parquet(tmp / f"bare-{size}-{i}.parquet", compression="zstd")
+    bare_lake_s = time.perf_counter() - start
+    print(
+        f"ParquetLake.append, batches of {size:,}: {rate(events.height, lake_s)} "
+        f"(target 1,000,000/s: {'met' if events.height / lake_s >= 1e6 else 'NOT met'}); "
+        f"bare write_parquet: {rate(events.height, bare_lake_s)}; ratio {bare_lake_s / lake_s:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, nargs="+", default=[100_000, 250_000])
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-"))
+
+    events = semester(courses=4, lectures_per_course=14, students=max(10, args.rows // 270), seed=1).events
+    while events.height < args.rows:
+        events = pl.concat(
+            [events, events.with_columns(pl.concat_str(pl.lit("f"), pl.col("id").str.slice(1)).alias("id"))]
+        )
+    events = events.head(args.rows)
+    collector(events, args.events, tmp)
     for size in args.batch:
         batches = [events.slice(i, size) for i in range(0, events.height, size)]
-        store = DuckDBStore(tmp / f"store-{size}.duckdb")
-        start = time.perf_counter()
-        for b in batches:
-            store.append(b)
-        store_s = time.perf_counter() - start
-        assert store.read("analytics_events").height == events.height
-        store.close()
-        con = connect(tmp / f"bare-{size}.duckdb")
-        con.execute(ANALYTICS_EVENTS.duckdb_ddl())
-        start = time.perf_counter()
-        for b in batches:
-            con.register("b", b.to_arrow())
-            con.execute("INSERT INTO analytics_events SELECT * FROM b")
-            con.unregister("b")
-        bare_s = time.perf_counter() - start
-        con.close()
-        print(
-            f"DuckDBStore.append, batches of {size:,}: {rate(events.height, store_s)} "
-            f"(target 1,000,000/s: {'met' if events.height / store_s >= 1e6 else 'NOT met'}); "
-            f"bare INSERT ... SELECT: {rate(events.height, bare_s)}; ratio {bare_s / store_s:.2f}"
-        )
-
-        lake = ParquetLake(tmp / f"lake-{size}")
-        start = time.perf_counter()
-        for b in batches:
-            lake.append(b)
-        lake_s = time.perf_counter() - start
-        assert lake.read("analytics_events").height == events.height
-        lake.close()
-        start = time.perf_counter()
-        for i, b in enumerate(batches):
-            b.write_parquet(tmp / f"bare-{size}-{i}.parquet", compression="zstd")
-        bare_lake_s = time.perf_counter() - start
-        print(
-            f"ParquetLake.append, batches of {size:,}: {rate(events.height, lake_s)} "
-            f"(target 1,000,000/s: {'met' if events.height / lake_s >= 1e6 else 'NOT met'}); "
-            f"bare write_parquet: {rate(events.height, bare_lake_s)}; ratio {bare_lake_s / lake_s:.2f}"
-        )
+        database_batches(events, batches, size, tmp)
+        lake_batches(events, batches, size, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -60,7 +60,8 @@ def load_with_read_json(dump: Path, store: Path, rows: int) -> float:
     columns = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in ANALYTICS_EVENTS.columns)
     start = time.perf_counter()
     con.execute(
-        f"INSERT INTO analytics_events SELECT * FROM read_json('{dump}', format = 'newline_delimited', columns = {{{columns}}})"
+        "INSERT INTO analytics_events SELECT * FROM "
+        f"read_json('{dump}', format = 'newline_delimited', columns = {{{columns}}})"
     )
     seconds = time.perf_counter() - start
     assert con.execute("SELECT count(*) FROM analytics_events").fetchall() == [(rows,)]
@@ -68,17 +69,11 @@ def load_with_read_json(dump: Path, store: Path, rows: int) -> float:
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--pg-sample", type=int, default=20_000)
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-load-"))
-
-    events = semester(courses=4, lectures_per_course=14, students=max(10, args.rows // 270), seed=1).events
+def make_events(rows: int) -> pl.DataFrame:
+    """``rows`` synthetic events: a semester, copied with new ids (and times a microsecond apart) until long enough."""
+    events = semester(courses=4, lectures_per_course=14, students=max(10, rows // 270), seed=1).events
     copy = 0
-    while events.height < args.rows:
+    while events.height < rows:
         copy += 1
         events = pl.concat(
             [
@@ -89,15 +84,16 @@ def main() -> None:
                 ),
             ]
         )
-    events = events.head(args.rows)
-    dump = write_events(events, tmp / "events.ndjson")
-    print(f"{events.height:,} events, {dump.stat().st_size / 1e6:,.0f} MB of NDJSON")
+    return events.head(rows)
 
+
+def against_read_json(events: pl.DataFrame, dump: Path, tmp: Path, repeat: int) -> float:
+    """Alternate ``Lab.load`` and ``read_json``; print each pair and the medians; return vtp_lab's median seconds."""
     warm = write_events(events.head(1_000), tmp / "warm.ndjson")
     load_with_vtp_lab(warm, tmp / "warm.duckdb", 1_000)
     load_with_read_json(warm, tmp / "warm-duck.duckdb", 1_000)
     ratios, vtp_times = [], []
-    for run in range(1, args.repeat + 1):
+    for run in range(1, repeat + 1):
         vtp_s = load_with_vtp_lab(dump, tmp / f"vtp-{run}.duckdb", events.height)
         duck_s = load_with_read_json(dump, tmp / f"duck-{run}.duckdb", events.height)
         ratios.append(duck_s / vtp_s)
@@ -107,68 +103,96 @@ def main() -> None:
             f"DuckDB read_json into a table {events.height / duck_s:,.0f} rows/s ({duck_s:.2f}s); "
             f"ratio {duck_s / vtp_s:.2f}"
         )
-    idless = write_events(events.with_columns(pl.lit(None, pl.String).alias("id")), tmp / "no-ids.ndjson")
-    load_with_vtp_lab(
-        write_events(events.head(1_000).with_columns(pl.lit(None, pl.String).alias("id")), tmp / "warm-no-ids.ndjson"),
-        tmp / "warm-no-ids.duckdb",
-        1_000,
-    )
-    idless_ratios = []
-    for run in range(1, args.repeat + 1):
-        with_s = load_with_vtp_lab(dump, tmp / f"ids-{run}.duckdb", events.height)
-        without_s = load_with_vtp_lab(idless, tmp / f"no-ids-{run}.duckdb", events.height)
-        idless_ratios.append(with_s / without_s)
-        print(
-            f"run {run}: with ids {events.height / with_s:,.0f} rows/s ({with_s:.2f}s); "
-            f"without ids (derived) {events.height / without_s:,.0f} rows/s ({without_s:.2f}s); ratio {with_s / without_s:.2f}"
-        )
-    idless_ratio = statistics.median(idless_ratios)
-    print(
-        f"ratio without ids / with ids, median of {len(idless_ratios)}: {idless_ratio:.2f} "
-        f"(target 0.8: {'met' if idless_ratio >= 0.8 else 'NOT met'})"
-    )
     ratio = statistics.median(ratios)
     vtp_s = statistics.median(vtp_times)
     print(f"vtp_lab load into DuckDB, median: {events.height / vtp_s:,.0f} rows/s ({vtp_s:.2f}s)")
     print(
-        f"ratio vtp_lab / DuckDB, median of {len(ratios)}: {ratio:.2f} (target 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+        f"ratio vtp_lab / DuckDB, median of {len(ratios)}: {ratio:.2f} "
+        f"(target 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+    )
+    return vtp_s
+
+
+def against_ids(events: pl.DataFrame, dump: Path, tmp: Path, repeat: int) -> None:
+    """Alternate the file with ids and the same events without (every id derived); print the pairs and the median."""
+    no_ids = pl.lit(None, pl.String).alias("id")
+    idless = write_events(events.with_columns(no_ids), tmp / "no-ids.ndjson")
+    load_with_vtp_lab(
+        write_events(events.head(1_000).with_columns(no_ids), tmp / "warm-no-ids.ndjson"),
+        tmp / "warm-no-ids.duckdb",
+        1_000,
+    )
+    ratios = []
+    for run in range(1, repeat + 1):
+        with_s = load_with_vtp_lab(dump, tmp / f"ids-{run}.duckdb", events.height)
+        without_s = load_with_vtp_lab(idless, tmp / f"no-ids-{run}.duckdb", events.height)
+        ratios.append(with_s / without_s)
+        print(
+            f"run {run}: with ids {events.height / with_s:,.0f} rows/s ({with_s:.2f}s); "
+            f"without ids (derived) {events.height / without_s:,.0f} rows/s ({without_s:.2f}s); "
+            f"ratio {with_s / without_s:.2f}"
+        )
+    ratio = statistics.median(ratios)
+    print(
+        f"ratio without ids / with ids, median of {len(ratios)}: {ratio:.2f} "
+        f"(target 0.8: {'met' if ratio >= 0.8 else 'NOT met'})"
     )
 
-    try:
-        import psycopg
 
-        with running_postgres() as dsn, psycopg.connect(dsn) as pg:
-            pg.execute((ROOT / "schema/postgres/005_analytics_schema.sql").read_text())
-            pg.commit()
-            sample = events.head(args.pg_sample).rows()
-            start = time.perf_counter()
-            with pg.cursor() as cur:
-                for i in range(0, len(sample), 100):
-                    for row in sample[i : i + 100]:
-                        cur.execute("INSERT INTO analytics_events VALUES (%s, %s, %s, %s, %s, %s, %s)", row)
-                    pg.commit()
-            insert_rate = len(sample) / (time.perf_counter() - start)
-            pg.execute("TRUNCATE analytics_events")
-            pg.commit()
-            csv = events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")).write_csv(
-                quote_style="non_numeric"
-            )
-            start = time.perf_counter()
-            with pg.cursor().copy("COPY analytics_events FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
-                buffer = io.BytesIO(csv.encode())
-                while chunk := buffer.read(1 << 20):
-                    cp.write(chunk)
-            pg.commit()
-            copy_rate = events.height / (time.perf_counter() - start)
-        vtp_rate = events.height / vtp_s
-        print(
-            f"PostgreSQL, INSERT per event in transactions of 100: {insert_rate:,.0f} rows/s (timed on {len(sample):,} rows)"
+def against_postgres(events: pl.DataFrame, vtp_s: float, pg_sample: int) -> None:
+    """The original design on a PostgreSQL started here: transactional inserts and COPY, against vtp_lab's rate."""
+    import psycopg
+
+    with running_postgres() as dsn, psycopg.connect(dsn) as pg:
+        pg.execute((ROOT / "schema/postgres/005_analytics_schema.sql").read_text())
+        pg.commit()
+        sample = events.head(pg_sample).rows()
+        start = time.perf_counter()
+        with pg.cursor() as cur:
+            for i in range(0, len(sample), 100):
+                for row in sample[i : i + 100]:
+                    cur.execute("INSERT INTO analytics_events VALUES (%s, %s, %s, %s, %s, %s, %s)", row)
+                pg.commit()
+        insert_rate = len(sample) / (time.perf_counter() - start)
+        pg.execute("TRUNCATE analytics_events")
+        pg.commit()
+        csv = events.with_columns(pl.col("event_timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")).write_csv(
+            quote_style="non_numeric"
         )
-        print(f"PostgreSQL, COPY of the whole file as CSV: {copy_rate:,.0f} rows/s")
-        print(
-            f"ratio vtp_lab / PostgreSQL transactional inserts: {vtp_rate / insert_rate:.0f}x (goal 50x: {'met' if vtp_rate / insert_rate >= 50 else 'NOT met'})"
-        )
-        print(f"ratio vtp_lab / PostgreSQL COPY: {vtp_rate / copy_rate:.2f}")
+        start = time.perf_counter()
+        with pg.cursor().copy("COPY analytics_events FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+            buffer = io.BytesIO(csv.encode())
+            while chunk := buffer.read(1 << 20):
+                cp.write(chunk)
+        pg.commit()
+        copy_rate = events.height / (time.perf_counter() - start)
+    vtp_rate = events.height / vtp_s
+    print(
+        f"PostgreSQL, INSERT per event in transactions of 100: {insert_rate:,.0f} rows/s "
+        f"(timed on {len(sample):,} rows)"
+    )
+    print(f"PostgreSQL, COPY of the whole file as CSV: {copy_rate:,.0f} rows/s")
+    print(
+        f"ratio vtp_lab / PostgreSQL transactional inserts: {vtp_rate / insert_rate:.0f}x "
+        f"(goal 50x: {'met' if vtp_rate / insert_rate >= 50 else 'NOT met'})"
+    )
+    print(f"ratio vtp_lab / PostgreSQL COPY: {vtp_rate / copy_rate:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg-sample", type=int, default=20_000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-load-"))
+    events = make_events(args.rows)
+    dump = write_events(events, tmp / "events.ndjson")
+    print(f"{events.height:,} events, {dump.stat().st_size / 1e6:,.0f} MB of NDJSON")
+    vtp_s = against_read_json(events, dump, tmp, args.repeat)
+    against_ids(events, dump, tmp, args.repeat)
+    try:
+        against_postgres(events, vtp_s, args.pg_sample)
     except PostgresUnavailable as exc:
         print(f"PostgreSQL comparison skipped: {exc}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -59,9 +59,16 @@ def distinct_events(n: int) -> pl.DataFrame:
     digest2 = pl.concat_str("_copy", "id").hash(seed=2).cast(pl.String).str.zfill(20)
     hex_id = pl.concat_str(digest.str.slice(0, 12), digest2.str.slice(0, 12), digest.str.slice(12, 8))
     uuid = pl.concat_str(
-        hex_id.str.slice(0, 8), pl.lit("-"), hex_id.str.slice(8, 4), pl.lit("-4"), hex_id.str.slice(13, 3),
-        pl.lit("-8"), hex_id.str.slice(17, 3), pl.lit("-"), hex_id.str.slice(20, 12),
-    )  # fmt: skip
+        hex_id.str.slice(0, 8),
+        pl.lit("-"),
+        hex_id.str.slice(8, 4),
+        pl.lit("-4"),
+        hex_id.str.slice(13, 3),
+        pl.lit("-8"),
+        hex_id.str.slice(17, 3),
+        pl.lit("-"),
+        hex_id.str.slice(20, 12),
+    )
     return frame.with_columns(uuid.alias("id")).drop("_copy")
 
 
@@ -121,7 +128,10 @@ def running_http_only() -> Iterator[VtpServer]:
 def client(
     url: str, posts: list[tuple[bytes, int]], stop: float, out: list[tuple[float, int, int]], errors: list[str]
 ) -> None:
-    """Post each (body, events in it) back to back until ``stop``; record (latency, events answered for, events sent)."""
+    """Post each (body, events in it) back to back until ``stop``.
+
+    Records (latency, events answered for, events sent) per request.
+    """
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     headers = {"Content-Type": "application/json"}
@@ -239,7 +249,8 @@ def main() -> None:
     with Lab(tmp / "served.duckdb", read_only=True) as stored:
         held = stored.store.count("analytics_events")
     print(
-        f"store holds {held:,} events; acknowledged as accepted {acknowledged:,}: {'ok' if held >= acknowledged else 'LOST'}"
+        f"store holds {held:,} events; acknowledged as accepted {acknowledged:,}: "
+        f"{'ok' if held >= acknowledged else 'LOST'}"
     )
     for e in [*ceiling.errors, *served.errors][:5]:
         print("error:", e)

@@ -64,7 +64,8 @@ def main() -> None:
     big_s = time.perf_counter() - start
     print(
         f"sessions + 4 aggregates for {events.height:,} events: {big_s:.1f}s "
-        f"({d.playback_sessions.height:,} sessions, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB; "
+        f"({d.playback_sessions.height:,} sessions, "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB; "
         f"target 30s: {'met' if big_s <= 30 else 'NOT met'})"
     )
     del d

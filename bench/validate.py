@@ -70,7 +70,8 @@ def main() -> None:
         rate = events.height / seconds
         print(
             f"validate, {label}: {seconds:.3f}s = {rate:,.0f} rows/s; "
-            f"{base_s / seconds:.1f}x the per-row Python path; target {TARGET:,} rows/s: {'met' if rate >= TARGET else 'NOT met'}"
+            f"{base_s / seconds:.1f}x the per-row Python path; "
+            f"target {TARGET:,} rows/s: {'met' if rate >= TARGET else 'NOT met'}"
         )
     print(f"baseline, per-row Event.from_dict: {events.height / base_s:,.0f} rows/s (timed on {len(sample):,} rows)")
 

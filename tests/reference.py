@@ -14,6 +14,7 @@ import json
 import math
 from collections import defaultdict
 from datetime import datetime
+from typing import NamedTuple
 
 from vtp_lab.events import SESSION_EVENT_ORDER
 
@@ -62,6 +63,11 @@ class Walker:
         self.by_quality: dict[str | None, float] = defaultdict(float)
         self.first_open: dict[str | None, float] = {}
         self.bitrate_time = self.bitrate_play = 0.0
+        self.counts: dict[str, int] = defaultdict(int)
+        self.buffering_since: float | None = None
+        self.rebuffer = 0.0
+        self.ended_at: datetime | None = None
+        self.saw_started = False
 
     def close(self, end: float, t: float) -> None:
         if self.playing:
@@ -81,102 +87,131 @@ class Walker:
         self.playing, self.seg_t, self.seg_pos, self.pos = True, t, at, at
         self.seg_quality, self.seg_bitrate = self.quality, self.bitrate
 
+    def end(self, x: At) -> None:
+        """The session ends here (completed, ended, or a fatal error)."""
+        self.close(x.p, x.t)
+        self.rab = False
+        self.ended_at = x.at
+
+    def on_playback_started(self, x: At) -> None:
+        self.saw_started = True
+        if self.playing:
+            self.close(x.cur, x.t)
+        if x.meta.get("quality") is not None:
+            self.quality = x.meta["quality"]
+        if _num(x.meta, "bitrate") is not None:
+            self.bitrate = _num(x.meta, "bitrate")
+        if _num(x.meta, "playback_rate") is not None:
+            self.rate = _num(x.meta, "playback_rate")
+        self.open(x.position if x.position is not None else 0.0, x.t)
+
+    def on_playback_resumed(self, x: At) -> None:
+        if self.playing:
+            self.close(x.cur, x.t)
+        self.open(x.p, x.t)
+
+    def on_buffer_start(self, x: At) -> None:
+        self.counts["buffer_events"] += 1
+        self.rab = self.playing
+        self.close(x.p, x.t)
+        self.buffering_since = x.t if self.buffering_since is None else self.buffering_since
+
+    def on_buffer_end(self, x: At) -> None:
+        if self.rab:
+            self.open(x.p, x.t)
+        self.rab = False
+        if self.buffering_since is not None:
+            self.rebuffer += x.t - self.buffering_since
+            self.buffering_since = None
+
+    def on_playback_paused(self, x: At) -> None:
+        self.counts["pauses"] += 1
+        self.close(x.p, x.t)
+        self.rab = False
+
+    def on_error_occurred(self, x: At) -> None:
+        self.counts["errors"] += 1
+        if x.meta.get("fatal") is True:
+            self.counts["fatal_errors"] += 1
+            self.end(x)
+
+    def on_quality_changed(self, x: At) -> None:
+        self.counts["quality_changes"] += 1
+        old, new = _num(x.meta, "old_bitrate"), _num(x.meta, "new_bitrate")
+        if old is not None and new is not None:
+            self.counts["upshifts"] += new > old
+            self.counts["downshifts"] += new < old
+        was_playing = self.playing
+        if was_playing:
+            self.close(x.p, x.t)
+        if x.meta.get("new_quality") is not None:
+            self.quality = x.meta["new_quality"]
+        if new is not None:
+            self.bitrate = new
+        if was_playing:
+            self.open(x.p, x.t)
+
+    def on_engagement_action(self, x: At) -> None:
+        action = x.meta.get("action")
+        if action == "seek":
+            self.seek(x)
+        elif action == "speed_change":
+            self.speed_change(x)
+
+    def seek(self, x: At) -> None:
+        self.counts["seeks"] += 1
+        frm, to = _num(x.meta, "from_position"), _num(x.meta, "to_position")
+        if frm is not None and to is not None and to < frm:
+            self.counts["backward_seeks"] += 1
+        if self.playing:
+            self.close(frm if frm is not None else x.cur, x.t)
+            self.open(to if to is not None else x.cur, x.t)
+        elif to is not None:
+            self.pos = to
+
+    def speed_change(self, x: At) -> None:
+        self.counts["speed_changes"] += 1
+        new_rate = _num(x.meta, "playback_rate")
+        if self.playing:
+            self.close(x.cur, x.t)
+            if new_rate is not None:
+                self.rate = new_rate
+            self.open(x.cur, x.t)
+        elif new_rate is not None:
+            self.rate = new_rate
+
+    def step(self, e: dict, t: float) -> None:
+        """One event, ``t`` seconds after the session's first: its kind's handler, if it has one."""
+        meta = json.loads(e["metadata"]) if e["metadata"] else {}
+        cur = self.seg_pos + self.rate * (t - self.seg_t) if self.playing else self.pos
+        position = _num(meta, "position")
+        p = position if position is not None else cur
+        x = At(meta=meta, t=t, cur=cur, position=position, p=p, at=e["event_timestamp"])
+        kind = e["event_type"]
+        handler = self.end if kind in ("playback_completed", "session_ended") else getattr(self, f"on_{kind}", None)
+        if handler is not None:
+            handler(x)
+
+
+class At(NamedTuple):
+    """One event as the walk reads it: metadata, seconds since the first event, the position now and as given."""
+
+    meta: dict
+    t: float
+    cur: float
+    position: float | None
+    p: float
+    at: datetime
+
 
 def walk(events: list[dict], duration: float | None) -> dict:
     """One session's events (dicts with id, event_type, event_timestamp, metadata) to its row."""
     events = sorted(events, key=lambda e: (e["event_timestamp"], RANK[e["event_type"]], e["id"]))
     t0: datetime = events[0]["event_timestamp"]
     w = Walker(duration)
-    counts: dict[str, int] = defaultdict(int)
-    buffering_since: float | None = None
-    rebuffer = 0.0
-    ended_at = None
     last_quality = None
-    saw_started = False
     for e in events:
-        kind = e["event_type"]
-        t = (e["event_timestamp"] - t0).total_seconds()
-        meta = json.loads(e["metadata"]) if e["metadata"] else {}
-        cur = w.seg_pos + w.rate * (t - w.seg_t) if w.playing else w.pos
-        position = _num(meta, "position")
-        p = position if position is not None else cur
-        if kind == "playback_started":
-            saw_started = True
-            if w.playing:
-                w.close(cur, t)
-            if meta.get("quality") is not None:
-                w.quality = meta["quality"]
-            if _num(meta, "bitrate") is not None:
-                w.bitrate = _num(meta, "bitrate")
-            if _num(meta, "playback_rate") is not None:
-                w.rate = _num(meta, "playback_rate")
-            w.open(position if position is not None else 0.0, t)
-        elif kind == "playback_resumed":
-            if w.playing:
-                w.close(cur, t)
-            w.open(p, t)
-        elif kind == "buffer_start":
-            counts["buffer_events"] += 1
-            w.rab = w.playing
-            w.close(p, t)
-            buffering_since = t if buffering_since is None else buffering_since
-        elif kind == "buffer_end":
-            if w.rab:
-                w.open(p, t)
-            w.rab = False
-            if buffering_since is not None:
-                rebuffer += t - buffering_since
-                buffering_since = None
-        elif kind in ("playback_paused", "playback_completed", "session_ended"):
-            counts["pauses"] += kind == "playback_paused"
-            w.close(p, t)
-            w.rab = False
-            if kind != "playback_paused":
-                ended_at = e["event_timestamp"]
-        elif kind == "error_occurred":
-            counts["errors"] += 1
-            if meta.get("fatal") is True:
-                counts["fatal_errors"] += 1
-                w.close(p, t)
-                w.rab = False
-                ended_at = e["event_timestamp"]
-        elif kind == "quality_changed":
-            counts["quality_changes"] += 1
-            old, new = _num(meta, "old_bitrate"), _num(meta, "new_bitrate")
-            if old is not None and new is not None:
-                counts["upshifts"] += new > old
-                counts["downshifts"] += new < old
-            was_playing = w.playing
-            if was_playing:
-                w.close(p, t)
-            if meta.get("new_quality") is not None:
-                w.quality = meta["new_quality"]
-            if new is not None:
-                w.bitrate = new
-            if was_playing:
-                w.open(p, t)
-        elif kind == "engagement_action":
-            action = meta.get("action")
-            if action == "seek":
-                counts["seeks"] += 1
-                frm, to = _num(meta, "from_position"), _num(meta, "to_position")
-                if frm is not None and to is not None and to < frm:
-                    counts["backward_seeks"] += 1
-                if w.playing:
-                    w.close(frm if frm is not None else cur, t)
-                    w.open(to if to is not None else cur, t)
-                elif to is not None:
-                    w.pos = to
-            elif action == "speed_change":
-                counts["speed_changes"] += 1
-                new_rate = _num(meta, "playback_rate")
-                if w.playing:
-                    w.close(cur, t)
-                    if new_rate is not None:
-                        w.rate = new_rate
-                    w.open(cur, t)
-                elif new_rate is not None:
-                    w.rate = new_rate
+        w.step(e, (e["event_timestamp"] - t0).total_seconds())
         if w.quality is not None:
             last_quality = w.quality
 
@@ -190,15 +225,16 @@ def walk(events: list[dict], duration: float | None) -> dict:
         top = min((q for q, s in played.items() if s == best), key=lambda q: w.first_open[q])
     else:
         top = last_quality
+    counts = w.counts
     return {
         "watched_seconds": watched,
         "completion_rate": completion,
         "quality": top,
         "buffer_events": counts["buffer_events"],
         "started_at": t0,
-        "ended_at": ended_at,
+        "ended_at": w.ended_at,
         "play_time_seconds": w.play,
-        "rebuffer_seconds": rebuffer,
+        "rebuffer_seconds": w.rebuffer,
         "seeks": counts["seeks"],
         "backward_seeks": counts["backward_seeks"],
         "pauses": counts["pauses"],
@@ -210,5 +246,5 @@ def walk(events: list[dict], duration: float | None) -> dict:
         "errors": counts["errors"],
         "fatal_errors": counts["fatal_errors"],
         "rewatched_seconds": rewatched,
-        "exited_before_start": saw_started and w.play == 0 and counts["fatal_errors"] == 0,
+        "exited_before_start": w.saw_started and w.play == 0 and counts["fatal_errors"] == 0,
     }

@@ -160,8 +160,19 @@ def running_server(command: list[str], port: int, *, store: Path, timeout: float
 def running_vtp_server(store: Path, *args: str, timeout: float = 60) -> Iterator[VtpServer]:
     """Start ``vtp-lab serve --store STORE ARGS`` on a free loopback port; SIGTERM it at the end."""
     port = free_port()
-    command = [sys.executable, "-m", "vtp_lab.cli", "serve", "--store", str(store), "--port", str(port),
-               "--log-level", "warning", *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "vtp_lab.cli",
+        "serve",
+        "--store",
+        str(store),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *args,
+    ]
     with running_server(command, port, store=store, timeout=timeout) as server:
         yield server
 

@@ -1,4 +1,4 @@
-"""Canonical JSON for a whole column: the same text as Python's json.dumps(sort_keys=True), without a Python call per row."""
+"""Canonical JSON for a whole column: Python's json.dumps(sort_keys=True) text, without a Python call per row."""
 
 from __future__ import annotations
 

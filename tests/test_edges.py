@@ -92,10 +92,20 @@ def test_cli_export_keeps_a_video_named_like_a_table(tmp_path, sem):
     video.parent.mkdir(parents=True)
     video.write_text("video")
     out = subprocess.run(
-        [sys.executable, "-m", "vtp_lab.cli", "export", "--to", str(tmp_path / "proj"), "--store",
-         str(tmp_path / "lab.duckdb")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "vtp_lab.cli",
+            "export",
+            "--to",
+            str(tmp_path / "proj"),
+            "--store",
+            str(tmp_path / "lab.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 1 and "lecture01.mp4" in out.stderr and video.read_text() == "video"
 
 
@@ -132,10 +142,20 @@ def test_the_cli_exits_non_zero_for_a_cut_zst(tmp_path, sem):
     data = zstandard.ZstdCompressor().compress(write_events(sem.events, tmp_path / "x.ndjson").read_bytes())
     (tmp_path / "cut.ndjson.zst").write_bytes(data[: len(data) // 2])
     out = subprocess.run(
-        [sys.executable, "-m", "vtp_lab.cli", "load", str(tmp_path / "cut.ndjson.zst"), "--store",
-         str(tmp_path / "s.duckdb"), "--no-progress"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "vtp_lab.cli",
+            "load",
+            str(tmp_path / "cut.ndjson.zst"),
+            "--store",
+            str(tmp_path / "s.duckdb"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 1 and "cut short" in out.stderr and "cut.ndjson.zst" in out.stderr
 
 
@@ -409,12 +429,14 @@ def test_parquet_with_binary_uuids_and_map_metadata_loads(tmp_path, sem):
             "session_id": ev["session_id"].to_list(),
             "event_timestamp": ev["event_timestamp"].to_arrow(),
             "metadata": pa.array(
-                [None if m is None else [(k, str(v)) for k, v in json.loads(m).items() if isinstance(v, str)]
-                 for m in ev["metadata"]],
+                [
+                    None if m is None else [(k, str(v)) for k, v in json.loads(m).items() if isinstance(v, str)]
+                    for m in ev["metadata"]
+                ],
                 pa.map_(pa.string(), pa.string()),
             ),
         }
-    )  # fmt: skip
+    )
     pq.write_table(table, tmp_path / "spark.parquet")
     lab = Lab(":memory:")
     report = lab.load(tmp_path / "spark.parquet", progress=False)

@@ -246,7 +246,10 @@ def test_load_killed_mid_file_then_loaded_again_is_exact(tmp_path, store_name):
     big = semester(courses=2, lectures_per_course=6, students=150, seed=8, bad_rows=0.01).events
     dump = write_events(big, tmp_path / "dump.csv")
     store = tmp_path / store_name
-    code = "import sys; from vtp_lab.load import load_files; from vtp_lab.store import open_store; load_files(open_store(sys.argv[1]), [sys.argv[2]], progress=False, batch_rows=2000)"
+    code = (
+        "import sys; from vtp_lab.load import load_files; from vtp_lab.store import open_store; "
+        "load_files(open_store(sys.argv[1]), [sys.argv[2]], progress=False, batch_rows=2000)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(store), str(dump)])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

@@ -161,11 +161,20 @@ def test_weekly_engagement_and_trend():
 
 def test_rates_per_play_are_null_without_play() -> None:
     details = pl.DataFrame(
-        {"recording_id": ["r"], "fatal_errors": [0], "exited_before_start": [False], "rebuffer_seconds": [3.0],
-         "play_time_seconds": [0.0], "buffer_events": [2], "time_weighted_bitrate": [None], "upshifts": [1],
-         "downshifts": [0], "rebuffer_ratio": [1.0]},
+        {
+            "recording_id": ["r"],
+            "fatal_errors": [0],
+            "exited_before_start": [False],
+            "rebuffer_seconds": [3.0],
+            "play_time_seconds": [0.0],
+            "buffer_events": [2],
+            "time_weighted_bitrate": [None],
+            "upshifts": [1],
+            "downshifts": [0],
+            "rebuffer_ratio": [1.0],
+        },
         schema_overrides={"time_weighted_bitrate": pl.Float64},
-    )  # fmt: skip
+    )
     row = qoe_summary(details, by=["recording_id"]).row(0, named=True)
     assert (row["rebuffer_frequency"], row["upshifts_per_hour"], row["downshifts_per_hour"]) == (None, None, None)
     assert row["rebuffer_ratio"] == 1.0

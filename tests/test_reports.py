@@ -214,9 +214,13 @@ def test_reports_are_strict_json_when_sessions_played_nothing():
     lab.append(semester(courses=1, lectures_per_course=2, students=4, seed=2).events)
     rec = "5ba7b811-9dad-11d1-80b4-00c04fd430c8"
     lab.append(
-        pl.DataFrame([raw_event(recording_id=rec, session_id=f"idle-{i}", event_type=kind) for i, kind in
-                      enumerate(["playback_started", "buffer_start", "playback_started"])])
-    )  # fmt: skip
+        pl.DataFrame(
+            [
+                raw_event(recording_id=rec, session_id=f"idle-{i}", event_type=kind)
+                for i, kind in enumerate(["playback_started", "buffer_start", "playback_started"])
+            ]
+        )
+    )
     for kind in REPORT_KINDS:
         if kind != "student":
             json.dumps(lab.report(kind).to_dict(), allow_nan=False)  # no NaN or infinity anywhere

@@ -328,17 +328,28 @@ def test_quarantine_and_shutdown_after_the_module(tmp_path: Path) -> None:
 def test_schemathesis_finds_no_server_error(server: VtpServer, tmp_path: Path) -> None:
     out = subprocess.run(
         [
-            str(Path(sys.executable).with_name("schemathesis")), "run", f"{server.url}/openapi.json",
-            "--checks", "not_a_server_error", "--max-examples", "20", "--seed", "1",
-            "--header", f"Authorization: Bearer {TOKEN}", "--phases", "examples,coverage,fuzzing",
-            "--report-dir", str(tmp_path),
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "20",
+            "--seed",
+            "1",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--report-dir",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
         cwd=tmp_path,  # schemathesis keeps a cache in its working directory
-    )  # fmt: skip
+    )
     assert out.returncode == 0, out.stdout[-3000:]
 
 

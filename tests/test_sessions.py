@@ -278,7 +278,7 @@ def test_vectorised_sessions_match_the_per_event_reference(sessions, duration):
 
 
 def test_rounding_half_up_gives_the_decimal_answer_not_the_float_one():
-    """[54.6, 240.2) and [47.7, 162.9): a union of exactly 192.5 s as the events wrote it, 192.49999999999997 in floats."""
+    """[54.6, 240.2) and [47.7, 162.9): a union of exactly 192.5 s as written, 192.49999999999997 in floats."""
     rows = [
         event(0, 0, "playback_started", {"position": 54.6}),
         event(1, 185.6, "playback_paused", {"position": 240.2}),

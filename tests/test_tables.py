@@ -162,9 +162,14 @@ def test_postgres_ddl_applies_to_a_real_server(postgres):
 def test_the_model_checks_every_column_rule_in_one_pass() -> None:
     """NaN is no value in a NOT NULL double and allowed in a nullable one; the error lists the rules."""
     row = {
-        "id": REC, "recording_id": REC, "user_id": USER, "total_views": 1, "total_watch_time_seconds": 1,
-        "buffer_events_total": 0, "engagement_score": 0.5,
-    }  # fmt: skip
+        "id": REC,
+        "recording_id": REC,
+        "user_id": USER,
+        "total_views": 1,
+        "total_watch_time_seconds": 1,
+        "buffer_events_total": 0,
+        "engagement_score": 0.5,
+    }
     good = ENGAGEMENT_METRICS.conform(pl.DataFrame([row]))
     assert ENGAGEMENT_METRICS.model.validate(good).height == 1
     assert [c.name for c in ENGAGEMENT_METRICS.model.to_schema().checks] == ["contract"]

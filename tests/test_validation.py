@@ -63,7 +63,8 @@ def one(**overrides: object) -> tuple[str, str | None] | None:
         ({"metadata": '{"course_id": 5}'}, ("invalid_metadata", "metadata.course_id")),
         (
             {
-                "metadata": f'{{"course_id": "{COURSE.upper()}", "bitrate": 2800.0, "fatal": true, "x": [-1], "position": null}}'
+                "metadata": f'{{"course_id": "{COURSE.upper()}", "bitrate": 2800.0, "fatal": true, '
+                '"x": [-1], "position": null}'
             },
             None,
         ),

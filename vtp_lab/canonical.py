@@ -1,4 +1,6 @@
-r"""Canonical JSON text for a whole column at once: what ``json.dumps(json.loads(t), sort_keys=True, separators=(",", ":"))`` gives.
+r"""Canonical JSON text for a whole column at once, as Python's ``json`` writes it with sorted keys.
+
+That is ``json.dumps(json.loads(t), sort_keys=True, separators=(",", ":"))``.
 
 Derived event ids (spec section 1) hash an event's metadata as Python writes it with
 sorted keys and no spaces. :func:`canonical_json` gives that text for every row of a
@@ -66,7 +68,7 @@ def _quoted(decoded: pl.Series) -> pl.Series:
 
 
 def _decoded(literals: pl.Series) -> pl.Series:
-    """JSON string literals decoded: printable ASCII without escapes by taking off the quotes, the rest by a JSON reader."""
+    """JSON string literals decoded: plain printable ASCII by taking off the quotes, the rest by a JSON reader."""
     plain = literals.str.contains(_PLAIN_STRING)
     inner = literals.str.slice(1, literals.str.len_chars() - 2)
     if plain.all():
@@ -75,7 +77,7 @@ def _decoded(literals: pl.Series) -> pl.Series:
 
 
 def _strings(literals: pl.Series) -> pl.Series:
-    """JSON string literals as Python writes them: printable ASCII without escapes as it is, the rest decoded and escaped."""
+    """JSON string literals as Python writes them: plain printable ASCII as it is, the rest decoded and escaped."""
     plain = literals.str.contains(_PLAIN_STRING)
     if plain.all():
         return literals
@@ -256,7 +258,7 @@ def _any_json(texts: pl.Series) -> pl.Series:
 
 
 def canonical_json(texts: pl.Series) -> pl.Series:
-    r"""Each JSON text as Python's ``json.dumps(..., sort_keys=True, separators=(",", ":"))`` writes it; null stays null.
+    r"""Each JSON text as ``json.dumps(..., sort_keys=True, separators=(",", ":"))`` writes it; null stays null.
 
     Example:
         >>> canonical_json(pl.Series(['{"z": [1, {"b": 1e-5, "a": true}], "y": "\\n"}'])).item()

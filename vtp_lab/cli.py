@@ -70,28 +70,40 @@ def _store_path(args: argparse.Namespace) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="vtp-lab",
         description="Study how students watch lecture videos: validated playback events, sessions and metrics.",
         epilog=_EXAMPLES,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _data_commands(sub)
+    _output_commands(sub)
+    return parser
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=_EXAMPLES, formatter_class=fmt)
-        if name not in ("synth",):
-            p.add_argument(
-                "--store", help="the store: a .duckdb file or a lake directory (default: $VTP_LAB_STORE or lab.duckdb)"
-            )
-        return p
 
-    demo = command("demo", "the main job: a synthetic semester loaded into the store, with its load report")
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    """A subcommand with its help; every one but ``synth`` works on a store (``--store``)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, epilog=_EXAMPLES, formatter_class=fmt
+    )
+    if name != "synth":
+        p.add_argument(
+            "--store", help="the store: a .duckdb file or a lake directory (default: $VTP_LAB_STORE or lab.duckdb)"
+        )
+    return p
+
+
+def _data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Events in and out: demo, synth, load, export."""
+    demo = _command(sub, "demo", "the main job: a synthetic semester loaded into the store, with its load report")
     demo.add_argument("--students", type=_at_least(1), default=120, help="number of students (default 120)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
-    synth = command("synth", "write a synthetic semester of events")
+    synth = _command(sub, "synth", "write a synthetic semester of events")
     synth.add_argument(
         "-o", "--output", required=True, type=Path, help="output file (.ndjson, .json, .csv, .parquet; .gz/.zst)"
     )
@@ -108,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--recordings", type=Path, help="also write the recordings catalogue (CSV) here")
 
-    load = command("load", "load dumps (files, globs, directories) into the store")
+    load = _command(sub, "load", "load dumps (files, globs, directories) into the store")
     load.add_argument("files", nargs="+", help="NDJSON, JSON, CSV or Parquet files; plain, .gz or .zst")
     load.add_argument("--recordings", type=Path, help="a recordings catalogue (CSV or Parquet) to load too")
     load.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from each file")
@@ -120,14 +132,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    export = command("export", "export the tables: Parquet (hive-partitioned) or CSV for PostgreSQL's COPY")
+    export = _command(sub, "export", "export the tables: Parquet (hive-partitioned) or CSV for PostgreSQL's COPY")
     export.add_argument("--to", required=True, type=Path, help="output directory")
     export.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="default parquet")
     export.add_argument("--tables", nargs="+", help="default: all (Parquet) or the six PostgreSQL tables (CSV)")
 
-    command("info", "what the store holds: tables, row counts, date range, rejections by reason")
 
-    report = command("report", "write one of the six reports (HTML opens offline, Markdown or JSON)")
+def _output_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """What the store tells: info, report, serve."""
+    _command(sub, "info", "what the store holds: tables, row counts, date range, rejections by reason")
+
+    report = _command(sub, "report", "write one of the six reports (HTML opens offline, Markdown or JSON)")
     report.add_argument("kind", choices=REPORT_KINDS)
     report.add_argument("--course", help="a course id (default: every course)")
     report.add_argument("--user", help="a user id (the student report needs it)")
@@ -135,7 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", type=Path, help="output file (default: <kind>-report.<format> here)")
     report.add_argument("--format", choices=("html", "md", "json"), help="default: from the output name, else html")
 
-    serve = command("serve", "the HTTP API: post events live, read sessions, statistics, reports and real-time metrics")
+    serve = _command(
+        sub, "serve", "the HTTP API: post events live, read sessions, statistics, reports and real-time metrics"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8750, help="port (default 8750)")
     serve.add_argument("--token", help="bearer token required to post events (default: $VTP_LAB_TOKEN; none: open)")
@@ -148,11 +165,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow a player's origin")
     serve.add_argument(
-        "--linger", type=float, default=0.005, metavar="SECONDS",
+        "--linger",
+        type=float,
+        default=0.005,
+        metavar="SECONDS",
         help="wait this long for more posts before storing a group (default 0.005)",
-    )  # fmt: skip
+    )
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
-    return parser
 
 
 def _table(title: str, counts: dict[str, int]) -> str:
@@ -211,7 +230,8 @@ def _statistics_text(lab: Lab) -> str:
     lines += [f"{t or '?':<26}{v:>8,}{u:>10,}{c or 0:>15.1f}{e or 0:>12.1f}" for t, v, u, c, e in top.iter_rows()]
     lines += ["", "courses", "-" * 78, f"{'course':<38}{'lectures':>9}{'students':>10}{'attendance %':>14}{'trend':>8}"]
     lines += [
-        f"{row['course_id']:<38}{row['total_lectures']:>9}{row['total_unique_students']:>10}{row['average_attendance_rate'] or 0:>14.1f}{row['engagement_trend']:>8}"
+        f"{row['course_id']:<38}{row['total_lectures']:>9}{row['total_unique_students']:>10}"
+        f"{row['average_attendance_rate'] or 0:>14.1f}{row['engagement_trend']:>8}"
         for row in courses.iter_rows(named=True)
     ]
     return "\n".join(lines)
@@ -227,7 +247,8 @@ def _demo(args: argparse.Namespace) -> int:
     catalogue = workdir / "recordings.csv"
     sem.recordings.write_csv(catalogue)
     print(
-        f"synthetic semester: {sem.recordings.height} lectures, {args.students} students, {sem.events.height:,} rows -> {dump}\n"
+        f"synthetic semester: {sem.recordings.height} lectures, {args.students} students, "
+        f"{sem.events.height:,} rows -> {dump}\n"
     )
     with _open_lab(args) as lab:
         lab.load_recordings(catalogue)

@@ -80,10 +80,10 @@ _YIELD_EVERY: Final = 128
 
 The background thread stores a batch in some forty short steps, each in polars or
 DuckDB without the GIL and then back in Python. A thread calling record() in a loop
-never waits, so it gives up the GIL only when Python forces it, every 5 ms, and each
-step would wait that long: storing a batch of 10,000 took longer than recording the
-next one. Letting go every 128 events (about 1 ms) took one thread's record() from
-about 90,000 to about 115,000 events/s into a DuckDB store; every 32 events was slower.
+never waits, so it gives up the GIL only when Python forces it (every switch interval),
+and each step would wait that long: storing a batch took longer than recording the
+next one. Letting go every 128 events was the fastest of the settings measured
+(docs/performance.md).
 """
 
 _STOP: Final = object()
@@ -343,10 +343,13 @@ class Collector:
         """
         try:
             docs = pl.DataFrame(
-                {"_doc": [s.text for s in submissions], "_source": [s.source for s in submissions],
-                 "_ndjson": [s.ndjson for s in submissions]},
+                {
+                    "_doc": [s.text for s in submissions],
+                    "_source": [s.source for s in submissions],
+                    "_ndjson": [s.ndjson for s in submissions],
+                },
                 schema={"_doc": pl.String, "_source": pl.String, "_ndjson": pl.Boolean},
-            )  # fmt: skip
+            )
             batch, unreadable = read_documents(docs)
             checked = validate(batch.rows, max_clock_skew=self.max_clock_skew)
             rejected = pl.concat([batch.malformed, checked.rejected])

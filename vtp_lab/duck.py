@@ -61,8 +61,8 @@ _SHARED_LOCK = threading.Lock()
 def compute() -> duckdb.DuckDBPyConnection:
     """A fresh cursor on one shared in-memory database, for computing over frames.
 
-    Opening a database costs milliseconds; a cursor costs microseconds (and inherits the
-    database's UTC time zone: setting it again on each cursor took 0.15 ms). Each call
+    Opening a database costs far more than a cursor, which inherits the database's UTC
+    time zone (setting it again on each cursor would cost more than the cursor). Each call
     returns its own cursor, so threads do not share one.
 
     Example:
@@ -113,9 +113,9 @@ def _uuid_bytes(text: np.ndarray) -> np.ndarray | None:
 def uuid_array(texts: pa.Array | pa.ChunkedArray) -> pa.ExtensionArray | None:
     """Canonical UUID texts as an Arrow ``arrow.uuid`` array (16 bytes each), or None if any is not one.
 
-    DuckDB stores such an array in a ``UUID`` column as it is, while it parses text:
-    15 against 180 ns a row on one thread. The conversion is vectorised over the Arrow
-    buffers and costs 60 to 70 ns a row. A null, an upper-case digit or any other
+    DuckDB stores such an array in a ``UUID`` column as it is, while it parses text
+    (more than ten times slower). The conversion is vectorised over the Arrow buffers and
+    costs less than the parse it saves. A null, an upper-case digit or any other
     spelling gives None: the caller keeps the text for DuckDB to cast.
 
     Example:
@@ -148,8 +148,7 @@ def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS, uuids: Col
     """``frame`` as an Arrow table for DuckDB in record batches of ``batch_rows`` rows; strings stay string views.
 
     DuckDB's Arrow scan gives each thread whole record batches, and polars makes one
-    per chunk: a frame of 100,000 lines in one chunk was parsed as JSON on one thread
-    (1.0 s per 1M lines, against 0.5 s cut into batches of 16,384 rows). So the table is
+    per chunk: a frame in one chunk would be parsed as JSON on one thread. So the table is
     cut into batches by slicing, counted from the first row.
 
     For an ``INSERT``, pass ``batch_rows=ROW_GROUP_ROWS``. DuckDB inserts batches in
@@ -185,8 +184,8 @@ def json_query(con: duckdb.DuckDBPyConnection, query: Callable[[JsonParse], str]
 
     It runs first with plain ``from_json``, which raises on a text that is not JSON, and
     only then again with ``json_valid`` guarding each text (null where it is not JSON).
-    Checking every text first cost 0.19 s of CPU per 1M lines, and ``try(from_json(...))``
-    retries a whole vector row by row: with 1% malformed lines, 7 times slower.
+    Checking every text first costs CPU on every load, and ``try(from_json(...))``
+    retries a whole vector row by row (docs/performance.md has the figures).
 
     Example:
         >>> con = compute()

@@ -127,7 +127,8 @@ class NotFoundError(VtpLabError, LookupError):
     """No recording, user or course of that id holds anything here; the message suggests close ids.
 
     Example:
-        >>> e = NotFoundError(kind="recording", value="6ba7b811", known=["6ba7b811-9dad", "0000"], where="lab.recordings()")
+        >>> known = ["6ba7b811-9dad", "0000"]
+        >>> e = NotFoundError(kind="recording", value="6ba7b811", known=known, where="lab.recordings()")
         >>> str(e)
         "no recording '6ba7b811'; did you mean '6ba7b811-9dad'? See lab.recordings() for them all"
         >>> isinstance(e, LookupError), e.value

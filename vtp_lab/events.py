@@ -295,26 +295,39 @@ def parse_timestamp(value: object) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            return None
-        try:
-            return _epoch_to_datetime(value)
-        except OverflowError:
-            return None
-    elif isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"-?\d+(\.\d+)?", text):
-            return parse_timestamp(float(text))
-        text = _PG_OFFSET.sub(r"\1:00", text.replace("Z", "+00:00").replace("z", "+00:00"))
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    else:
+        return _in_utc(value)
+    if isinstance(value, int | float):
+        return _from_epoch(value)
+    if isinstance(value, str):
+        return _from_text(value)
+    return None
+
+
+def _from_epoch(value: float) -> datetime | None:
+    """An epoch number (see :func:`parse_timestamp`) as UTC, None where it is not finite or out of range."""
+    if not math.isfinite(value):
         return None
+    try:
+        return _epoch_to_datetime(value)
+    except OverflowError:
+        return None
+
+
+def _from_text(value: str) -> datetime | None:
+    """ISO 8601, PostgreSQL text or an epoch number in text, as UTC; None where it is none of them."""
+    text = value.strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return _from_epoch(float(text))
+    text = _PG_OFFSET.sub(r"\1:00", text.replace("Z", "+00:00").replace("z", "+00:00"))
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        return _in_utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def _in_utc(dt: datetime) -> datetime | None:
+    """A datetime in UTC (naive means UTC); None where its offset or its UTC time is out of range."""
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     offset = dt.utcoffset()
@@ -351,9 +364,16 @@ def _c_encoder() -> Callable[[object, int], Sequence[str]] | None:
         return None
     enc = _CANONICAL_JSON
     return make_encoder(  # type: ignore[no-any-return]
-        None, enc.default, json.encoder.encode_basestring_ascii, None,
-        enc.key_separator, enc.item_separator, enc.sort_keys, enc.skipkeys, enc.allow_nan,
-    )  # fmt: skip
+        None,
+        enc.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        enc.key_separator,
+        enc.item_separator,
+        enc.sort_keys,
+        enc.skipkeys,
+        enc.allow_nan,
+    )
 
 
 _ENCODE_DICT: Final = _c_encoder()
@@ -505,18 +525,26 @@ def derive_event_ids(events: pl.DataFrame, metadata: pl.Series) -> pl.Series:
                 "recording_id",
                 "user_id",
                 "session_id",
+                # as a naive UTC time: strftime skips the time zone lookup per row
                 pl.col("event_timestamp")
                 .dt.convert_time_zone("UTC")
                 .dt.replace_time_zone(None)
-                .dt.strftime(
-                    "%Y-%m-%dT%H:%M:%S%.6fZ"
-                ),  # as a naive UTC time: strftime skips the time zone lookup per row
+                .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
                 pl.lit(metadata.fill_null("")),
             ],
             separator="|",
         )
     ).to_series()
     return uuid5_series(names).rename("id")
+
+
+_NUMBER_RULES: Final[dict[MetadataKind, Callable[[float], bool]]] = {
+    "nonneg_number": lambda v: v >= 0,
+    "positive_number": lambda v: v > 0,
+    "nonneg_integer": lambda v: 0 <= v <= MAX_INTEGER and float(v).is_integer(),
+    "seconds": lambda v: 0 <= v <= MAX_INTEGER,
+}
+"""The numeric metadata kinds' rules, for a finite number (not a boolean)."""
 
 
 def _metadata_value_ok(kind: MetadataKind, value: object) -> bool:
@@ -526,13 +554,7 @@ def _metadata_value_ok(kind: MetadataKind, value: object) -> bool:
         return parse_uuid(value) is not None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return False
-    if kind == "positive_number":
-        return value > 0
-    if kind == "nonneg_integer":
-        return 0 <= value <= MAX_INTEGER and float(value).is_integer()
-    if kind == "seconds":
-        return 0 <= value <= MAX_INTEGER
-    return value >= 0
+    return _NUMBER_RULES[kind](value)
 
 
 def _fail(reason: Reason, field_name: str | None, value: object, rule: str) -> EventValidationError:

@@ -281,7 +281,8 @@ class _Decompressed(io.RawIOBase):
             f"{self.path}: the {self.compression} stream {what} at byte {self.consumed - len(self._input):,} of "
             f"{self._size:,}"
             f" ({self.produced:,} bytes decompressed before it); what was read before it is kept. "
-            f"Check the file ({'gzip -t' if self.compression == 'gzip' else 'zstd -t'}), copy it whole and load it again"
+            f"Check the file ({'gzip -t' if self.compression == 'gzip' else 'zstd -t'}), "
+            "copy it whole and load it again"
         )
 
     def _fill(self) -> bool:
@@ -289,31 +290,44 @@ class _Decompressed(io.RawIOBase):
         magic = _GZIP if self.compression == "gzip" else _ZSTD
         while not self._pending:
             if len(self._input) < len(magic):
-                more = self._file.read(self._STEP)
-                self.consumed += len(more)
-                self._input += more
-                if not more and not self._input:
+                if self._read():
+                    continue
+                if not self._input:
                     if self._decoder is not None:
                         raise self._fault("is cut short")
                     return False
-                if more:
-                    continue
-            if self._decoder is None:
-                if not self._input.strip(b"\0"):  # zero padding after the last member, as gzip allows
-                    self._input = b""
-                    continue
-                if not self._input.startswith(magic):
-                    raise self._fault("has bytes that are not " + self.compression)
-                self._decoder = self._new_decoder()
-            data, self._input = self._input, b""
-            try:
-                self._pending = self._decoder.decompress(data)
-            except Exception as exc:  # zlib.error, zstandard.ZstdError
-                raise self._fault(f"is corrupt ({exc})") from None
-            if self._decoder.eof:
-                self._input, self._decoder = self._decoder.unused_data, None
-            self.produced += len(self._pending)
+            if self._decoder is None and not self._start(magic):
+                continue
+            self._decode()
         return True
+
+    def _read(self) -> bool:
+        """Read the next compressed bytes into the input; False at the end of the file."""
+        more = self._file.read(self._STEP)
+        self.consumed += len(more)
+        self._input += more
+        return bool(more)
+
+    def _start(self, magic: bytes) -> bool:
+        """Start decoding a member (or frame); False where the rest of the input is zero padding, dropped."""
+        if not self._input.strip(b"\0"):  # zero padding after the last member, as gzip allows
+            self._input = b""
+            return False
+        if not self._input.startswith(magic):
+            raise self._fault("has bytes that are not " + self.compression)
+        self._decoder = self._new_decoder()
+        return True
+
+    def _decode(self) -> None:
+        """Decompress the input; at a member's end, what follows waits for the next one."""
+        data, self._input = self._input, b""
+        try:
+            self._pending = self._decoder.decompress(data)
+        except Exception as exc:  # zlib.error, zstandard.ZstdError
+            raise self._fault(f"is corrupt ({exc})") from None
+        if self._decoder.eof:
+            self._input, self._decoder = self._decoder.unused_data, None
+        self.produced += len(self._pending)
 
     def readinto(self, buffer: Any) -> int:
         if not self._pending and not self._fill():
@@ -401,9 +415,8 @@ def _split(data: bytes | memoryview) -> pl.Series:
     """The lines of UTF-8 bytes as a polars Series, split by Arrow with no Python string made.
 
     The Series holds copies, so ``data`` may be reused once this returns. Bytes that are
-    not UTF-8 are replaced by U+FFFD, as ``bytes.decode(errors="replace")`` does. On a
-    32 MiB chunk this takes 13 ms, against 80 ms for copying, decoding and splitting the
-    text in Python and polars.
+    not UTF-8 are replaced by U+FFFD, as ``bytes.decode(errors="replace")`` does. It is
+    several times faster than copying, decoding and splitting the text in Python and polars.
     """
     buffer = pa.py_buffer(data)
     offsets = pa.array([0, buffer.size], pa.int64()).buffers()[1]
@@ -421,8 +434,7 @@ def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
     Each chunk is read into one buffer, kept for the whole file, after the unfinished
     line of the last one, as far as the buffer goes; only a line longer than half a chunk
     makes a bigger buffer. :func:`_split` copies the whole lines out. A fresh buffer per
-    chunk cost 0.24 s of CPU per 1M lines in zeroing and page faults (0.8 s when the
-    memory was new to the process), against 0.03 s for reading into the same one.
+    chunk would cost CPU in zeroing and page faults on every chunk.
     """
     number = 1
     tail = b""
@@ -527,8 +539,7 @@ def _blank(lines: pl.Series) -> pl.Series:
     r"""Whether each line is empty or only whitespace.
 
     Only a line that is empty or starts with whitespace can be blank, so the whole line
-    is tested only then: 49 to 51 ms per 1M lines of NDJSON or CSV, against 81 ms for the
-    pattern on every line.
+    is tested only then, not the pattern on every line.
 
     Example:
         >>> _blank(pl.Series(["", " \t", "\u00a0", " {}", "x", "a,b"])).to_list()
@@ -555,7 +566,7 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
     """Parse JSON object texts (columns ``_raw``, ``_row`` the line numbers) into raw field columns: one parse per line.
 
     Only the parsed fields come back from DuckDB (row order kept); the texts stay in
-    polars, which saved a quarter of the parse (108 ms to 80 ms per 100,000 lines).
+    polars, which saves handing them back.
     """
     with over(texts=texts.select("_raw")) as con:
         parsed = json_query(con, partial(_fields_sql, "texts", folded=_holds_folded(texts["_raw"]), carry=False))
@@ -612,8 +623,8 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     """A JSON array of events, streamed: DuckDB reads the elements in batches, each parsed as an NDJSON line is.
 
     An element is numbered by its position; one that is not an object is a ``malformed``
-    row. Memory stays bounded: a 321 MB array of 1M events loaded in 3.5 to 4.3 s with a
-    peak RSS of 838 to 942 MB, where reading it whole took 15.3 s and 3.6 GB. A file
+    row. Memory stays bounded, where reading the array whole takes several times the
+    file's size (docs/performance.md). A file
     DuckDB cannot read as an array (one object, or JSON that does not parse) is read
     whole by :func:`_json_document` if nothing of it has been handed on yet and it is at
     most :data:`_WHOLE_DOCUMENT_BYTES`; otherwise it fails with :class:`InputFormatError`
@@ -754,9 +765,13 @@ def _read_csv_text(records: pl.Series, columns: list[str]) -> pl.DataFrame:
     if not records.len():
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
     frame = pl.read_csv(
-        io.StringIO(records.str.join("\n").item()), has_header=False, new_columns=columns,
-        infer_schema=False, truncate_ragged_lines=False, missing_columns="raise",
-    )  # fmt: skip
+        io.StringIO(records.str.join("\n").item()),
+        has_header=False,
+        new_columns=columns,
+        infer_schema=False,
+        truncate_ragged_lines=False,
+        missing_columns="raise",
+    )
     if frame.height != records.len() or frame.width != len(columns):
         raise pl.exceptions.ComputeError("row count changed")
     return frame

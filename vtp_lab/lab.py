@@ -66,7 +66,7 @@ def _bound(column: str, value: datetime | str | None) -> datetime | None:
 
 
 def _period(column: str, since: datetime | str | None, until: datetime | str | None) -> list[Filter]:
-    """Filters keeping ``since <= column < until`` (a bound left None is open); ``since`` after ``until`` is an error."""
+    """Filters keeping ``since <= column < until`` (None is open); ``since`` after ``until`` is an error."""
     start, end = _bound(column, since), _bound(column, until)
     if start is not None and end is not None and start > end:
         raise ValueError(f"since={since!r} is after until={until!r}; swap them")
@@ -397,9 +397,14 @@ class Lab:
             0
         """
         return self._query(
-            "playback_sessions", lazy=lazy, since=since, until=until,
-            recording_id=recording_id, user_id=user_id, course_id=course_id,
-        )  # fmt: skip
+            "playback_sessions",
+            lazy=lazy,
+            since=since,
+            until=until,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+        )
 
     def session_details(
         self,
@@ -418,9 +423,14 @@ class Lab:
             True
         """
         return self._query(
-            "session_details", lazy=lazy, since=since, until=until,
-            recording_id=recording_id, user_id=user_id, course_id=course_id,
-        )  # fmt: skip
+            "session_details",
+            lazy=lazy,
+            since=since,
+            until=until,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+        )
 
     def quality_events(
         self,
@@ -437,9 +447,12 @@ class Lab:
             0
         """
         return self._query(
-            "quality_events", lazy=lazy,
-            recording_id=recording_id, user_id=user_id, course_id=course_id,
-        )  # fmt: skip
+            "quality_events",
+            lazy=lazy,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+        )
 
     def engagement_metrics(
         self,
@@ -457,9 +470,13 @@ class Lab:
             0
         """
         return self._query(
-            "engagement_metrics", lazy=lazy, score=score,
-            recording_id=recording_id, user_id=user_id, course_id=course_id,
-        )  # fmt: skip
+            "engagement_metrics",
+            lazy=lazy,
+            score=score,
+            recording_id=recording_id,
+            user_id=user_id,
+            course_id=course_id,
+        )
 
     def lecture_statistics(
         self,
@@ -476,9 +493,12 @@ class Lab:
             0
         """
         return self._query(
-            "lecture_statistics", lazy=lazy, score=score,
-            recording_id=recording_id, course_id=course_id,
-        )  # fmt: skip
+            "lecture_statistics",
+            lazy=lazy,
+            score=score,
+            recording_id=recording_id,
+            course_id=course_id,
+        )
 
     def course_statistics(
         self,
@@ -495,9 +515,12 @@ class Lab:
             0
         """
         return self._query(
-            "course_statistics", lazy=lazy, score=score,
-            attendance_threshold=attendance_threshold, course_id=course_id,
-        )  # fmt: skip
+            "course_statistics",
+            lazy=lazy,
+            score=score,
+            attendance_threshold=attendance_threshold,
+            course_id=course_id,
+        )
 
     def report(
         self,
@@ -545,7 +568,9 @@ class Lab:
         return self.derived().alerts(below=below, weeks=weeks, qoe_drop=qoe_drop)
 
     def realtime(self, *, active_minutes: float = 5.0, now: datetime | None = None) -> Realtime:
-        """Active viewers per recording, events per second and the recent rebuffer ratio (see :func:`~vtp_lab.metrics.realtime`).
+        """Active viewers per recording, events per second and the recent rebuffer ratio.
+
+        See :func:`~vtp_lab.metrics.realtime`.
 
         Example:
             >>> Lab(":memory:").realtime().events_per_second

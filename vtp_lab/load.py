@@ -218,6 +218,32 @@ class LoadReport:
         }
 
 
+_Entry = tuple[Literal["item", "end", "error"], Any]
+"""What :func:`read_ahead`'s thread hands over: an item, the end, or the error that ended it."""
+
+
+def _offer(items: queue.Queue[_Entry], stop: threading.Event, entry: _Entry) -> bool:
+    """Put ``entry`` in the queue as soon as there is room; False if the reader stopped first."""
+    while not stop.is_set():
+        try:
+            items.put(entry, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(produce: Callable[[], Iterator[Any]], items: queue.Queue[_Entry], stop: threading.Event) -> None:
+    """The read-ahead thread: every item of ``produce()``, then the end, or the error (raised by the reader)."""
+    try:
+        for item in produce():
+            if not _offer(items, stop, ("item", item)):
+                return
+        _offer(items, stop, ("end", None))
+    except BaseException as exc:  # handed to the reader, raised there
+        _offer(items, stop, ("error", exc))
+
+
 def read_ahead(produce: Callable[[], Iterator[_T]], *, depth: int = 1) -> Iterator[_T]:
     """The items of ``produce()``, made in a background thread up to ``depth`` ahead of the reader.
 
@@ -229,28 +255,9 @@ def read_ahead(produce: Callable[[], Iterator[_T]], *, depth: int = 1) -> Iterat
         >>> list(read_ahead(lambda: iter(range(3))))
         [0, 1, 2]
     """
-    items: queue.Queue[tuple[Literal["item", "end", "error"], Any]] = queue.Queue(maxsize=depth)
+    items: queue.Queue[_Entry] = queue.Queue(maxsize=depth)
     stop = threading.Event()
-
-    def offer(entry: tuple[Literal["item", "end", "error"], Any]) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for item in produce():
-                if not offer(("item", item)):
-                    return
-            offer(("end", None))
-        except BaseException as exc:  # handed to the reader, raised there
-            offer(("error", exc))
-
-    thread = threading.Thread(target=run, name="vtp-lab-read-ahead", daemon=True)
+    thread = threading.Thread(target=_produce, args=(produce, items, stop), name="vtp-lab-read-ahead", daemon=True)
     thread.start()
     try:
         while True:
@@ -288,10 +295,9 @@ def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
     """Batches joined until they hold ``rows`` rows, so that each validation and append is large.
 
     A reader's chunk of 32 MiB holds about 100,000 lines, fewer than a DuckDB row group
-    (:data:`ROW_GROUP_ROWS`). Storing 1M rows took 1.5 s in appends of 104,000 rows and
-    1.05 s in appends of 250,000, and validating them 0.8 to 1.2 s in frames of 104,000
-    rows and 0.5 s in frames of 250,000. When reading fails, what was read before the
-    fault is still handed on, then the error.
+    (:data:`ROW_GROUP_ROWS`); larger appends and validations cost less per row
+    (docs/performance.md). When reading fails, what was read before the fault is still
+    handed on, then the error.
     """
     group: list[RawBatch] = []
 
@@ -384,26 +390,28 @@ def _load_one(
         seconds=time.perf_counter() - clock,
         error=error,
     )
-    store.append_rows(
-        "loads",
-        pl.DataFrame(
-            {
-                "load_id": [str(uuid.uuid4())],
-                "source": [report.source],
-                "format": [fmt],
-                "bytes": [size],
-                "rows_read": [report.rows_read],
-                "accepted": [report.accepted],
-                "rejected": [report.rejected],
-                "duplicates": [report.duplicates],
-                "rejected_by_reason": [json.dumps(report.rejected_by_reason)],
-                "started_at": [started],
-                "finished_at": [datetime.now(UTC)],
-                "error": [error],
-            }
-        ),
-    )
+    store.append_rows("loads", _ledger_entry(report, size=size, started=started))
     return report
+
+
+def _ledger_entry(report: FileReport, *, size: int, started: datetime) -> pl.DataFrame:
+    """The load ledger's row for one file's load, finished now."""
+    return pl.DataFrame(
+        {
+            "load_id": [str(uuid.uuid4())],
+            "source": [report.source],
+            "format": [report.format],
+            "bytes": [size],
+            "rows_read": [report.rows_read],
+            "accepted": [report.accepted],
+            "rejected": [report.rejected],
+            "duplicates": [report.duplicates],
+            "rejected_by_reason": [json.dumps(report.rejected_by_reason)],
+            "started_at": [started],
+            "finished_at": [datetime.now(UTC)],
+            "error": [report.error],
+        }
+    )
 
 
 def load_files(

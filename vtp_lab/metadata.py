@@ -41,7 +41,7 @@ METADATA_TYPES: Final[dict[str, pl.DataType]] = {
 
 
 def metadata_columns(events: pl.DataFrame, keys: dict[str, pl.DataType] = METADATA_TYPES) -> pl.DataFrame:
-    """Events with ``metadata`` replaced by the ``keys`` as typed columns ``m_<key>`` (one JSON parse per event, in DuckDB).
+    """Events with ``metadata`` replaced by the ``keys`` as typed columns ``m_<key>`` (one JSON parse, in DuckDB).
 
     ``keys`` maps a metadata key to ``pl.Float64()`` or ``pl.String()``; a value that is
     absent or not of that type is null. By default, every key the sessions read. Metadata

@@ -117,7 +117,8 @@ def qoe_summary(details: pl.DataFrame, *, by: list[str] | None = None) -> pl.Dat
     Example:
         >>> d = pl.DataFrame({"recording_id": ["r", "r"], "fatal_errors": [1, 0], "exited_before_start": [False, True],
         ...     "rebuffer_seconds": [6.0, 0.0], "play_time_seconds": [54.0, 0.0], "buffer_events": [2, 0],
-        ...     "time_weighted_bitrate": [2800.0, None], "upshifts": [1, 0], "downshifts": [0, 0], "rebuffer_ratio": [0.1, None]})
+        ...     "time_weighted_bitrate": [2800.0, None], "upshifts": [1, 0], "downshifts": [0, 0],
+        ...     "rebuffer_ratio": [0.1, None]})
         >>> qoe_summary(d, by=["recording_id"]).select("sessions", "playback_failure_rate", "rebuffer_ratio").row(0)
         (2, 0.5, 0.1)
     """
@@ -189,7 +190,8 @@ def lecture_attendance(features: pl.DataFrame, recordings: pl.DataFrame, *, thre
 
     Example:
         >>> rec = pl.DataFrame({"recording_id": ["l1", "l2"], "course_id": ["c", "c"]})
-        >>> feats = pl.DataFrame({"user_id": ["a", "b", "a"], "recording_id": ["l1", "l1", "l2"], "coverage": [1.0, 0.6, 0.3]})
+        >>> feats = pl.DataFrame({"user_id": ["a", "b", "a"], "recording_id": ["l1", "l1", "l2"],
+        ...     "coverage": [1.0, 0.6, 0.3]})
         >>> lecture_attendance(feats, rec).select("recording_id", "attendees", "attendance_rate").rows()
         [('l1', 2, 100.0), ('l2', 0, 0.0)]
     """
@@ -248,7 +250,8 @@ def engagement_trends(weekly: pl.DataFrame, *, per_week: float = 1.0) -> pl.Data
     Stable within +-``per_week`` points per week, or with fewer than two weeks.
 
     Example:
-        >>> w = pl.DataFrame({"course_id": ["c", "c", "c"], "week_index": [0, 1, 2], "engagement_score": [50.0, 55.0, 61.0]})
+        >>> w = pl.DataFrame({"course_id": ["c", "c", "c"], "week_index": [0, 1, 2],
+        ...     "engagement_score": [50.0, 55.0, 61.0]})
         >>> engagement_trends(w).select("slope", "trend").row(0)
         (5.5, 'rising')
     """
@@ -343,7 +346,7 @@ def attendance_categories(features: pl.DataFrame, recordings: pl.DataFrame) -> p
 def at_risk_students(
     features: pl.DataFrame, recordings: pl.DataFrame, *, below: float = 0.5, weeks: int = 2
 ) -> pl.DataFrame:
-    """Students whose weekly mean engagement score was under ``below`` x their cohort's median for ``weeks`` weeks running.
+    """Students whose weekly mean engagement was under ``below`` x their cohort's median for ``weeks`` weeks running.
 
     The cohort is the course's students; a student's week is the week of the lectures'
     publication. A week in which the student viewed none of the published lectures counts

@@ -291,10 +291,22 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
         )
-    errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 503)
-    }
-    frames: dict[int | str, dict[str, Any]] = {200: {"content": _FRAME_CONTENT}, 422: {"model": ErrorBody}}
+    _collection_routes(app, lab, token=token, max_body_bytes=max_body_bytes)
+    _query_routes(app, lab)
+    return app
+
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 503)
+}
+"""The error answers a route documents."""
+
+_FRAMES: Final[dict[int | str, dict[str, Any]]] = {200: {"content": _FRAME_CONTENT}, 422: {"model": ErrorBody}}
+"""The answers of a route that returns a frame."""
+
+
+def _collection_routes(app: FastAPI, lab: Lab, *, token: str | None, max_body_bytes: int) -> None:
+    """``/healthz`` and ``POST /v1/events``: events in through the app's collector."""
 
     @app.get("/healthz", summary="Is the server up, and what store does it hold")
     def healthz() -> dict[str, Any]:
@@ -304,53 +316,70 @@ def create_app(
         "/v1/events",
         summary="Post events: a JSON array, or NDJSON (Content-Type application/x-ndjson); gzip accepted",
         response_model=Acknowledgement,
-        responses=errors,
+        responses=_ERRORS,
         openapi_extra={"requestBody": _EVENTS_BODY},
         dependencies=[Depends(_bearer(token))],
     )
     async def post_events(request: Request) -> Acknowledgement:
-        body = await _read_body(request, max_body_bytes)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ApiError(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start}); send UTF-8 text") from None
-        ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() in _NDJSON_TYPES
-        request_id = str(uuid.uuid4())
-        collector = request.app.state.collector
-        future = await run_in_threadpool(collector.submit, text, ndjson=ndjson, source=f"http:{request_id}")
-        try:
-            receipt = await asyncio.wrap_future(future)
-        except InputFormatError as exc:
-            hint = "send a JSON array of event objects, or NDJSON with Content-Type application/x-ndjson"
-            raise ApiError(400, "malformed_json", f"{exc}; {hint}") from None
-        rejections = [
-            Rejection(index=row["row_number"] - 1, reason=row["reason"], field=row["field"])
-            for row in receipt.rejected.to_dicts()
-        ]
-        return Acknowledgement(
-            request_id=request_id,
-            accepted=receipt.accepted,
-            duplicates=receipt.duplicates,
-            rejected=len(rejections),
-            rejections=rejections,
-        )
+        return await _acknowledge(request, max_body_bytes)
 
+
+async def _acknowledge(request: Request, max_body_bytes: int) -> Acknowledgement:
+    """Hand a posted body to the app's collector and answer with what became of each event."""
+    body = await _read_body(request, max_body_bytes)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start}); send UTF-8 text") from None
+    ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() in _NDJSON_TYPES
+    request_id = str(uuid.uuid4())
+    collector = request.app.state.collector
+    future = await run_in_threadpool(collector.submit, text, ndjson=ndjson, source=f"http:{request_id}")
+    try:
+        receipt = await asyncio.wrap_future(future)
+    except InputFormatError as exc:
+        hint = "send a JSON array of event objects, or NDJSON with Content-Type application/x-ndjson"
+        raise ApiError(400, "malformed_json", f"{exc}; {hint}") from None
+    rejections = [
+        Rejection(index=row["row_number"] - 1, reason=row["reason"], field=row["field"])
+        for row in receipt.rejected.to_dicts()
+    ]
+    return Acknowledgement(
+        request_id=request_id,
+        accepted=receipt.accepted,
+        duplicates=receipt.duplicates,
+        rejected=len(rejections),
+        rejections=rejections,
+    )
+
+
+def _query_routes(app: FastAPI, lab: Lab) -> None:
+    """Frames, reports and real-time metrics out."""
     queries: list[tuple[str, str, Callable[[str], pl.DataFrame | pl.LazyFrame]]] = [
-        ("/v1/recordings/{id}/sessions", "Playback sessions of a recording",
-         lambda id: lab.playback_sessions(recording_id=id)),
-        ("/v1/users/{id}/engagement", "Engagement metrics of a user, per recording",
-         lambda id: lab.engagement_metrics(user_id=id)),
-        ("/v1/recordings/{id}/statistics", "Statistics of a recording",
-         lambda id: lab.lecture_statistics(recording_id=id)),
+        (
+            "/v1/recordings/{id}/sessions",
+            "Playback sessions of a recording",
+            lambda id: lab.playback_sessions(recording_id=id),
+        ),
+        (
+            "/v1/users/{id}/engagement",
+            "Engagement metrics of a user, per recording",
+            lambda id: lab.engagement_metrics(user_id=id),
+        ),
+        (
+            "/v1/recordings/{id}/statistics",
+            "Statistics of a recording",
+            lambda id: lab.lecture_statistics(recording_id=id),
+        ),
         ("/v1/courses/{id}/statistics", "Statistics of a course", lambda id: lab.course_statistics(course_id=id)),
-    ]  # fmt: skip
+    ]
     for path, summary, query in queries:
-        app.get(path, summary=summary, responses=frames)(_frame_route(query))
+        app.get(path, summary=summary, responses=_FRAMES)(_frame_route(query))
 
     @app.get(
         "/v1/reports/{kind}",
         summary="One of the six reports: JSON, or the standalone HTML with Accept: text/html",
-        responses={200: {"content": {"application/json": {}, "text/html": {}}}, **errors},
+        responses={200: {"content": {"application/json": {}, "text/html": {}}}, **_ERRORS},
     )
     def report(
         kind: ReportKind,
@@ -383,8 +412,6 @@ def create_app(
             rebuffer_ratio=now.rebuffer_ratio,
             recordings=[RecordingNow(**row) for row in now.recordings.to_dicts()],
         )
-
-    return app
 
 
 def _text(value: uuid.UUID | None) -> str | None:

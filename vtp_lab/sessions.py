@@ -100,11 +100,24 @@ _COMPOSE: Final = _composition_table()
 """``_COMPOSE[a * 256 + b]`` is the function a after b (b first)."""
 
 _COUNTS: Final = (
-    "seeks", "backward_seeks", "pauses", "speed_changes", "quality_changes", "upshifts", "downshifts", "errors", "fatal_errors",
-)  # fmt: skip
+    "seeks",
+    "backward_seeks",
+    "pauses",
+    "speed_changes",
+    "quality_changes",
+    "upshifts",
+    "downshifts",
+    "errors",
+    "fatal_errors",
+)
 _SECONDS: Final = (
-    "play_time_seconds", "rebuffer_seconds", "rebuffer_ratio", "time_weighted_bitrate", "max_position", "rewatched_seconds",
-)  # fmt: skip
+    "play_time_seconds",
+    "rebuffer_seconds",
+    "rebuffer_ratio",
+    "time_weighted_bitrate",
+    "max_position",
+    "rewatched_seconds",
+)
 
 DETAIL_COLUMNS: Final = (
     "play_time_seconds",
@@ -201,8 +214,8 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     Sessions are numbered ``_s`` from 0 in walk order; the events carry ``_s`` and ``_new``
     (a session's first event) instead of the key's strings, and the sessions frame holds
-    ``_s`` with the key. Sessions are grouped by :data:`_SESSION_HASH`, which sorts several
-    times faster than the three strings of the key. Should two keys share a hash (found
+    ``_s`` with the key. Sessions are grouped by :data:`_SESSION_HASH`, which sorts faster
+    than the three strings of the key. Should two keys share a hash (found
     exactly, as a key change within a run of one hash), the events are sorted by the key.
     """
     order = ["event_timestamp", "event_type", "id"]
@@ -212,18 +225,25 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         parsed.lazy()
         .filter(kind != EventType.RECORDING_STARTED.value)
         .select(
-            pl.exclude("^m_.*$"), "m_position", "m_playback_rate", "m_from_position", "m_to_position",
+            pl.exclude("^m_.*$"),
+            "m_position",
+            "m_playback_rate",
+            "m_from_position",
+            "m_to_position",
             ((kind == EventType.ERROR_OCCURRED.value) & (pl.col("m_fatal") == "true")).alias("_fatal"),
             ((kind == EventType.ENGAGEMENT_ACTION.value) & (action == "seek")).alias("_seek"),
             ((kind == EventType.ENGAGEMENT_ACTION.value) & (action == "speed_change")).alias("_speed"),
             pl.when(started).then(pl.col("m_quality")).when(changed).then(pl.col("m_new_quality")).alias("_quality"),
             pl.when(started).then(pl.col("m_bitrate")).when(changed).then(pl.col("m_new_bitrate")).alias("_bitrate"),
-            pl.when(changed).then((pl.col("m_new_bitrate") - pl.col("m_old_bitrate")).sign()).cast(pl.Int8).alias("_shift"),
+            pl.when(changed)
+            .then((pl.col("m_new_bitrate") - pl.col("m_old_bitrate")).sign())
+            .cast(pl.Int8)
+            .alias("_shift"),
         )
         .with_columns(kind.cast(_KIND), _SESSION_HASH.alias("_h"))
         .sort(["_h", *order])
-        .collect(engine="in-memory")  # its sort of 10M events took half the time of the default engine's
-    )  # fmt: skip
+        .collect(engine="in-memory")  # sorts faster than the default engine (docs/performance.md)
+    )
     new_session = run_starts(SESSION_KEY)
     ev = ev.with_columns(new_session.alias("_new"))
     if ev.select((pl.col("_new") & (pl.col("_h") == pl.col("_h").shift(1))).any()).item():
@@ -242,55 +262,9 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
     ev, sessions = _in_walk_order(parsed)
     sessions = sessions.join(durations, on="recording_id", how="left", maintain_order="left")
     ev = ev.with_columns(sessions["duration_seconds"].gather(ev["_s"]))
-    kind = pl.col("event_type")
-    ev = ev.with_columns(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
-        pl.when(kind.is_in(OPENS)).then(_encode(_IMAGES["open"]))
-        .when(kind == EventType.BUFFER_START.value).then(_encode(_IMAGES["buffer_start"]))
-        .when(kind == EventType.BUFFER_END.value).then(_encode(_IMAGES["buffer_end"]))
-        .when(kind.is_in(STOPS) | pl.col("_fatal")).then(_encode(_IMAGES["clear"]))
-        .otherwise(_encode(_IMAGES["keep"])).cast(pl.UInt8).alias("_f"),
-    )  # fmt: skip
-    ev = ev.with_columns(pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"))
-    longest = int(ev.select((pl.col("_i") - pl.col("_first")).max()).item()) + 1
-    state = _state_after(ev["_f"], ev["_first"], ev["_i"], longest)
-    ev = ev.with_columns(
-        (state & 1).cast(pl.Boolean).alias("playing_after"),
-        (state // 2).cast(pl.Boolean).alias("rab_after"),
-    )
-    ev = ev.with_columns(
-        _previous(pl.col("playing_after"), False).alias("playing_before"),
-        _previous(pl.col("rab_after"), False).alias("rab_before"),
-        ((pl.col("event_timestamp") - pl.col("event_timestamp").gather(pl.col("_first"))).dt.total_microseconds() / 1e6).alias("t"),
-        _last_set(
-            pl.when(((kind == EventType.PLAYBACK_STARTED.value) | pl.col("_speed")) & pl.col("m_playback_rate").is_not_null()).then(pl.col("m_playback_rate")),
-            1.0,
-        ).alias("rate_after"),
-        _last_set(pl.col("_quality")).alias("quality_after"),
-        _last_set(pl.col("_bitrate")).alias("bitrate_after"),
-    )  # fmt: skip
-    playing = pl.col("playing_before")
-    ev = ev.with_columns(_previous(pl.col("rate_after"), 1.0).alias("rate_before"))
-    advance = pl.col("rate_before") * (pl.col("t") - _previous(pl.col("t"), 0.0))
-    # content past the largest position the INTEGER columns hold counts for nothing (segments are capped there);
-    # capping each step there keeps a huge rate times a long pause finite
-    d = pl.when(playing).then(advance.clip(upper_bound=float(MAX_INTEGER))).otherwise(0.0)
-    ev = ev.with_columns(_session_cum_sum(d).alias("_D"))
-    position = pl.col("m_position")
-    has_p = position.is_not_null()
-    override = (
-        pl.when(kind == EventType.PLAYBACK_STARTED.value).then(position.fill_null(0.0))
-        .when(kind.is_in(CLOSES_AT_POSITION) & has_p).then(position)
-        .when((kind == EventType.BUFFER_END.value) & pl.col("rab_before") & has_p).then(position)
-        .when(pl.col("_fatal") & has_p).then(position)
-        .when((kind == EventType.QUALITY_CHANGED.value) & playing & has_p).then(position)
-        .when(pl.col("_seek") & pl.col("m_to_position").is_not_null()).then(pl.col("m_to_position"))
-    )  # fmt: skip
-    ev = ev.with_columns(_last_set(override - pl.col("_D"), 0.0).alias("_base"))
-    ev = ev.with_columns(
-        (pl.col("_base") + pl.col("_D")).alias("x"),
-        (_previous(pl.col("_base"), 0.0) + pl.col("_D")).alias("cur"),
-    )
+    ev = _carried(_playing_states(ev))
+    ev = _positions(ev)
+    playing, kind = pl.col("playing_before"), pl.col("event_type")
     closing = kind.is_in(CLOSES) | pl.col("_fatal") | pl.col("_seek") | pl.col("_speed")
     opens = (
         kind.is_in(OPENS)
@@ -299,12 +273,96 @@ def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, 
         | (playing & (pl.col("_seek") | pl.col("_speed")))
     )
     end = (
-        pl.when(kind.is_in(OPENS) | pl.col("_speed")).then(pl.col("cur"))
-        .when(pl.col("_seek")).then(pl.coalesce("m_from_position", "cur"))
+        pl.when(kind.is_in(OPENS) | pl.col("_speed"))
+        .then(pl.col("cur"))
+        .when(pl.col("_seek"))
+        .then(pl.coalesce("m_from_position", "cur"))
         .otherwise(pl.coalesce("m_position", "cur"))
-    )  # fmt: skip
+    )
     walked = ev.with_columns((playing & closing).alias("closes"), opens.alias("opens"), end.alias("close_end"))
     return walked, sessions
+
+
+def _playing_states(ev: pl.DataFrame) -> pl.DataFrame:
+    """``playing`` and ``resume_after_buffer`` before and after each event: the state machine run per session."""
+    kind = pl.col("event_type")
+    ev = ev.with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
+        pl.when(kind.is_in(OPENS))
+        .then(_encode(_IMAGES["open"]))
+        .when(kind == EventType.BUFFER_START.value)
+        .then(_encode(_IMAGES["buffer_start"]))
+        .when(kind == EventType.BUFFER_END.value)
+        .then(_encode(_IMAGES["buffer_end"]))
+        .when(kind.is_in(STOPS) | pl.col("_fatal"))
+        .then(_encode(_IMAGES["clear"]))
+        .otherwise(_encode(_IMAGES["keep"]))
+        .cast(pl.UInt8)
+        .alias("_f"),
+    )
+    ev = ev.with_columns(pl.when(pl.col("_new")).then(pl.col("_i")).forward_fill().alias("_first"))
+    longest = int(ev.select((pl.col("_i") - pl.col("_first")).max()).item()) + 1
+    state = _state_after(ev["_f"], ev["_first"], ev["_i"], longest)
+    ev = ev.with_columns(
+        (state & 1).cast(pl.Boolean).alias("playing_after"),
+        (state // 2).cast(pl.Boolean).alias("rab_after"),
+    )
+    return ev.with_columns(
+        _previous(pl.col("playing_after"), False).alias("playing_before"),
+        _previous(pl.col("rab_after"), False).alias("rab_before"),
+    )
+
+
+def _carried(ev: pl.DataFrame) -> pl.DataFrame:
+    """Seconds since the session's first event, and the rate, quality and bitrate in force after each event."""
+    kind = pl.col("event_type")
+    ev = ev.with_columns(
+        (
+            (pl.col("event_timestamp") - pl.col("event_timestamp").gather(pl.col("_first"))).dt.total_microseconds()
+            / 1e6
+        ).alias("t"),
+        _last_set(
+            pl.when(
+                ((kind == EventType.PLAYBACK_STARTED.value) | pl.col("_speed"))
+                & pl.col("m_playback_rate").is_not_null()
+            ).then(pl.col("m_playback_rate")),
+            1.0,
+        ).alias("rate_after"),
+        _last_set(pl.col("_quality")).alias("quality_after"),
+        _last_set(pl.col("_bitrate")).alias("bitrate_after"),
+    )
+    return ev.with_columns(_previous(pl.col("rate_after"), 1.0).alias("rate_before"))
+
+
+def _positions(ev: pl.DataFrame) -> pl.DataFrame:
+    """The content position at each event: ``cur`` (before it acts) and ``x`` (after), from the last given position."""
+    kind, playing = pl.col("event_type"), pl.col("playing_before")
+    advance = pl.col("rate_before") * (pl.col("t") - _previous(pl.col("t"), 0.0))
+    # content past the largest position the INTEGER columns hold counts for nothing (segments are capped there);
+    # capping each step there keeps a huge rate times a long pause finite
+    d = pl.when(playing).then(advance.clip(upper_bound=float(MAX_INTEGER))).otherwise(0.0)
+    ev = ev.with_columns(_session_cum_sum(d).alias("_D"))
+    position = pl.col("m_position")
+    has_p = position.is_not_null()
+    override = (
+        pl.when(kind == EventType.PLAYBACK_STARTED.value)
+        .then(position.fill_null(0.0))
+        .when(kind.is_in(CLOSES_AT_POSITION) & has_p)
+        .then(position)
+        .when((kind == EventType.BUFFER_END.value) & pl.col("rab_before") & has_p)
+        .then(position)
+        .when(pl.col("_fatal") & has_p)
+        .then(position)
+        .when((kind == EventType.QUALITY_CHANGED.value) & playing & has_p)
+        .then(position)
+        .when(pl.col("_seek") & pl.col("m_to_position").is_not_null())
+        .then(pl.col("m_to_position"))
+    )
+    ev = ev.with_columns(_last_set(override - pl.col("_D"), 0.0).alias("_base"))
+    return ev.with_columns(
+        (pl.col("_base") + pl.col("_D")).alias("x"),
+        (_previous(pl.col("_base"), 0.0) + pl.col("_D")).alias("cur"),
+    )
 
 
 def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
@@ -326,9 +384,14 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("_s").gather(nxt.fill_null(0)) == pl.col("_s")).then(nxt).alias("_next")
     )
     opens = w.filter(pl.col("opens") & pl.col("_next").is_not_null()).select(
-        "_s", pl.col("_next"), pl.col("t").alias("open_t"), pl.col("x").alias("start"),
-        pl.col("quality_after").alias("quality"), pl.col("bitrate_after").alias("bitrate"), "duration_seconds",
-    )  # fmt: skip
+        "_s",
+        pl.col("_next"),
+        pl.col("t").alias("open_t"),
+        pl.col("x").alias("start"),
+        pl.col("quality_after").alias("quality"),
+        pl.col("bitrate_after").alias("bitrate"),
+        "duration_seconds",
+    )
     closes = w.filter(pl.col("closes")).select(pl.col("_i").alias("_next"), pl.col("t").alias("close_t"), "close_end")
     segs = opens.join(closes, on="_next", how="inner").collect()
     capped = (
@@ -337,9 +400,14 @@ def session_segments(walked: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.min_horizontal("close_end", pl.lit(float(MAX_INTEGER))))  # what the INTEGER columns hold
     )
     return segs.select(
-        "_s", "open_t", "quality", "bitrate", "start",
-        capped.alias("end"), (pl.col("close_t") - pl.col("open_t")).alias("play_seconds"),
-    )  # fmt: skip
+        "_s",
+        "open_t",
+        "quality",
+        "bitrate",
+        "start",
+        capped.alias("end"),
+        (pl.col("close_t") - pl.col("open_t")).alias("play_seconds"),
+    )
 
 
 def sweep(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
@@ -475,15 +543,24 @@ def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame 
 
 def _empty_segments() -> pl.DataFrame:
     return pl.DataFrame(
-        schema={"session": pl.UInt32, **{c: pl.String for c in SESSION_KEY}, "open_t": pl.Float64, "quality": pl.String, "bitrate": pl.Float64,
-                "start": pl.Float64, "end": pl.Float64, "play_seconds": pl.Float64, "started_at": pl.Datetime("us", "UTC")}
-    )  # fmt: skip
+        schema={
+            "session": pl.UInt32,
+            **{c: pl.String for c in SESSION_KEY},
+            "open_t": pl.Float64,
+            "quality": pl.String,
+            "bitrate": pl.Float64,
+            "start": pl.Float64,
+            "end": pl.Float64,
+            "play_seconds": pl.Float64,
+            "started_at": pl.Datetime("us", "UTC"),
+        }
+    )
 
 
-def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
-    """Aggregate the walk and its segments to one row per session (with ``_s``)."""
+def _counted(walked: pl.DataFrame) -> pl.DataFrame:
+    """Per session, what its events count: start and end, buffering, seeks, pauses, switches, errors."""
     kind = pl.col("event_type")
-    per_session = walked.group_by("_s").agg(
+    return walked.group_by("_s").agg(
         pl.col("event_timestamp").min().alias("started_at"),
         pl.col("event_timestamp").filter(kind.is_in(ENDS) | pl.col("_fatal")).max().alias("ended_at"),
         (kind == EventType.BUFFER_START.value).sum().alias("buffer_events"),
@@ -502,6 +579,10 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -
         (kind == EventType.PLAYBACK_COMPLETED.value).any().alias("completed"),
         pl.col("event_timestamp").max().alias("last_event_at"),
     )
+
+
+def _played(segs: pl.DataFrame) -> pl.DataFrame:
+    """Per session, what its segments add up to: play time, bitrate-weighted time, furthest end, top quality."""
     play = segs.group_by("_s").agg(
         pl.col("play_seconds").sum().alias("play_time_seconds"),
         (pl.col("bitrate") * pl.col("play_seconds")).filter(pl.col("bitrate").is_not_null()).sum().alias("_br_time"),
@@ -518,12 +599,17 @@ def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -
         .first()
         .select("_s", pl.col("quality").alias("_top_quality"))
     )
+    return play.join(top, on="_s", how="left")
+
+
+def _details(walked: pl.DataFrame, segs: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Aggregate the walk and its segments to one row per session (with ``_s``)."""
+    per_session, play = _counted(walked), _played(segs)
     cover = coverage(segs, ["_s"]).rename({"covered_seconds": "union_seconds"})
     rebuffer = _rebuffer(walked)
     out = (
         sessions.join(per_session, on="_s", how="left")
         .join(play, on="_s", how="left")
-        .join(top, on="_s", how="left")
         .join(cover, on="_s", how="left")
         .join(rebuffer, on="_s", how="left")
         .with_columns(

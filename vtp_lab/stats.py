@@ -168,13 +168,18 @@ def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     m = metadata_columns(q.collect(), keys)
     return QUALITY_EVENTS.conform(
         m.select(
-            "id", "session_id", "recording_id", "user_id", pl.col("m_old_quality").alias("old_quality"),
+            "id",
+            "session_id",
+            "recording_id",
+            "user_id",
+            pl.col("m_old_quality").alias("old_quality"),
             pl.col("m_new_quality").alias("new_quality"),
             pl.col("m_old_bitrate").cast(pl.Int32, strict=False).alias("old_bitrate"),
             pl.col("m_new_bitrate").cast(pl.Int32, strict=False).alias("new_bitrate"),
-            pl.col("m_reason").alias("reason"), pl.col("event_timestamp").alias("quality_timestamp"),
+            pl.col("m_reason").alias("reason"),
+            pl.col("event_timestamp").alias("quality_timestamp"),
         )
-    )  # fmt: skip
+    )
 
 
 def _top_quality(segments: pl.DataFrame, by: list[str]) -> pl.DataFrame:
@@ -304,7 +309,6 @@ def derive(
     )
     engagement = ENGAGEMENT_METRICS.conform(feats.with_columns(ids.alias("id")))
 
-    cat = s.catalogue.select("recording_id", "course_id", "duration_seconds")
     d = s.details
     quality_play = (
         s.segments.filter(pl.col("quality").is_not_null())
@@ -312,6 +316,33 @@ def derive(
         .agg(pl.col("play_seconds").sum())
         .sort("recording_id", "quality")
     )
+    lectures = _lectures(s, feats, quality_play)
+    lecture_ids = uuid5_series(
+        lectures.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
+    )
+    lecture_table = LECTURE_STATISTICS.conform(lectures.with_columns(lecture_ids.alias("id")).sort("recording_id"))
+
+    courses = _courses(s, feats, lectures, attendance_threshold)
+    return Derived(
+        session_details=d,
+        playback_sessions=PLAYBACK_SESSIONS.conform(d),
+        quality_events=quality_events(frame),
+        engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
+        engagement_metrics=engagement.sort("recording_id", "user_id"),
+        lecture_statistics=lecture_table,
+        course_statistics=courses,
+        recordings=s.catalogue,
+        quality_play=quality_play,
+    )
+
+
+def _lectures(s: Sessionized, feats: pl.DataFrame, quality_play: pl.DataFrame) -> pl.DataFrame:
+    """Per recording (spec section 4): viewers, watch time, completion, buffering, rewatching, engagement, qualities.
+
+    Also ``duration_seconds``, ``course_id`` and ``_rewatched``, which the course statistics read.
+    """
+    cat = s.catalogue.select("recording_id", "course_id", "duration_seconds")
+    d = s.details
     quality_seconds = (
         quality_play.with_columns(round_half_up(pl.col("play_seconds")).cast(pl.Int64).alias("q"))
         .group_by("recording_id", maintain_order=True)
@@ -338,26 +369,9 @@ def derive(
         .join(cat, on="recording_id", how="left")
         .join(quality_seconds, on="recording_id", how="left")
     )
-    lectures = lectures.with_columns(
+    return lectures.with_columns(
         pl.concat_str([pl.lit("{"), pl.col("pairs").fill_null(""), pl.lit("}")]).alias("quality_distribution"),
         (pl.col("_rewatched") / (pl.col("total_viewers") * pl.col("duration_seconds"))).alias("rewatch_fraction"),
-    )
-    lecture_ids = uuid5_series(
-        lectures.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
-    )
-    lecture_table = LECTURE_STATISTICS.conform(lectures.with_columns(lecture_ids.alias("id")).sort("recording_id"))
-
-    courses = _courses(s, feats, lectures, attendance_threshold)
-    return Derived(
-        session_details=d,
-        playback_sessions=PLAYBACK_SESSIONS.conform(d),
-        quality_events=quality_events(frame),
-        engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
-        engagement_metrics=engagement.sort("recording_id", "user_id"),
-        lecture_statistics=lecture_table,
-        course_statistics=courses,
-        recordings=s.catalogue,
-        quality_play=quality_play,
     )
 
 

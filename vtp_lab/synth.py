@@ -29,7 +29,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import polars as pl
 
@@ -93,119 +93,138 @@ class _Sim:
         """Simulate one session; return the content position where it stopped."""
         rng = self.rng
         who = (rec, user, f"sess-{self.uid()[:13]}")
-        t, pos, rate = start, position, 1.0
         level = max(0, min(3, round(bandwidth * 3 + rng.uniform(-0.5, 0.5))))
-        quality = _LADDER[level]
-        emit = self.emit
-        emit(
+        p = _Play(
+            who=who,
+            t=start,
+            pos=position,
+            level=level,
+            quality=_LADDER[level],
+            duration=duration,
+            hard=hard,
+            bandwidth=bandwidth,
+        )
+        self.emit(
             "playback_started",
-            who,
-            t,
+            p.who,
+            p.t,
             {
-                "position": round(pos, 3),
-                "quality": quality,
-                "bitrate": BITRATES[quality],
-                "playback_rate": rate,
+                "position": round(p.pos, 3),
+                "quality": p.quality,
+                "bitrate": BITRATES[p.quality],
+                "playback_rate": p.rate,
                 "duration": duration,
             },
         )
         patience = rng.expovariate(1 / (duration * (0.4 + 0.8 * bandwidth)))
         watched = 0.0
         while True:
-            step = min(rng.expovariate(1 / 240), duration - pos) / rate
+            step = min(rng.expovariate(1 / 240), duration - p.pos) / p.rate
             if step <= 0 or watched + step > patience:
-                step = max(0.0, min(step, patience - watched))
-                t += timedelta(seconds=step)
-                pos = min(duration, pos + step * rate)
-                if pos >= duration - 1:
-                    emit("playback_completed", who, t, {"position": round(duration, 3)})
-                elif rng.random() < 0.8:
-                    emit("session_ended", who, t, {"position": round(pos, 3)})
-                return pos
-            t += timedelta(seconds=step)
-            pos += step * rate
+                return self._stop(p, max(0.0, min(step, patience - watched)))
+            p.t += timedelta(seconds=step)
+            p.pos += step * p.rate
             watched += step
-            roll = rng.random()
-            if roll < 0.25:
-                emit("playback_paused", who, t, {"position": round(pos, 3)})
-                t += timedelta(seconds=rng.expovariate(1 / 90))
-                emit("playback_resumed", who, t, {"position": round(pos, 3)})
-            elif roll < 0.45:
-                if not any(h < pos for h in hard):
-                    continue
-                target = max(0.0, max(h for h in hard if h < pos) - rng.uniform(5, 60))
-                emit(
-                    "engagement_action",
-                    who,
-                    t,
-                    {"action": "seek", "from_position": round(pos, 3), "to_position": round(target, 3)},
-                )
-                pos = target
-            elif roll < 0.52:
-                target = min(duration - 1, pos + rng.uniform(30, 300))
-                emit(
-                    "engagement_action",
-                    who,
-                    t,
-                    {"action": "seek", "from_position": round(pos, 3), "to_position": round(target, 3)},
-                )
-                pos = target
-            elif roll < 0.58:
-                rate = rng.choice([1.0, 1.25, 1.5, 2.0])
-                emit(
-                    "engagement_action",
-                    who,
-                    t,
-                    {"action": "speed_change", "playback_rate": rate, "position": round(pos, 3)},
-                )
-            elif roll < 0.72:
-                new_level = max(0, min(3, level + rng.choice([-1, 1]) * (1 if rng.random() < bandwidth else -1)))
-                if new_level != level:
-                    new = _LADDER[new_level]
-                    reason = "bandwidth_increase" if new_level > level else "bandwidth_drop"
-                    emit(
-                        "quality_changed",
-                        who,
-                        t,
-                        {
-                            "old_quality": quality,
-                            "new_quality": new,
-                            "old_bitrate": BITRATES[quality],
-                            "new_bitrate": BITRATES[new],
-                            "reason": reason,
-                            "position": round(pos, 3),
-                        },
-                    )
-                    level, quality = new_level, new
-            elif roll < 0.72 + 0.25 * (1 - bandwidth):
-                emit("buffer_start", who, t, {"position": round(pos, 3)})
-                t += timedelta(seconds=rng.uniform(0.3, 4 + 10 * (1 - bandwidth)))
-                emit("buffer_end", who, t, {"position": round(pos, 3)})
-            elif roll < 0.985:
-                emit(
-                    "engagement_action",
-                    who,
-                    t,
-                    {
-                        "action": rng.choice(["caption_toggle", "note_taken", "transcript_opened"]),
-                        "position": round(pos, 3),
-                    },
-                )
-            else:
-                fatal = rng.random() < 0.3
-                emit(
-                    "error_occurred",
-                    who,
-                    t,
-                    {
-                        "code": rng.choice(["E_NETWORK", "E_DECODE", "E_DRM"]),
-                        "message": "playback error",
-                        "fatal": fatal,
-                        "position": round(pos, 3),
-                    },
-                )
-                if fatal:
-                    return pos
+            if self._event(p, self.rng.random()):
+                return p.pos
+
+    def _stop(self, p: _Play, step: float) -> float:
+        """The viewer stops after ``step`` more seconds: completed at the end, else mostly an explicit end."""
+        p.t += timedelta(seconds=step)
+        p.pos = min(p.duration, p.pos + step * p.rate)
+        if p.pos >= p.duration - 1:
+            self.emit("playback_completed", p.who, p.t, {"position": round(p.duration, 3)})
+        elif self.rng.random() < 0.8:
+            self.emit("session_ended", p.who, p.t, {"position": round(p.pos, 3)})
+        return p.pos
+
+    def _event(self, p: _Play, roll: float) -> bool:
+        """One thing the viewer does at ``p.t``, picked by ``roll``; True where it ends the session."""
+        if roll < 0.25:
+            self._pause(p)
+        elif roll < 0.45:
+            self._seek_back(p)
+        elif roll < 0.52:
+            self._seek_to(p, min(p.duration - 1, p.pos + self.rng.uniform(30, 300)))
+        elif roll < 0.58:
+            p.rate = self.rng.choice([1.0, 1.25, 1.5, 2.0])
+            meta = {"action": "speed_change", "playback_rate": p.rate, "position": round(p.pos, 3)}
+            self.emit("engagement_action", p.who, p.t, meta)
+        elif roll < 0.72:
+            self._switch_quality(p)
+        elif roll < 0.72 + 0.25 * (1 - p.bandwidth):
+            self._buffer(p)
+        elif roll < 0.985:
+            action = self.rng.choice(["caption_toggle", "note_taken", "transcript_opened"])
+            self.emit("engagement_action", p.who, p.t, {"action": action, "position": round(p.pos, 3)})
+        else:
+            return self._error(p)
+        return False
+
+    def _pause(self, p: _Play) -> None:
+        self.emit("playback_paused", p.who, p.t, {"position": round(p.pos, 3)})
+        p.t += timedelta(seconds=self.rng.expovariate(1 / 90))
+        self.emit("playback_resumed", p.who, p.t, {"position": round(p.pos, 3)})
+
+    def _seek_back(self, p: _Play) -> None:
+        """Back to a little before the last hard passage played, if one was."""
+        if any(h < p.pos for h in p.hard):
+            self._seek_to(p, max(0.0, max(h for h in p.hard if h < p.pos) - self.rng.uniform(5, 60)))
+
+    def _seek_to(self, p: _Play, target: float) -> None:
+        meta = {"action": "seek", "from_position": round(p.pos, 3), "to_position": round(target, 3)}
+        self.emit("engagement_action", p.who, p.t, meta)
+        p.pos = target
+
+    def _switch_quality(self, p: _Play) -> None:
+        """One rung up or down the ladder, mostly the way the viewer's bandwidth points."""
+        rng = self.rng
+        new_level = max(0, min(3, p.level + rng.choice([-1, 1]) * (1 if rng.random() < p.bandwidth else -1)))
+        if new_level == p.level:
+            return
+        new = _LADDER[new_level]
+        meta = {
+            "old_quality": p.quality,
+            "new_quality": new,
+            "old_bitrate": BITRATES[p.quality],
+            "new_bitrate": BITRATES[new],
+            "reason": "bandwidth_increase" if new_level > p.level else "bandwidth_drop",
+            "position": round(p.pos, 3),
+        }
+        self.emit("quality_changed", p.who, p.t, meta)
+        p.level, p.quality = new_level, new
+
+    def _buffer(self, p: _Play) -> None:
+        self.emit("buffer_start", p.who, p.t, {"position": round(p.pos, 3)})
+        p.t += timedelta(seconds=self.rng.uniform(0.3, 4 + 10 * (1 - p.bandwidth)))
+        self.emit("buffer_end", p.who, p.t, {"position": round(p.pos, 3)})
+
+    def _error(self, p: _Play) -> bool:
+        """A playback error; True where it is fatal (the session ends)."""
+        fatal = self.rng.random() < 0.3
+        meta = {
+            "code": self.rng.choice(["E_NETWORK", "E_DECODE", "E_DRM"]),
+            "message": "playback error",
+            "fatal": fatal,
+            "position": round(p.pos, 3),
+        }
+        self.emit("error_occurred", p.who, p.t, meta)
+        return fatal
+
+
+@dataclass
+class _Play:
+    """A session being simulated: who, when and where in the content, at what speed and quality."""
+
+    who: tuple[str, str, str]
+    t: datetime
+    pos: float
+    level: int
+    quality: str
+    duration: float
+    hard: list[float]
+    bandwidth: float
+    rate: float = 1.0
 
 
 def _view_delay(persona: Persona, week: int, weeks: int, dropout_week: int, rng: random.Random) -> float | None:
@@ -243,6 +262,74 @@ def _corrupt(events: pl.DataFrame, fraction: float, rng: random.Random) -> pl.Da
     return pl.DataFrame(rows, schema={c: pl.String for c in events.columns})
 
 
+class _Lecture(NamedTuple):
+    course: str
+    rec: str
+    duration: float
+    published: datetime
+    hard: list[float]
+    """Positions of the passages students find hard (and seek back to)."""
+
+
+def _lectures(
+    sim: _Sim, *, courses: int, weeks: int, start: datetime
+) -> tuple[dict[str, list[object]], list[_Lecture]]:
+    """The catalogue (one lecture a week per course) and its ``recording_started`` events."""
+    rng = sim.rng
+    catalogue: dict[str, list[object]] = {c: [] for c in RECORDINGS.column_names}
+    lectures: list[_Lecture] = []
+    for c in range(courses):
+        course = sim.uid()
+        for week in range(1, weeks + 1):
+            rec = sim.uid()
+            duration = float(rng.randint(20, 75) * 60)
+            published = start + timedelta(weeks=week - 1, days=c % 5, hours=rng.randint(0, 8))
+            title = f"Course {c + 1}, lecture {week}"
+            for name, value in zip(RECORDINGS.column_names, (rec, course, title, duration, published), strict=True):
+                catalogue[name].append(value)
+            hard = sorted(rng.uniform(0.1, 0.9) * duration for _ in range(rng.randint(1, 3)))
+            lectures.append(_Lecture(course, rec, duration, published, hard))
+            sim.emit(
+                "recording_started",
+                (rec, sim.uid(), f"rec-{rec[:8]}"),
+                published - timedelta(minutes=1),
+                {"course_id": course, "title": title, "duration": duration},
+            )
+    return catalogue, lectures
+
+
+def _student(sim: _Sim, lectures: list[_Lecture], *, course_ids: list[str], weeks: int, start: datetime) -> None:
+    """One student's semester: a persona, a bandwidth, one to three courses, and the sessions of each lecture."""
+    rng = sim.rng
+    user = sim.uid()
+    persona = rng.choices(_PERSONAS, _PERSONA_WEIGHTS)[0]
+    bandwidth = rng.betavariate(4, 2)
+    dropout_week = rng.randint(1, max(1, weeks - 1))
+    enrolled = set(rng.sample(course_ids, k=min(len(course_ids), rng.randint(1, 3))))
+    for lecture in lectures:
+        if lecture.course not in enrolled:
+            continue
+        week = int((lecture.published - start).days // 7) + 1
+        delay = _view_delay(persona, week, weeks, dropout_week, rng)
+        if delay is None:
+            continue
+        t = lecture.published + timedelta(days=delay, hours=rng.uniform(0, 10))
+        pos = 0.0
+        for _session in range(rng.choice([1, 1, 1, 2, 2, 3])):
+            pos = sim.session(
+                rec=lecture.rec,
+                user=user,
+                start=t,
+                duration=lecture.duration,
+                position=pos,
+                hard=lecture.hard,
+                bandwidth=bandwidth,
+            )
+            if pos >= lecture.duration - 1:
+                break
+            t += timedelta(hours=rng.uniform(1, 48))
+
+
 def semester(
     *,
     courses: int = 3,
@@ -271,52 +358,12 @@ def semester(
     if not 0 <= bad_rows < 1 or not 0 <= duplicates < 1:
         raise ValueError(f"bad_rows={bad_rows} and duplicates={duplicates} must be fractions in [0, 1)")
     sim = _Sim(seed)
-    rng = sim.rng
-    weeks = lectures_per_course
-    catalogue: dict[str, list[object]] = {c: [] for c in RECORDINGS.column_names}
-    lectures: list[tuple[str, str, float, datetime, list[float]]] = []
-    for c in range(courses):
-        course = sim.uid()
-        for week in range(1, lectures_per_course + 1):
-            rec = sim.uid()
-            duration = float(rng.randint(20, 75) * 60)
-            published = start + timedelta(weeks=week - 1, days=c % 5, hours=rng.randint(0, 8))
-            title = f"Course {c + 1}, lecture {week}"
-            for name, value in zip(RECORDINGS.column_names, (rec, course, title, duration, published), strict=True):
-                catalogue[name].append(value)
-            hard = sorted(rng.uniform(0.1, 0.9) * duration for _ in range(rng.randint(1, 3)))
-            lectures.append((course, rec, duration, published, hard))
-            sim.emit(
-                "recording_started",
-                (rec, sim.uid(), f"rec-{rec[:8]}"),
-                published - timedelta(minutes=1),
-                {"course_id": course, "title": title, "duration": duration},
-            )
-    course_ids = sorted({course for course, *_ in lectures})
+    catalogue, lectures = _lectures(sim, courses=courses, weeks=lectures_per_course, start=start)
+    course_ids = sorted({lecture.course for lecture in lectures})
     for _ in range(students):
-        user = sim.uid()
-        persona = rng.choices(_PERSONAS, _PERSONA_WEIGHTS)[0]
-        bandwidth = rng.betavariate(4, 2)
-        dropout_week = rng.randint(1, max(1, weeks - 1))
-        enrolled = set(rng.sample(course_ids, k=min(len(course_ids), rng.randint(1, 3))))
-        for course, rec, duration, published, hard in lectures:
-            if course not in enrolled:
-                continue
-            week = int((published - start).days // 7) + 1
-            delay = _view_delay(persona, week, weeks, dropout_week, rng)
-            if delay is None:
-                continue
-            t = published + timedelta(days=delay, hours=rng.uniform(0, 10))
-            pos = 0.0
-            for _session in range(rng.choice([1, 1, 1, 2, 2, 3])):
-                pos = sim.session(
-                    rec=rec, user=user, start=t, duration=duration, position=pos, hard=hard, bandwidth=bandwidth
-                )
-                if pos >= duration - 1:
-                    break
-                t += timedelta(hours=rng.uniform(1, 48))
+        _student(sim, lectures, course_ids=course_ids, weeks=lectures_per_course, start=start)
     events = pl.DataFrame(sim.cols, schema=ANALYTICS_EVENTS.polars_schema).sort("event_timestamp")
     if duplicates > 0:
         events = pl.concat([events, events.sample(fraction=duplicates, seed=seed)]).sort("event_timestamp")
-    events = _corrupt(events, bad_rows, rng)
+    events = _corrupt(events, bad_rows, sim.rng)
     return Semester(events=events, recordings=pl.DataFrame(catalogue, schema=RECORDINGS.polars_schema))

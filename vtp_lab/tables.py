@@ -539,8 +539,8 @@ def schema_sql(dialect: Literal["postgres", "duckdb"]) -> str:
     else:
         header = (
             "-- vtp_lab's DuckDB mirror of schema/postgres/005_analytics_schema.sql, plus the recordings\n"
-            "-- catalogue, the quarantine and the load ledger. No indexes: DuckDB's min-max zonemaps serve the filters,\n"
-            "-- and uniqueness of ids is kept by the loader's anti-join.\n"
+            "-- catalogue, the quarantine and the load ledger. No indexes: DuckDB's min-max zonemaps serve\n"
+            "-- the filters, and uniqueness of ids is kept by the loader's anti-join.\n"
             "-- Generated from vtp_lab/tables.py (schema_sql); tests/test_tables.py checks they agree.\n"
         )
         body = "\n\n".join(t.duckdb_ddl() for t in TABLES.values())

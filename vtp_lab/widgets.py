@@ -188,7 +188,8 @@ class Dashboard:
             >>> Dashboard(vl.Lab(":memory:")).update()
         """
         tiles = "".join(
-            f"<div style='display:inline-block;margin:0 1.5em 0 0'><div style='font-size:1.6em'>{html.escape('-' if v is None else f'{v:,}')}</div>"
+            "<div style='display:inline-block;margin:0 1.5em 0 0'>"
+            f"<div style='font-size:1.6em'>{html.escape('-' if v is None else f'{v:,}')}</div>"
             f"<div style='color:#666'>{html.escape(k.replace('_', ' '))}</div></div>"
             for k, v in self.tiles_data().items()
         )

@@ -1,6 +1,6 @@
 -- vtp_lab's DuckDB mirror of schema/postgres/005_analytics_schema.sql, plus the recordings
--- catalogue, the quarantine and the load ledger. No indexes: DuckDB's min-max zonemaps serve the filters,
--- and uniqueness of ids is kept by the loader's anti-join.
+-- catalogue, the quarantine and the load ledger. No indexes: DuckDB's min-max zonemaps serve
+-- the filters, and uniqueness of ids is kept by the loader's anti-join.
 -- Generated from vtp_lab/tables.py (schema_sql); tests/test_tables.py checks they agree.
 
 CREATE TABLE IF NOT EXISTS analytics_events (

@@ -166,7 +166,8 @@ def student(derived: Derived, *, user_id: str) -> StudentEngagementReport:
     Example:
         >>> from vtp_lab.stats import derive
         >>> from vtp_lab.tables import ANALYTICS_EVENTS
-        >>> student(derive(ANALYTICS_EVENTS.empty()), user_id="6ba7b812-9dad-11d1-80b4-00c04fd430c8")  # doctest: +ELLIPSIS
+        >>> user = "6ba7b812-9dad-11d1-80b4-00c04fd430c8"
+        >>> student(derive(ANALYTICS_EVENTS.empty()), user_id=user)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         vtp_lab.errors.NotFoundError: no user '6ba7b812-9dad-11d1-80b4-00c04fd430c8'; ...
@@ -326,7 +327,8 @@ def engagement(derived: Derived, *, course_id: str | None = None) -> EngagementR
         if distribution.height
         else {},
         notes=tuple(
-            f"at risk: {r['user_id']} ({r['rule']}; mean {r['mean_score']:.1f} against a median of {r['mean_cohort_median']:.1f})"
+            f"at risk: {r['user_id']} ({r['rule']}; "
+            f"mean {r['mean_score']:.1f} against a median of {r['mean_cohort_median']:.1f})"
             for r in risk.head(10).iter_rows(named=True)
         ),
     )
@@ -336,7 +338,8 @@ _RECOMMENDATIONS: Final = (
     (
         "playback_failure_rate",
         0.02,
-        "Playback failures above 2% of sessions: look at the errors' codes (error_occurred metadata) per browser and network.",
+        "Playback failures above 2% of sessions: "
+        "look at the errors' codes (error_occurred metadata) per browser and network.",
     ),
     (
         "exit_before_start_rate",
@@ -549,10 +552,10 @@ def entry(kind: str) -> _Entry:
     """The registry's entry for ``kind``; an unknown kind is a ``ValueError`` naming the six.
 
     Example:
-        >>> entry("timeline")
+        >>> entry("timeline")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: unknown report 'timeline'; use one of student, attendance, engagement, performance, quality, compliance
+        ValueError: unknown report 'timeline'; use one of student, attendance, ..., compliance
     """
     if kind not in REPORTS:
         raise ValueError(f"unknown report {kind!r}; use one of {', '.join(REPORT_KINDS)}")

@@ -48,7 +48,8 @@ class Report:
 
     Example:
         >>> import json
-        >>> r = Report(kind="compliance", title="t", scope={}, headline={"rows": 1}, tables={"t": pl.DataFrame({"a": [1]})})
+        >>> tables = {"t": pl.DataFrame({"a": [1]})}
+        >>> r = Report(kind="compliance", title="t", scope={}, headline={"rows": 1}, tables=tables)
         >>> Report.from_dict(json.loads(json.dumps(r.to_dict()))).tables["t"].equals(r.tables["t"])
         True
     """

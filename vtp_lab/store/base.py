@@ -1,4 +1,4 @@
-"""What both stores share: the :class:`Store` protocol, :class:`Filter`, :class:`AppendResult`, and how a batch is sorted out.
+"""What both stores share: :class:`Store`, :class:`Filter`, :class:`AppendResult`, and how a batch is sorted out.
 
 A batch's events are de-duplicated by id against themselves and the store: a repeat
 with the same content is a duplicate, one with other content a ``conflicting_duplicate``
@@ -189,7 +189,7 @@ def _by_reason(reasons: pl.Series) -> dict[str, int]:
 
 
 Origins = Callable[[pl.Series], pl.DataFrame]
-"""Given positions in an appended batch, those rows' ``raw`` text, ``source`` and ``row_number`` (for the quarantine)."""
+"""Given positions in an appended batch, those rows' ``raw`` text, ``source`` and ``row_number`` (quarantine)."""
 
 _CONTENT: Final = tuple(c for c in ANALYTICS_EVENTS.column_names if c not in ("id", "metadata"))
 
@@ -208,7 +208,7 @@ def _first_per_id(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.Ser
 
 
 def _same_metadata(a: pl.Series, b: pl.Series) -> pl.Series:
-    """Whether two metadata columns hold the same JSON, field for field: texts compared, then the few that differ parsed."""
+    """Whether two metadata columns hold the same JSON, field for field: texts compared, the few that differ parsed."""
     same = a.eq_missing(b)
     if same.all():
         return same

@@ -258,7 +258,8 @@ class ParquetLake:
         Example:
             >>> import tempfile
             >>> from vtp_lab.synth import semester
-            >>> lake, ev = ParquetLake(tempfile.mkdtemp()), semester(courses=1, lectures_per_course=1, students=2).events
+            >>> ev = semester(courses=1, lectures_per_course=1, students=2).events
+            >>> lake = ParquetLake(tempfile.mkdtemp())
             >>> lake.append(ev).inserted == ev.height, lake.append(ev).inserted
             (True, 0)
         """
@@ -409,7 +410,8 @@ class ParquetLake:
         Example:
             >>> import tempfile
             >>> from vtp_lab.tables import LECTURE_STATISTICS
-            >>> ParquetLake(tempfile.mkdtemp()).replace_rows({"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())})
+            >>> change = {"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())}
+            >>> ParquetLake(tempfile.mkdtemp()).replace_rows(change)
         """
         frames = {}
         for name, (column, values, frame) in changes.items():
