@@ -101,6 +101,24 @@ def test_validated_ids_are_the_spec_ids_without_a_python_loop():
     frame = pl.DataFrame([{**base, "metadata": m} for m in metadata], schema_overrides={"metadata": pl.String})
     accepted = validate(frame).accepted
     canonical = pl.Series([canonical_metadata(json.loads(m)) if m else "" for m in metadata])
-    expected = derive_event_ids(accepted, canonical)
+    expected = derive_event_ids(accepted, canonical=canonical)
     assert accepted["id"].to_list() == expected.to_list()
     assert accepted["id"][0] == accepted["id"][1]  # two spellings of one metadata: one id
+
+
+def test_one_event_and_a_frame_derive_the_same_id_in_any_year():
+    """The single-event path wrote years before 1000 without their zeros (strftime's %Y): another id than frames'."""
+    from vtp_lab.events import Event
+
+    base = {
+        "event_type": "playback_paused",
+        "recording_id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "user_id": "6ba7b811-9dad-11d1-80b4-00c04fd430c8",
+        "session_id": "s-1",
+        "metadata": '{"position": 1.50, "nested": {"b": 1, "a": [2]}}',
+    }
+    times = ["0005-01-02T03:04:05.000006Z", "0999-12-31T23:59:59Z", "2026-09-01T10:00:00Z"]
+    frame = pl.DataFrame([{**base, "event_timestamp": t} for t in times])
+    accepted = validate(frame).accepted
+    singles = [Event.from_dict({**base, "event_timestamp": t, "metadata": json.loads(base["metadata"])}) for t in times]
+    assert accepted["id"].to_list() == [e.id for e in singles]

@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
-__all__ = ["canonical_json"]
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["canonical_json", "canonical_select"]
 
 _WS: Final = r"[ \t\n\r]*"
 _STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
@@ -212,37 +216,42 @@ _NEEDS_REWRITE: Final = r"[^ -~]|\\|[0-9][eE]|[:,\[]-?0\.0000|[0-9]{17,}\.|.[{\[
 """A text the JSON reader wrote in a way Python would not (or might not): any such row takes the general path."""
 
 
-def _flat_by_reader(texts: pl.Series) -> pl.Series:
-    """The common case in one DuckDB pass: a flat object with printable ASCII keys, none repeated, none null.
+def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *, carry: Sequence[str] = ()) -> str:
+    """A query over ``table``: the ``carry`` columns and ``canonical``, the JSON ``column`` written as Python writes it.
 
-    The batch's keys, sorted, become one struct that the JSON reader fills; the present
-    fields are joined in that order. Null where a row is anything else (a repeated key, a
-    ``null`` value, a key outside the batch's list, a nested value, text that the reader
-    writes otherwise than Python: non-ASCII, escapes, exponents, very small or large numbers).
+    The common case in one DuckDB pass: a flat object with printable ASCII keys, none
+    repeated, none null. The table's keys, sorted, become one struct that the JSON reader
+    fills, and the present fields are joined in that order. ``canonical`` is null where a
+    row is anything else (a repeated key, a ``null`` value, a key outside the table's list,
+    a nested value, text that the reader writes otherwise than Python: non-ASCII, escapes,
+    exponents, very small or large numbers) and where ``column`` is null: give those rows
+    to :func:`canonical_json`. Runs one query on ``con`` to find the keys.
+
+    Example:
+        >>> from vtp_lab.duck import over
+        >>> with over(t=pl.DataFrame({"m": ['{"b": 1, "a": "x"}', '{"a": [1]}']})) as con:
+        ...     con.sql(canonical_select(con, "t", "m")).pl()["canonical"].to_list()
+        ['{"a":"x","b":1}', None]
     """
-    from vtp_lab.duck import over
-
-    with over(texts=pl.DataFrame({"t": texts})) as con:
-        found = con.sql(
-            "SELECT k FROM (SELECT unnest(json_keys(t)) AS k FROM texts) GROUP BY k ORDER BY count(*) DESC"
-        ).pl()["k"]
-        plain = [k for k in found.head(_FAST_KEYS).to_list() if k and re.fullmatch(_PLAIN_TEXT, k) and "'" not in k]
-        folded = Counter(k.lower() for k in plain)
-        keys = sorted(k for k in plain if folded[k.lower()] == 1)  # a struct's field names ignore case
-        if not keys:
-            return pl.Series(texts.name, [None] * texts.len(), dtype=pl.String)
-        struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
-        members = ", ".join(f"""'"{k}":' || m."{k}\"""" for k in keys)
-        values = ", ".join(f'm."{k}"' for k in keys)
-        joined = con.sql(
-            f"""
-            SELECT CASE WHEN complete AND NOT regexp_matches(c, '{_NEEDS_REWRITE}') THEN c END AS c
-            FROM (SELECT '{{' || concat_ws(',', {members}) || '}}' AS c,
-                         list_count(list_value({values})) = len(json_keys(t)) AS complete
-                  FROM (SELECT t, json_transform(t, '{struct}') AS m FROM texts))
-            """
-        ).pl()["c"]
-    return joined.rename(texts.name)
+    found = con.sql(
+        f"SELECT k FROM (SELECT unnest(json_keys({column})) AS k FROM {table}) GROUP BY k ORDER BY count(*) DESC"
+    ).pl()["k"]
+    plain = [k for k in found.head(_FAST_KEYS).to_list() if k and re.fullmatch(_PLAIN_TEXT, k) and "'" not in k]
+    folded = Counter(k.lower() for k in plain)
+    keys = sorted(k for k in plain if folded[k.lower()] == 1)  # a struct's field names ignore case
+    carried = "".join(f"{c}, " for c in carry)
+    if not keys:
+        return f"SELECT {carried}NULL::VARCHAR AS canonical FROM {table}"
+    struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
+    members = ", ".join(f"""'"{k}":' || _fields."{k}\"""" for k in keys)
+    values = ", ".join(f'_fields."{k}"' for k in keys)
+    rewrite = f"regexp_matches(_joined, '{_NEEDS_REWRITE}')"
+    return f"""
+        SELECT {carried}CASE WHEN _complete AND NOT {rewrite} THEN _joined END AS canonical
+        FROM (SELECT *, '{{' || concat_ws(',', {members}) || '}}' AS _joined,
+                     list_count(list_value({values})) = len(json_keys({column})) AS _complete
+              FROM (SELECT *, json_transform({column}, '{struct}') AS _fields FROM {table}))
+    """
 
 
 def _any_json(texts: pl.Series) -> pl.Series:
@@ -266,6 +275,9 @@ def canonical_json(texts: pl.Series) -> pl.Series:
     """
     if texts.is_null().all():
         return texts.cast(pl.String)
-    fast = _flat_by_reader(texts)
+    from vtp_lab.duck import over
+
+    with over(texts=pl.DataFrame({"t": texts})) as con:
+        fast = con.sql(canonical_select(con, "texts", "t")).pl()["canonical"].rename(texts.name)
     rest = texts.is_not_null() & fast.is_null()
     return fast.scatter(rest.arg_true(), _any_json(texts.filter(rest)))

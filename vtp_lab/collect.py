@@ -439,7 +439,7 @@ class Collector:
         )
         missing = events["id"].is_null()
         if missing.any():
-            derived = derive_event_ids(events.filter(missing), events.filter(missing)["metadata"])
+            derived = derive_event_ids(events.filter(missing), canonical=events.filter(missing)["metadata"])
             events = events.with_columns(events["id"].scatter(missing.arg_true(), derived))
         ANALYTICS_EVENTS.check_schema(events)
         return events, pl.DataFrame(rejected, schema=REJECTED_EVENTS.polars_schema)

@@ -340,13 +340,16 @@ def _in_utc(dt: datetime) -> datetime | None:
 
 
 def format_timestamp(ts: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``, the form used in derived ids and JSON.
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``, the form used in derived ids and JSON (four-digit years, as frames write).
 
     Example:
         >>> format_timestamp(datetime(2026, 9, 1, 10, tzinfo=UTC))
         '2026-09-01T10:00:00.000000Z'
+        >>> format_timestamp(datetime(5, 1, 2, tzinfo=UTC))
+        '0005-01-02T00:00:00.000000Z'
     """
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = ts.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"  # strftime's %Y drops the zeros of years before 1000
 
 
 _CANONICAL_JSON: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -410,7 +413,16 @@ def uuid5_series(names: pl.Series) -> pl.Series:
     from vtp_lab.duck import over
 
     with over(names=pl.DataFrame({"name": names.cast(pl.String)})) as con:
-        digests = con.sql(f"SELECT sha1(from_hex('{NAMESPACE.hex}') || encode(name)) AS h FROM names").pl()["h"]
+        digests = con.sql(f"SELECT {_SHA1_OF_NAME.format(name='name')} AS h FROM names").pl()["h"]
+    return _uuid5_text(digests).rename(names.name)
+
+
+_SHA1_OF_NAME: Final = f"sha1(from_hex('{NAMESPACE.hex}') || encode({{name}}))"
+"""SQL: the SHA-1 (hex) of :data:`NAMESPACE` followed by the UTF-8 of the text ``{name}``, as uuid5 hashes."""
+
+
+def _uuid5_text(digests: pl.Series) -> pl.Series:
+    """SHA-1 hex digests as the text of the version-5 UUIDs made from them (null stays null)."""
     h = pl.col("h")
     return (
         digests.to_frame("h")
@@ -431,7 +443,6 @@ def uuid5_series(names: pl.Series) -> pl.Series:
             )
         )
         .to_series()
-        .rename(names.name)
     )
 
 
@@ -505,37 +516,51 @@ def course_statistics_id(course_id: str) -> str:
     return _uuid5(f"course|{course_id}")
 
 
-def derive_event_ids(events: pl.DataFrame, metadata: pl.Series) -> pl.Series:
+_ID_FIELDS: Final = ("event_type", "recording_id", "user_id", "session_id", "event_timestamp")
+
+
+def derive_event_ids(events: pl.DataFrame, *, canonical: pl.Series | None = None) -> pl.Series:
     """Derived ids (spec section 1) for a frame of canonical events, vectorised.
 
-    ``metadata`` is each row's metadata as canonical JSON (:func:`canonical_metadata`),
-    ``""`` when absent.
+    The metadata of each row is ``canonical`` (its text as :func:`canonical_metadata`
+    writes it, ``""`` when absent) if given; else it is the frame's ``metadata``
+    column, any JSON text, written canonically here: the common case in the same
+    DuckDB pass as the hash (:func:`vtp_lab.canonical.canonical_select`), the rest by
+    :func:`vtp_lab.canonical.canonical_json`.
 
     Example:
         >>> frame = pl.DataFrame({"event_type": ["playback_started"], "recording_id": ["r"], "user_id": ["u"],
         ...     "session_id": ["s"], "event_timestamp": [datetime(2026, 9, 1, tzinfo=UTC)]})
-        >>> derive_event_ids(frame, pl.Series([""])).item()
+        >>> derive_event_ids(frame, canonical=pl.Series([""])).item()
         'edcd3121-471d-505e-9fd7-70f4fcbfd200'
+        >>> derive_event_ids(frame.with_columns(metadata=pl.lit('{"b": 1, "a": 2}'))).item()
+        '07d9642c-b9ee-5ecd-b269-c6fcd5a49061'
     """
-    names = events.select(
-        pl.concat_str(
-            [
-                pl.lit("event"),
-                "event_type",
-                "recording_id",
-                "user_id",
-                "session_id",
-                # as a naive UTC time: strftime skips the time zone lookup per row
-                pl.col("event_timestamp")
-                .dt.convert_time_zone("UTC")
-                .dt.replace_time_zone(None)
-                .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                pl.lit(metadata.fill_null("")),
-            ],
-            separator="|",
+    from vtp_lab.canonical import canonical_json, canonical_select
+    from vtp_lab.duck import over
+
+    # the time formats as a naive UTC time: strftime then skips the time zone lookup per row
+    fields = events.select(
+        *_ID_FIELDS[:-1], pl.col("event_timestamp").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    )
+    metadata = canonical if canonical is not None else events["metadata"]
+    with over(ev=fields.with_columns(metadata.alias("metadata"))) as con:
+        if canonical is not None:
+            rows = "SELECT *, metadata AS canonical FROM ev"
+        else:
+            rows = canonical_select(con, "ev", "metadata", carry=["*"])
+        name = (
+            "concat_ws('|', 'event', event_type, recording_id, user_id, session_id, "
+            "strftime(event_timestamp, '%Y-%m-%dT%H:%M:%S.%fZ'), coalesce(canonical, ''))"
         )
-    ).to_series()
-    return uuid5_series(names).rename("id")
+        hashed = f"CASE WHEN metadata IS NULL OR canonical IS NOT NULL THEN {_SHA1_OF_NAME.format(name=name)} END"
+        digests = con.sql(f"SELECT {hashed} AS h FROM ({rows})").pl()["h"]
+    ids = _uuid5_text(digests).rename("id")
+    rest = ids.is_null()
+    if not rest.any():
+        return ids
+    others = events.filter(rest)
+    return ids.scatter(rest.arg_true(), derive_event_ids(others, canonical=canonical_json(others["metadata"])))
 
 
 _NUMBER_RULES: Final[dict[MetadataKind, Callable[[float], bool]]] = {

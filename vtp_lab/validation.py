@@ -39,7 +39,6 @@ from typing import Final
 
 import polars as pl
 
-from vtp_lab.canonical import canonical_json
 from vtp_lab.duck import JsonParse, json_query, over
 from vtp_lab.events import (
     DEFAULT_MAX_CLOCK_SKEW,
@@ -482,9 +481,7 @@ def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
     missing = accepted["id"].is_null()
     if not missing.any():
         return accepted["id"]
-    todo = accepted.filter(missing)
-    canonical = canonical_json(todo["metadata"]).fill_null("")
-    return accepted["id"].scatter(missing.arg_true(), derive_event_ids(todo, canonical))
+    return accepted["id"].scatter(missing.arg_true(), derive_event_ids(accepted.filter(missing)))
 
 
 def validate(
