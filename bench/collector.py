@@ -20,13 +20,15 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from vtp_lab.duck import connect
 from vtp_lab.lab import Lab
-from vtp_lab.store import DuckDBStore, ParquetLake
+from vtp_lab.store import DuckDBStore, ParquetLake, Store
 from vtp_lab.synth import semester
 from vtp_lab.tables import ANALYTICS_EVENTS
 
@@ -72,49 +74,41 @@ def collector(events: pl.DataFrame, count: int, tmp: Path) -> None:
     )
 
 
-def database_batches(events: pl.DataFrame, batches: list[pl.DataFrame], size: int, tmp: Path) -> None:
-    """``DuckDBStore.append`` of every batch against a bare ``INSERT ... SELECT`` of each."""
-    store = DuckDBStore(tmp / f"store-{size}.duckdb")
+def appends(
+    label: str, store: Store, bare: Callable[[], None], events: pl.DataFrame, batches: list[pl.DataFrame]
+) -> None:
+    """``store.append`` of every batch against ``bare()`` writing the same batches with no checks."""
     start = time.perf_counter()
     for b in batches:
         store.append(b)
     store_s = time.perf_counter() - start
     assert store.read("analytics_events").height == events.height
     store.close()
-    con = connect(tmp / f"bare-{size}.duckdb")
-    con.execute(ANALYTICS_EVENTS.duckdb_ddl())
     start = time.perf_counter()
+    bare()
+    bare_s = time.perf_counter() - start
+    print(
+        f"{label}, batches of {batches[0].height:,}: {rate(events.height, store_s)} "
+        f"(target 1,000,000/s: {'met' if events.height / store_s >= 1e6 else 'NOT met'}); "
+        f"bare: {rate(events.height, bare_s)}; ratio {bare_s / store_s:.2f}"
+    )
+
+
+def bare_insert(batches: list[pl.DataFrame], path: Path) -> None:
+    """Each batch inserted into a new DuckDB file's table with ``INSERT ... SELECT``."""
+    con = connect(path)
+    con.execute(ANALYTICS_EVENTS.duckdb_ddl())
     for b in batches:
         con.register("b", b.to_arrow())
         con.execute("INSERT INTO analytics_events SELECT * FROM b")
         con.unregister("b")
-    bare_s = time.perf_counter() - start
     con.close()
-    print(
-        f"DuckDBStore.append, batches of {size:,}: {rate(events.height, store_s)} "
-        f"(target 1,000,000/s: {'met' if events.height / store_s >= 1e6 else 'NOT met'}); "
-        f"bare INSERT ... SELECT: {rate(events.height, bare_s)}; ratio {bare_s / store_s:.2f}"
-    )
 
 
-def lake_batches(events: pl.DataFrame, batches: list[pl.DataFrame], size: int, tmp: Path) -> None:
-    """``ParquetLake.append`` of every batch against a bare ``write_parquet`` of each."""
-    lake = ParquetLake(tmp / f"lake-{size}")
-    start = time.perf_counter()
-    for b in batches:
-        lake.append(b)
-    lake_s = time.perf_counter() - start
-    assert lake.read("analytics_events").height == events.height
-    lake.close()
-    start = time.perf_counter()
+def bare_parquet(batches: list[pl.DataFrame], folder: Path) -> None:
+    """Each batch written as a zstd Parquet file."""
     for i, b in enumerate(batches):
-        b.write_parquet(tmp / f"bare-{size}-{i}.parquet", compression="zstd")
-    bare_lake_s = time.perf_counter() - start
-    print(
-        f"ParquetLake.append, batches of {size:,}: {rate(events.height, lake_s)} "
-        f"(target 1,000,000/s: {'met' if events.height / lake_s >= 1e6 else 'NOT met'}); "
-        f"bare write_parquet: {rate(events.height, bare_lake_s)}; ratio {bare_lake_s / lake_s:.2f}"
-    )
+        b.write_parquet(folder / f"bare-{b.height}-{i}.parquet", compression="zstd")
 
 
 def main() -> None:
@@ -134,8 +128,20 @@ def main() -> None:
     collector(events, args.events, tmp)
     for size in args.batch:
         batches = [events.slice(i, size) for i in range(0, events.height, size)]
-        database_batches(events, batches, size, tmp)
-        lake_batches(events, batches, size, tmp)
+        appends(
+            "DuckDBStore.append",
+            DuckDBStore(tmp / f"store-{size}.duckdb"),
+            partial(bare_insert, batches, tmp / f"bare-{size}.duckdb"),
+            events,
+            batches,
+        )
+        appends(
+            "ParquetLake.append",
+            ParquetLake(tmp / f"lake-{size}"),
+            partial(bare_parquet, batches, tmp),
+            events,
+            batches,
+        )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

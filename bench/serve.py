@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import VtpServer, free_port, running_server, running_vtp_server
 
 from vtp_lab.collect import Collector, Receipt
+from vtp_lab.events import uuid5_series
 from vtp_lab.lab import Lab
 from vtp_lab.serve import DEFAULT_LINGER, create_app
 from vtp_lab.synth import semester
@@ -55,21 +56,8 @@ def distinct_events(n: int) -> pl.DataFrame:
     base = semester(courses=3, lectures_per_course=12, students=200, seed=7).events
     copies = -(-n // base.height)
     frame = pl.concat([base.with_columns(pl.lit(k).alias("_copy")) for k in range(copies)]).head(n)
-    digest = pl.concat_str("id", "_copy").hash(seed=1).cast(pl.String).str.zfill(20)
-    digest2 = pl.concat_str("_copy", "id").hash(seed=2).cast(pl.String).str.zfill(20)
-    hex_id = pl.concat_str(digest.str.slice(0, 12), digest2.str.slice(0, 12), digest.str.slice(12, 8))
-    uuid = pl.concat_str(
-        hex_id.str.slice(0, 8),
-        pl.lit("-"),
-        hex_id.str.slice(8, 4),
-        pl.lit("-4"),
-        hex_id.str.slice(13, 3),
-        pl.lit("-8"),
-        hex_id.str.slice(17, 3),
-        pl.lit("-"),
-        hex_id.str.slice(20, 12),
-    )
-    return frame.with_columns(uuid.alias("id")).drop("_copy")
+    ids = uuid5_series(frame.select(pl.concat_str("id", pl.lit("|"), pl.col("_copy").cast(pl.String))).to_series())
+    return frame.with_columns(ids.alias("id")).drop("_copy")
 
 
 def bodies(events: pl.DataFrame, batch: int) -> list[bytes]:

@@ -99,48 +99,33 @@ def _composition_table() -> pl.Series:
 _COMPOSE: Final = _composition_table()
 """``_COMPOSE[a * 256 + b]`` is the function a after b (b first)."""
 
-_COUNTS: Final = (
-    "seeks",
-    "backward_seeks",
-    "pauses",
-    "speed_changes",
-    "quality_changes",
-    "upshifts",
-    "downshifts",
-    "errors",
-    "fatal_errors",
-)
-_SECONDS: Final = (
-    "play_time_seconds",
-    "rebuffer_seconds",
-    "rebuffer_ratio",
-    "time_weighted_bitrate",
-    "max_position",
-    "rewatched_seconds",
-)
+_DETAIL_TYPES: Final[dict[str, pl.DataType]] = {
+    "play_time_seconds": pl.Float64(),
+    "rebuffer_seconds": pl.Float64(),
+    "rebuffer_ratio": pl.Float64(),
+    "seeks": pl.Int32(),
+    "backward_seeks": pl.Int32(),
+    "pauses": pl.Int32(),
+    "speed_changes": pl.Int32(),
+    "quality_changes": pl.Int32(),
+    "upshifts": pl.Int32(),
+    "downshifts": pl.Int32(),
+    "time_weighted_bitrate": pl.Float64(),
+    "errors": pl.Int32(),
+    "fatal_errors": pl.Int32(),
+    "max_position": pl.Float64(),
+    "rewatched_seconds": pl.Float64(),
+    "exited_before_start": pl.Boolean(),
+    "completed": pl.Boolean(),
+    "last_event_at": pl.Datetime("us", "UTC"),
+}
+"""The session detail columns beyond ``playback_sessions``, in order, with their types."""
 
-DETAIL_COLUMNS: Final = (
-    "play_time_seconds",
-    "rebuffer_seconds",
-    "rebuffer_ratio",
-    "seeks",
-    "backward_seeks",
-    "pauses",
-    "speed_changes",
-    "quality_changes",
-    "upshifts",
-    "downshifts",
-    "time_weighted_bitrate",
-    "errors",
-    "fatal_errors",
-    "max_position",
-    "rewatched_seconds",
-    "exited_before_start",
-    "completed",
-    "last_event_at",
-)
+DETAIL_COLUMNS: Final = tuple(_DETAIL_TYPES)
 """The session detail columns beyond ``playback_sessions`` (spec section 3), plus whether a
 playback_completed was seen and the time of the session's last event."""
+
+_COUNTS: Final = tuple(c for c, t in _DETAIL_TYPES.items() if t == pl.Int32())
 
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -662,12 +647,7 @@ def _rebuffer(walked: pl.DataFrame) -> pl.DataFrame:
 
 
 def _empty_details() -> pl.DataFrame:
-    schema = dict(PLAYBACK_SESSIONS.polars_schema)
-    schema.update({c: pl.Float64() for c in _SECONDS})
-    schema.update({c: pl.Int32() for c in _COUNTS})
-    schema.update(
-        {"exited_before_start": pl.Boolean(), "completed": pl.Boolean(), "last_event_at": pl.Datetime("us", "UTC")}
-    )
+    schema = {**PLAYBACK_SESSIONS.polars_schema, **_DETAIL_TYPES}
     return pl.DataFrame(schema=schema).select(*PLAYBACK_SESSIONS.column_names, *DETAIL_COLUMNS)
 
 
