@@ -151,9 +151,12 @@ def _last_set(expr: pl.Expr, start: object = None) -> pl.Expr:
 
 
 def _session_cum_sum(expr: pl.Expr) -> pl.Expr:
-    """Cumulative sum within the session (the sorted frame's running sum, less its value before the session)."""
-    total = expr.cum_sum()
-    return total - total.gather(pl.col("_first")) + expr.gather(pl.col("_first"))
+    """Cumulative sum within the session, restarted at each one.
+
+    Not the sorted frame's running sum less its value before the session: that loses
+    precision as the frame grows, so a session's numbers would depend on what else is in it.
+    """
+    return expr.cum_sum().over("_s")
 
 
 def _state_after(code: pl.Series, first: pl.Series, index: pl.Series, longest: int) -> pl.Series:
@@ -326,7 +329,7 @@ def _positions(ev: pl.DataFrame) -> pl.DataFrame:
     # content past the largest position the INTEGER columns hold counts for nothing (segments are capped there);
     # capping each step there keeps a huge rate times a long pause finite
     d = pl.when(playing).then(advance.clip(upper_bound=float(MAX_INTEGER))).otherwise(0.0)
-    ev = ev.with_columns(_session_cum_sum(d).alias("_D"))
+    ev = ev.with_columns(d.alias("_d")).with_columns(_session_cum_sum(pl.col("_d")).alias("_D"))
     position = pl.col("m_position")
     has_p = position.is_not_null()
     override = (

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,8 +39,11 @@ __all__ = [
     "ENGAGEMENT_FEATURES",
     "SCORE_TERMS",
     "Derived",
+    "Partial",
+    "combine",
     "course_statistics",
     "derive",
+    "derive_partition",
     "engagement_features",
     "engagement_metrics",
     "lecture_statistics",
@@ -280,6 +284,121 @@ def _score(features: pl.DataFrame, score: pl.Expr) -> pl.Series:
     return values
 
 
+@dataclass(frozen=True)
+class Partial:
+    """Stage 1 of :func:`derive` for one partition of recordings: what :func:`combine` makes the tables from.
+
+    Every session belongs to one recording, so a partition holding all the events of its
+    recordings has all of their sessions. ``features`` are the (user, recording) rows
+    without a score and ``lectures`` the per-recording rows without the engagement mean:
+    a score may read every row (``pl.col("coverage").rank()``), so it is applied once,
+    in stage 2. All are far smaller than the events.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> p = derive_partition(semester(courses=1, lectures_per_course=2, students=3, seed=2).events)
+        >>> "engagement_score" in p.features.columns
+        False
+    """
+
+    session_details: pl.DataFrame
+    quality_events: pl.DataFrame
+    features: pl.DataFrame
+    lectures: pl.DataFrame
+    quality_play: pl.DataFrame
+    recordings: pl.DataFrame
+
+
+def derive_partition(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> Partial:
+    """Stage 1: sessions, quality events, features and lecture rows of events holding whole recordings.
+
+    ``events`` must hold every event of each recording in it (any set of recordings);
+    ``recordings`` is the loaded catalogue (all of it, or the partition's rows).
+
+    Example:
+        >>> from vtp_lab.tables import ANALYTICS_EVENTS
+        >>> derive_partition(ANALYTICS_EVENTS.empty()).session_details.height
+        0
+    """
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    s = sessionize(frame, recordings=recordings)
+    quality_play = (
+        s.segments.filter(pl.col("quality").is_not_null())
+        .group_by("recording_id", "quality")
+        .agg(pl.col("play_seconds").sum())
+        .sort("recording_id", "quality")
+    )
+    return Partial(
+        session_details=s.details,
+        quality_events=quality_events(frame),
+        features=_features(s),
+        lectures=_lectures(s, quality_play),
+        quality_play=quality_play,
+        recordings=s.catalogue,
+    )
+
+
+def combine(
+    parts: Sequence[Partial],
+    *,
+    score: pl.Expr = DEFAULT_SCORE,
+    attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+) -> Derived:
+    """Stage 2: the derived tables from the partitions' stage 1, scored once, with what crosses recordings.
+
+    The partitions must not share a recording. The tables are the same as :func:`derive`
+    over all the partitions' events, whatever the cut.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> ev = semester(courses=1, lectures_per_course=4, students=5, seed=6).events
+        >>> half = pl.col("recording_id").hash() % 2 == 0
+        >>> parts = [derive_partition(ev.filter(half)), derive_partition(ev.filter(~half))]
+        >>> combine(parts).lecture_statistics.equals(derive(ev).lecture_statistics)
+        True
+    """
+    if not 0 < attendance_threshold <= 1:
+        raise ValueError(
+            f"attendance_threshold={attendance_threshold} must be a fraction in (0, 1], e.g. 0.5 for half the lecture"
+        )
+    if not parts:
+        raise ValueError("combine needs at least one partition (derive_partition of no events is one)")
+    details = pl.concat([p.session_details for p in parts]).sort("recording_id", "user_id", "started_at", "session_id")
+    catalogue = (
+        pl.concat([p.recordings for p in parts])
+        .group_by("recording_id")
+        .agg(pl.all().drop_nulls().first())  # a recording's events are in one partition; the loaded rows in each
+        .select(parts[0].recordings.columns)
+        .sort("recording_id")
+    )
+    feats = pl.concat([p.features for p in parts]).sort("recording_id", "user_id")
+    feats = feats.with_columns(_score(feats, score).alias("engagement_score"))
+    ids = uuid5_series(
+        feats.select(pl.concat_str([pl.lit("engagement"), "user_id", "recording_id"], separator="|")).to_series()
+    )
+    engagement = ENGAGEMENT_METRICS.conform(feats.with_columns(ids.alias("id")))
+    lectures = pl.concat([p.lectures for p in parts]).join(
+        feats.group_by("recording_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
+        on="recording_id",
+        how="left",
+    )
+    lecture_ids = uuid5_series(
+        lectures.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
+    )
+    lecture_table = LECTURE_STATISTICS.conform(lectures.with_columns(lecture_ids.alias("id")).sort("recording_id"))
+    return Derived(
+        session_details=details,
+        playback_sessions=PLAYBACK_SESSIONS.conform(details),
+        quality_events=pl.concat([p.quality_events for p in parts]).sort("quality_timestamp", "id"),
+        engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
+        engagement_metrics=engagement,
+        lecture_statistics=lecture_table,
+        course_statistics=_courses(details, catalogue, feats, lectures, attendance_threshold),
+        recordings=catalogue,
+        quality_play=pl.concat([p.quality_play for p in parts]).sort("recording_id", "quality"),
+    )
+
+
 def derive(
     events: pl.DataFrame | pl.LazyFrame,
     *,
@@ -287,7 +406,7 @@ def derive(
     score: pl.Expr = DEFAULT_SCORE,
     attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
 ) -> Derived:
-    """Every derived table from events (and the loaded catalogue), computed once.
+    """Every derived table from events (and the loaded catalogue): :func:`combine` of one :func:`derive_partition`.
 
     Example:
         >>> from vtp_lab.tables import ANALYTICS_EVENTS
@@ -296,48 +415,12 @@ def derive(
         ...
         ValueError: attendance_threshold=2 must be a fraction in (0, 1], e.g. 0.5 for half the lecture
     """
-    if not 0 < attendance_threshold <= 1:
-        raise ValueError(
-            f"attendance_threshold={attendance_threshold} must be a fraction in (0, 1], e.g. 0.5 for half the lecture"
-        )
-    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
-    s = sessionize(frame, recordings=recordings)
-    feats = _features(s)
-    feats = feats.with_columns(_score(feats, score).alias("engagement_score"))
-    ids = uuid5_series(
-        feats.select(pl.concat_str([pl.lit("engagement"), "user_id", "recording_id"], separator="|")).to_series()
-    )
-    engagement = ENGAGEMENT_METRICS.conform(feats.with_columns(ids.alias("id")))
-
-    d = s.details
-    quality_play = (
-        s.segments.filter(pl.col("quality").is_not_null())
-        .group_by("recording_id", "quality")
-        .agg(pl.col("play_seconds").sum())
-        .sort("recording_id", "quality")
-    )
-    lectures = _lectures(s, feats, quality_play)
-    lecture_ids = uuid5_series(
-        lectures.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
-    )
-    lecture_table = LECTURE_STATISTICS.conform(lectures.with_columns(lecture_ids.alias("id")).sort("recording_id"))
-
-    courses = _courses(s, feats, lectures, attendance_threshold)
-    return Derived(
-        session_details=d,
-        playback_sessions=PLAYBACK_SESSIONS.conform(d),
-        quality_events=quality_events(frame),
-        engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
-        engagement_metrics=engagement.sort("recording_id", "user_id"),
-        lecture_statistics=lecture_table,
-        course_statistics=courses,
-        recordings=s.catalogue,
-        quality_play=quality_play,
-    )
+    part = derive_partition(events, recordings=recordings)
+    return combine([part], score=score, attendance_threshold=attendance_threshold)
 
 
-def _lectures(s: Sessionized, feats: pl.DataFrame, quality_play: pl.DataFrame) -> pl.DataFrame:
-    """Per recording (spec section 4): viewers, watch time, completion, buffering, rewatching, engagement, qualities.
+def _lectures(s: Sessionized, quality_play: pl.DataFrame) -> pl.DataFrame:
+    """Per recording (spec section 4): viewers, watch time, completion, buffering, rewatching, qualities.
 
     Also ``duration_seconds``, ``course_id`` and ``_rewatched``, which the course statistics read.
     """
@@ -361,11 +444,6 @@ def _lectures(s: Sessionized, feats: pl.DataFrame, quality_play: pl.DataFrame) -
             pl.col("rewatched_seconds").sum().alias("_rewatched"),
             pl.col("backward_seeks").mean().alias("backward_seeks_per_view"),
         )
-        .join(
-            feats.group_by("recording_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
-            on="recording_id",
-            how="left",
-        )
         .join(cat, on="recording_id", how="left")
         .join(quality_seconds, on="recording_id", how="left")
     )
@@ -375,14 +453,16 @@ def _lectures(s: Sessionized, feats: pl.DataFrame, quality_play: pl.DataFrame) -
     )
 
 
-def _courses(s: Sessionized, feats: pl.DataFrame, lectures: pl.DataFrame, threshold: float) -> pl.DataFrame:
-    cat = s.catalogue.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
+def _courses(
+    details: pl.DataFrame, catalogue: pl.DataFrame, feats: pl.DataFrame, lectures: pl.DataFrame, threshold: float
+) -> pl.DataFrame:
+    cat = catalogue.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
     if cat.height == 0:
         return COURSE_STATISTICS.empty()
     f = feats.join(cat, on="recording_id", how="inner")
-    d = s.details.join(cat, on="recording_id", how="inner")
+    d = details.join(cat, on="recording_id", how="inner")
     attendance = (
-        lecture_attendance(feats, s.catalogue, threshold=threshold)
+        lecture_attendance(feats, catalogue, threshold=threshold)
         .group_by("course_id")
         .agg(
             pl.len().cast(pl.Int32).alias("total_lectures"),
@@ -410,7 +490,7 @@ def _courses(s: Sessionized, feats: pl.DataFrame, lectures: pl.DataFrame, thresh
         .group_by("course_id", maintain_order=True)
         .agg(pl.col("recording_id").alias("struggle_lectures"))
     )
-    trends = engagement_trends(weekly_engagement(feats, s.catalogue)).select(
+    trends = engagement_trends(weekly_engagement(feats, catalogue)).select(
         "course_id", pl.col("trend").alias("engagement_trend")
     )
     out = (
