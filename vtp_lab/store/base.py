@@ -109,7 +109,30 @@ class Store(Protocol):
         origins: Origins | None = None,
         source: str = "append",
     ) -> AppendResult:
-        """Store a batch of accepted events and rejected rows, whole or not at all."""
+        """Store a batch of accepted events and rejected rows, whole or not at all.
+
+        An event is a duplicate when its id is stored or repeated in the batch with the same
+        content, field for field; with other content it is a ``conflicting_duplicate``,
+        quarantined with its raw text (from ``origins``, else the event as JSON under
+        ``source``). A rejected row is a duplicate when the same (source, row number, raw
+        text) is already quarantined. Each store writes the sorted-out batch its own way
+        (``_append``).
+
+        Example:
+            >>> from vtp_lab.store import DuckDBStore
+            >>> from vtp_lab.synth import semester
+            >>> s, ev = DuckDBStore(), semester(courses=1, lectures_per_course=1, students=2).events
+            >>> s.append(ev).inserted == ev.height, s.append(ev).duplicates == ev.height
+            (True, True)
+            >>> s.append(ev.head(1).with_columns(pl.lit("changed").alias("session_id"))).rejected_by_reason
+            {'conflicting_duplicate': 1}
+        """
+        rows = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+        own = _sorted(ANALYTICS_EVENTS.conform(events))
+        return self._append(_Batch(own=own, rejected=rows, origins=origins, source=source, return_ids=return_ids))
+
+    def _append(self, batch: _Batch) -> AppendResult:
+        """Write a batch :meth:`append` conformed and sorted out, whole or not at all."""
         ...
 
     def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -302,6 +325,17 @@ class _Sorted:
 
 def _sorted(events: pl.DataFrame) -> _Sorted:
     return _Sorted(events, *_first_per_id(events))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Batch:
+    """What :meth:`Store.append` hands a store: the events sorted out, the rejected rows, and how to answer."""
+
+    own: _Sorted
+    rejected: pl.DataFrame
+    origins: Origins | None
+    source: str
+    return_ids: bool
 
 
 def _digest(*parts: pl.Series) -> str:

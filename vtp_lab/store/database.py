@@ -30,14 +30,14 @@ from vtp_lab.store.base import (
     _ID_HASH,
     AppendResult,
     Filter,
-    Origins,
+    Store,
+    _Batch,
     _by_reason,
     _columns,
     _positioned,
-    _sorted,
     _table,
 )
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES
+from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
 
 __all__ = ["DuckDBStore"]
 
@@ -67,7 +67,7 @@ _STATE: Final = "vtp_lab_state"
 """DuckDB's table of vtp_lab's own state (not a table of the mirror): the derived tables' data version."""
 
 
-class DuckDBStore:
+class DuckDBStore(Store):
     """The tables in one DuckDB database file (or in memory with ``":memory:"``).
 
     ``memory_limit`` bounds DuckDB's cache of the file (it spills beyond it), so long
@@ -163,34 +163,9 @@ class DuckDBStore:
             finally:
                 self._outer = False
 
-    def append(
-        self,
-        events: pl.DataFrame,
-        rejected: pl.DataFrame | None = None,
-        *,
-        return_ids: bool = False,
-        origins: Origins | None = None,
-        source: str = "append",
-    ) -> AppendResult:
-        """Insert a batch in one transaction; duplicates are counted, not stored, and conflicts quarantined.
-
-        An event is a duplicate when its id is stored or repeated in the batch with the same
-        content, field for field; with other content it is a ``conflicting_duplicate``,
-        quarantined with its raw text (from ``origins``, else the event as JSON under
-        ``source``). A rejected row is a duplicate when the same (source, row number, raw
-        text) is already quarantined.
-
-        Example:
-            >>> from vtp_lab.synth import semester
-            >>> s, ev = DuckDBStore(), semester(courses=1, lectures_per_course=1, students=2).events
-            >>> s.append(ev).inserted == ev.height, s.append(ev).duplicates == ev.height
-            (True, True)
-            >>> s.append(ev.head(1).with_columns(pl.lit("changed").alias("session_id"))).rejected_by_reason
-            {'conflicting_duplicate': 1}
-        """
-        events = ANALYTICS_EVENTS.conform(events)
-        own = _sorted(events)
-        rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+    def _append(self, batch: _Batch) -> AppendResult:
+        """Insert a batch in one transaction; duplicates are counted, not stored, and conflicts quarantined."""
+        own, events, rej = batch.own, batch.own.events, batch.rejected
         columns = ", ".join("id::VARCHAR AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
         as_uuid = ", ".join("id::UUID AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
         table = _for_insert(own.batch)
@@ -207,10 +182,10 @@ class DuckDBStore:
                     ).pl()
                 kept = ANALYTICS_EVENTS.conform(kept)
                 insert += " WHERE NOT EXISTS (SELECT 1 FROM analytics_events e WHERE e.id = b.id)"
-            rej, conflicts = own.quarantined(kept, rej, origins, source)
+            rej, conflicts = own.quarantined(kept, rej, batch.origins, batch.source)
             quarantined = {"rej": rej} if rej.height else {}  # registering an empty table costs time too
             with self._transaction(batch=table, **quarantined):
-                ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if return_ids else None
+                ids = self.con.sql(f"{insert} RETURNING id::VARCHAR AS id").pl()["id"] if batch.return_ids else None
                 inserted = len(ids) if ids is not None else int(self.con.execute(insert).fetchall()[0][0])
                 quarantine = (
                     "INSERT INTO rejected_events SELECT * FROM rej r WHERE NOT EXISTS (SELECT 1 FROM rejected_events"

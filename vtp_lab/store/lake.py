@@ -34,16 +34,16 @@ from vtp_lab.store.base import (
     _KEYS,
     AppendResult,
     Filter,
-    Origins,
+    Store,
+    _Batch,
     _by_reason,
     _columns,
     _digest,
     _key_hash,
     _positioned,
-    _sorted,
     _table,
 )
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES
+from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
 
 __all__ = ["ParquetLake"]
 
@@ -51,7 +51,7 @@ _OPEN: Final = "_all_or_nothing.json"
 """In a lake, while an all-or-nothing is open: the ledger entries before it (a crash leaves it for recovery)."""
 
 
-class ParquetLake:
+class ParquetLake(Store):
     """The tables as Parquet files in a directory, hive-partitioned by event date.
 
     Example:
@@ -242,32 +242,11 @@ class ParquetLake:
             self._keys.clear()
             (self.root / _OPEN).unlink(missing_ok=True)
 
-    def append(
-        self,
-        events: pl.DataFrame,
-        rejected: pl.DataFrame | None = None,
-        *,
-        return_ids: bool = False,
-        origins: Origins | None = None,
-        source: str = "append",
-    ) -> AppendResult:
-        """Write a batch: staged files, footers checked, renamed, then one ledger entry.
-
-        Duplicates and conflicts are sorted out as :meth:`DuckDBStore.append` does.
-
-        Example:
-            >>> import tempfile
-            >>> from vtp_lab.synth import semester
-            >>> ev = semester(courses=1, lectures_per_course=1, students=2).events
-            >>> lake = ParquetLake(tempfile.mkdtemp())
-            >>> lake.append(ev).inserted == ev.height, lake.append(ev).inserted
-            (True, 0)
-        """
+    def _append(self, batch: _Batch) -> AppendResult:
+        """Write a batch: staged files, footers checked, renamed, then one ledger entry."""
         if self.read_only:
             raise StoreError(f"the lake {self.root} was opened read-only; open it without read_only=True to write")
-        events = ANALYTICS_EVENTS.conform(events)
-        own = _sorted(events)
-        rej = REJECTED_EVENTS.conform(rejected) if rejected is not None else REJECTED_EVENTS.empty()
+        own, events, rej = batch.own, batch.own.events, batch.rejected
         given = rej.height
         with self._lock:
             new, new_hashes = self._new_rows("analytics_events", own.batch, own.hashes)
@@ -281,12 +260,12 @@ class ParquetLake:
                     schema=ANALYTICS_EVENTS.polars_schema,
                 )
                 kept = ANALYTICS_EVENTS.conform(scan.filter(pl.col("id").is_in(clashing)).collect())
-            rej, conflicts = own.quarantined(kept, rej, origins, source)
+            rej, conflicts = own.quarantined(kept, rej, batch.origins, batch.source)
             rej_new, rej_hashes = self._new_rows(
                 "rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True)
             )
             duplicates = events.height + given - new.height - rej_new.height
-            ids = new["id"] if return_ids else None
+            ids = new["id"] if batch.return_ids else None
             if new.height == 0 and rej_new.height == 0:
                 return AppendResult(
                     inserted=0,
