@@ -8,46 +8,7 @@ Example:
     '# Streaming quality'
 """
 
-from vtp_lab.reports.builders import (
-    REPORTS,
-    AttendanceReport,
-    Audit,
-    ComplianceReport,
-    EngagementReport,
-    PerformanceReport,
-    QualityReport,
-    ReportBuilder,
-    StudentEngagementReport,
-    attendance,
-    build,
-    compliance,
-    engagement,
-    entry,
-    performance,
-    quality,
-    student,
-)
-from vtp_lab.reports.rendering import REPORT_KINDS, Report, ReportKind
+from vtp_lab.reports import builders
+from vtp_lab.reports.builders import *  # noqa: F403  (the public names, listed once in builders.__all__)
 
-__all__ = [
-    "REPORTS",
-    "REPORT_KINDS",
-    "AttendanceReport",
-    "Audit",
-    "ComplianceReport",
-    "EngagementReport",
-    "PerformanceReport",
-    "QualityReport",
-    "Report",
-    "ReportBuilder",
-    "ReportKind",
-    "StudentEngagementReport",
-    "attendance",
-    "build",
-    "compliance",
-    "engagement",
-    "entry",
-    "performance",
-    "quality",
-    "student",
-]
+__all__ = builders.__all__

@@ -31,13 +31,16 @@ from vtp_lab.stats import Derived
 
 __all__ = [
     "REPORTS",
+    "REPORT_KINDS",
     "AttendanceReport",
     "Audit",
     "ComplianceReport",
     "EngagementReport",
     "PerformanceReport",
     "QualityReport",
+    "Report",
     "ReportBuilder",
+    "ReportKind",
     "StudentEngagementReport",
     "attendance",
     "build",
@@ -68,71 +71,6 @@ class Audit:
     event_timestamps: pl.Series
 
 
-@dataclass(frozen=True)
-class StudentEngagementReport(Report):
-    """One student's watch history, coverage per lecture and engagement over time.
-
-    Example:
-        >>> issubclass(StudentEngagementReport, Report)
-        True
-    """
-
-
-@dataclass(frozen=True)
-class AttendanceReport(Report):
-    """Attendance per lecture and per week, with the none / some / all patterns.
-
-    Example:
-        >>> import vtp_lab as vl
-        >>> type(vl.Lab(":memory:").report("attendance")).__name__
-        'AttendanceReport'
-    """
-
-
-@dataclass(frozen=True)
-class EngagementReport(Report):
-    """A course's engagement: its distribution, per lecture, and risk alerts.
-
-    Example:
-        >>> import vtp_lab as vl
-        >>> type(vl.Lab(":memory:").report("engagement")).__name__
-        'EngagementReport'
-    """
-
-
-@dataclass(frozen=True)
-class PerformanceReport(Report):
-    """Quality of experience: failures, rebuffering, bitrate, with recommendations.
-
-    Example:
-        >>> import vtp_lab as vl
-        >>> type(vl.Lab(":memory:").report("performance")).__name__
-        'PerformanceReport'
-    """
-
-
-@dataclass(frozen=True)
-class QualityReport(Report):
-    """Quality distribution, switches and streaming health.
-
-    Example:
-        >>> import vtp_lab as vl
-        >>> type(vl.Lab(":memory:").report("quality")).__name__
-        'QualityReport'
-    """
-
-
-@dataclass(frozen=True)
-class ComplianceReport(Report):
-    """The audit trail: every load, rejections by reason, the date range and gaps in the data.
-
-    Example:
-        >>> import vtp_lab as vl
-        >>> type(vl.Lab(":memory:").report("compliance")).__name__
-        'ComplianceReport'
-    """
-
-
 def _scoped(
     derived: Derived, course_id: str | None, recording_id: str | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -158,6 +96,16 @@ def _scoped(
 
 def _titles(cat: pl.DataFrame) -> pl.DataFrame:
     return cat.select("recording_id", "title")
+
+
+@dataclass(frozen=True)
+class StudentEngagementReport(Report):
+    """One student's watch history, coverage per lecture and engagement over time.
+
+    Example:
+        >>> REPORTS["student"].needs
+        ('user_id',)
+    """
 
 
 def student(derived: Derived, *, user_id: str) -> StudentEngagementReport:
@@ -229,6 +177,17 @@ def student(derived: Derived, *, user_id: str) -> StudentEngagementReport:
     )
 
 
+@dataclass(frozen=True)
+class AttendanceReport(Report):
+    """Attendance per lecture and per week, with the none / some / all patterns.
+
+    Example:
+        >>> import vtp_lab as vl
+        >>> type(vl.Lab(":memory:").report("attendance")).__name__
+        'AttendanceReport'
+    """
+
+
 def attendance(derived: Derived, *, course_id: str | None = None, threshold: float = 0.5) -> AttendanceReport:
     """Attendance per lecture (attendees covered ``threshold`` of it) and per week (none / some / all viewed).
 
@@ -288,6 +247,16 @@ def attendance(derived: Derived, *, course_id: str | None = None, threshold: flo
         if patterns.height
         else {},
     )
+
+
+@dataclass(frozen=True)
+class EngagementReport(Report):
+    """A course's engagement: its distribution, per lecture, and risk alerts.
+
+    Example:
+        >>> issubclass(EngagementReport, Report)
+        True
+    """
 
 
 def engagement(derived: Derived, *, course_id: str | None = None) -> EngagementReport:
@@ -359,6 +328,16 @@ _RECOMMENDATIONS: Final = (
 )
 
 
+@dataclass(frozen=True)
+class PerformanceReport(Report):
+    """Quality of experience: failures, rebuffering, bitrate, with recommendations.
+
+    Example:
+        >>> REPORTS["performance"].scope
+        ('course_id', 'recording_id')
+    """
+
+
 def performance(
     derived: Derived, *, course_id: str | None = None, recording_id: str | None = None
 ) -> PerformanceReport:
@@ -409,6 +388,16 @@ def performance(
     )
 
 
+@dataclass(frozen=True)
+class QualityReport(Report):
+    """Quality distribution, switches and streaming health.
+
+    Example:
+        >>> entry("quality").builder.__name__
+        'quality'
+    """
+
+
 def quality(derived: Derived, *, course_id: str | None = None, recording_id: str | None = None) -> QualityReport:
     """Quality distribution (play time per quality), switches by reason, and streaming health by week.
 
@@ -456,6 +445,16 @@ def quality(derived: Derived, *, course_id: str | None = None, recording_id: str
         if health.height
         else {},
     )
+
+
+@dataclass(frozen=True)
+class ComplianceReport(Report):
+    """The audit trail: every load, rejections by reason, the date range and gaps in the data.
+
+    Example:
+        >>> REPORTS["compliance"].reads
+        'audit'
+    """
 
 
 def compliance(audit: Audit) -> ComplianceReport:
