@@ -39,3 +39,20 @@ def postgres() -> Iterator[str]:
             yield dsn
     except PostgresUnavailable as exc:
         unavailable(f"PostgreSQL: {exc}")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """A local SparkSession (two cores, UTC) for this test session.
+
+    Skips (with the reason) where pyspark or Java is missing, except in CI, where it fails.
+    """
+    try:
+        from vtp_lab.spark import session
+
+        spark = session(master="local[2]")
+    except ImportError as exc:
+        unavailable(f"Spark: {exc}")
+    spark.sparkContext.setLogLevel("ERROR")
+    yield spark
+    spark.stop()

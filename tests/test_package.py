@@ -31,6 +31,7 @@ LAYERS = {
     "sessions": 4,
     "stats": 5,
     "metrics": 5,
+    "spark": 6,
     "reports": 6,
     "plot": 6,
     "widgets": 7,

@@ -34,7 +34,7 @@ from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.recordings import catalogue, read_recordings
 from vtp_lab.reports import Audit, Report, ReportKind
-from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, Derived, derive
+from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, MATERIALISED, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, data_version, open_store
 from vtp_lab.tables import TABLES
 from vtp_lab.validation import validate
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from vtp_lab.widgets import Dashboard
 
 __all__ = ["Lab"]
-
-_MATERIALISED = ("playback_sessions", "quality_events", "engagement_metrics", "lecture_statistics", "course_statistics")
 
 
 def _uuid_filter(column: str, value: str | None) -> list[Filter]:
@@ -282,12 +280,12 @@ class Lab:
         touched = self._touched
         if touched is None or (not touched and self.store.derived_version() != version):
             d = self.derived()
-            tables = {name: getattr(d, name) for name in _MATERIALISED}
+            tables = {name: getattr(d, name) for name in MATERIALISED}
             self.store.replace_tables(tables, version=version)
             self._touched = set()
             return {name: frame.height for name, frame in tables.items()}
         if not touched:
-            return dict.fromkeys(_MATERIALISED, 0)
+            return dict.fromkeys(MATERIALISED, 0)
         recordings = self.store.read("recordings")
         cat = catalogue(
             self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=sorted(touched))]),
@@ -301,7 +299,7 @@ class Lab:
             recordings=recordings,
         )
         changes = {
-            name: ("recording_id", scope, getattr(d, name)) for name in _MATERIALISED if name != "course_statistics"
+            name: ("recording_id", scope, getattr(d, name)) for name in MATERIALISED if name != "course_statistics"
         }
         changes["course_statistics"] = (
             "course_id",
@@ -323,7 +321,7 @@ class Lab:
             self.refresh()
             return {}
         d = self.derived()
-        return {name: getattr(d, name) for name in _MATERIALISED}
+        return {name: getattr(d, name) for name in MATERIALISED}
 
     def table(self, name: str) -> pl.DataFrame:
         """Any table by name, the derived ones as of every stored event.
@@ -332,7 +330,7 @@ class Lab:
             >>> Lab(":memory:").table("course_statistics").height
             0
         """
-        fresh = self._fresh() if name in _MATERIALISED else {}
+        fresh = self._fresh() if name in MATERIALISED else {}
         return fresh[name] if name in fresh else self.store.read(name)
 
     def count(self, name: str) -> int:
@@ -342,7 +340,7 @@ class Lab:
             >>> Lab(":memory:").count("analytics_events")
             0
         """
-        fresh = self._fresh() if name in _MATERIALISED else {}
+        fresh = self._fresh() if name in MATERIALISED else {}
         return fresh[name].height if name in fresh else self.store.count(name)
 
     def _query(

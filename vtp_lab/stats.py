@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_SCORE",
     "DEFAULT_WEIGHTS",
     "ENGAGEMENT_FEATURES",
+    "MATERIALISED",
     "SCORE_TERMS",
     "Derived",
     "Partial",
@@ -53,6 +54,15 @@ __all__ = [
 
 DEFAULT_ATTENDANCE_THRESHOLD: Final = 0.5
 """An attendee of a lecture covered at least this fraction of it (spec section 4)."""
+
+MATERIALISED: Final = (
+    "playback_sessions",
+    "quality_events",
+    "engagement_metrics",
+    "lecture_statistics",
+    "course_statistics",
+)
+"""The derived tables of the platform's analytics schema, which stores hold (the :class:`Derived` attributes)."""
 
 
 def _clip01(expr: pl.Expr) -> pl.Expr:

@@ -1,10 +1,14 @@
 """The tables as a Parquet lake: :class:`ParquetLake`.
 
 ``analytics_events/event_date=YYYY-MM-DD/`` holds hive-partitioned zstd Parquet; the other
-tables have folders of their own. A batch is written into ``_staging/``, its footers
-checked, renamed to a name derived from its content, then recorded in ``_ledger/``;
-readers see only files in the ledger. Opening for writing takes ``_writer.lock`` and
-clears what a crashed writer left behind.
+tables have folders of their own. A batch is written into ``_staging/`` (outside the
+table folders), its footers checked and synced, recorded in ``_ledger/``, and only then
+renamed into its table folders under a name derived from its content. So a table folder
+holds only committed files, and any engine (polars, DuckDB, pyarrow, Spark) reading it
+as a plain hive-partitioned dataset gets exactly the committed rows; a replaced table's
+old files are removed once the new ones are in place. Opening for writing takes
+``_writer.lock`` and finishes what a crashed writer left: the renames of a recorded
+batch are completed from staging, an open all-or-nothing is undone.
 
 Example:
     >>> import tempfile
@@ -49,6 +53,11 @@ __all__ = ["ParquetLake"]
 
 _OPEN: Final = "_all_or_nothing.json"
 """In a lake, while an all-or-nothing is open: the ledger entries before it (a crash leaves it for recovery)."""
+
+
+def _staged(root: Path, final: Path) -> Path:
+    """Where a file of the lake is staged before its rename to ``final`` (outside the table folders)."""
+    return root / "_staging" / final.name.replace(".parquet", f"-{final.parent.name}.parquet")
 
 
 class ParquetLake(Store):
@@ -100,23 +109,45 @@ class ParquetLake(Store):
             entries.append(json.loads(entry.read_text()))
         return entries
 
-    def _files(self, table: str) -> list[Path]:
-        """The committed files of ``table``: appended by batches, or replaced whole (recordings)."""
+    def _recorded(self, table: str) -> list[Path]:
+        """The files the ledger gives ``table``: appended by batches, or replaced whole (the last replace wins)."""
         files: list[Path] = []
         for entry in self._ledger():
             mine = [self.root / f for f in entry["files"] if f.startswith(f"{table}/")]
             files = mine if mine and entry.get("mode") == "replace" else files + mine
         return files
 
+    def _files(self, table: str) -> list[Path]:
+        """The committed files of ``table`` that are in place: what a plain read of its folder finds too.
+
+        A recorded file is missing only between its ledger entry and its rename, or after a
+        crash there (opening for writing completes the rename from staging).
+        """
+        return [f for f in self._recorded(table) if f.is_file()]
+
     def _recover(self) -> None:
-        """Undo an all-or-nothing a crashed writer left open, clear staging, remove files never recorded."""
+        """Finish what a crashed writer left: undo an open all-or-nothing, complete recorded renames, tidy up.
+
+        Then staging is cleared, a replaced table's old files are removed, and so is any
+        file in a table folder that no ledger entry records.
+        """
         if (self.root / _OPEN).is_file():
             self._undo(set(json.loads((self.root / _OPEN).read_text())["before"]))
+        for name in TABLES:
+            for final in self._recorded(name):
+                staged = _staged(self.root, final)
+                if not final.is_file() and staged.is_file():
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, final)
         shutil.rmtree(self.root / "_staging", ignore_errors=True)
-        committed = {str(p) for name in TABLES for p in self._files(name)}
+        self._drop_unrecorded()
+
+    def _drop_unrecorded(self) -> None:
+        """Remove the files in the table folders that the ledger does not give their table: replaced, or unrecorded."""
+        current = {str(p) for name in TABLES for p in self._recorded(name)}
         for name in TABLES:
             for path in (self.root / name).rglob("*.parquet"):
-                if str(path) not in committed:
+                if str(path) not in current:
                     path.unlink()
 
     def _stored_keys(self, table: str) -> pl.DataFrame:
@@ -165,7 +196,7 @@ class ParquetLake(Store):
 
     def _stage(self, frame: pl.DataFrame, final: Path) -> tuple[Path, Path]:
         """Write ``frame`` into staging, fsync it and check its footer; return (staged, final)."""
-        tmp = self.root / "_staging" / final.name.replace(".parquet", f"-{final.parent.name}.parquet")
+        tmp = _staged(self.root, final)
         frame.write_parquet(tmp, compression="zstd", compression_level=1)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -173,20 +204,22 @@ class ParquetLake(Store):
             raise StoreError(f"the Parquet file {tmp} did not read back whole; nothing was committed")
         return tmp, final
 
-    def _publish(self, parts: list[tuple[pl.DataFrame, Path]]) -> list[str]:
-        """Stage every file (two at a time), then rename each into place; return relative paths."""
+    def _publish(self, parts: list[tuple[pl.DataFrame, Path]], entry: dict[str, Any], name: str) -> None:
+        """Stage every file (two at a time), record them in the ledger as ``entry``, then rename each into place.
+
+        The ledger entry comes first, so a table folder never holds a file the ledger does
+        not record; a crash before the renames are done leaves them to :meth:`_recover`.
+        """
         (self.root / "_staging").mkdir(exist_ok=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             staged = list(pool.map(lambda part: self._stage(*part), parts))
+        files = [str(final.relative_to(self.root)) for _, final in staged]
+        self._write_durably(self.root / "_ledger" / f"{name}.json", json.dumps({**entry, "files": files}))
         for tmp, final in staged:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         for folder in {final.parent for _, final in staged}:
             self._sync_dir(folder)
-        return [str(final.relative_to(self.root)) for _, final in staged]
-
-    def _commit(self, entry: dict[str, Any], name: str) -> None:
-        self._write_durably(self.root / "_ledger" / f"{name}.json", json.dumps(entry))
 
     def _write_durably(self, path: Path, text: str) -> None:
         """Write ``path`` whole or not at all: staged, synced, renamed, its folder synced."""
@@ -228,17 +261,19 @@ class ParquetLake(Store):
             raise
         (self.root / _OPEN).unlink()
         self._sync_dir(self.root)
+        with self._lock:
+            self._drop_unrecorded()  # what a replace inside superseded: kept until now for an undo
 
     def _undo(self, before: set[str]) -> None:
         """Remove the ledger entries not in ``before``, newest first, then their files (an all-or-nothing undone)."""
         with self._lock:
             for entry in sorted((self.root / "_ledger").glob("*.json"), reverse=True):
                 if entry.name not in before:
-                    files = json.loads(entry.read_text())["files"]
-                    entry.unlink()  # uncommitted first: a crash here leaves files that _recover removes
+                    for name in json.loads(entry.read_text())["files"]:
+                        (self.root / name).unlink(missing_ok=True)  # files first: folders never hold unrecorded ones
+                        _staged(self.root, self.root / name).unlink(missing_ok=True)
+                    entry.unlink()
                     self._sync_dir(self.root / "_ledger")
-                    for name in files:
-                        (self.root / name).unlink(missing_ok=True)
             self._keys.clear()
             (self.root / _OPEN).unlink(missing_ok=True)
 
@@ -282,15 +317,13 @@ class ParquetLake(Store):
             ]
             if rej_new.height:
                 parts.append((rej_new, self.root / "rejected_events" / f"part-{digest}.parquet"))
-            files = self._publish(parts)
             entry = {
                 "table": "batch",
-                "files": files,
                 "inserted": new.height,
                 "rejected": rej_new.height,
                 "committed_at": datetime.now(UTC).isoformat(),
             }
-            self._commit(entry, self._next_name(digest))
+            self._publish(parts, entry, self._next_name(digest))
             self._remember("analytics_events", new, new_hashes)
             self._remember("rejected_events", rej_new, rej_hashes)
         return AppendResult(
@@ -345,8 +378,7 @@ class ParquetLake(Store):
         digest = _digest(*(rows[c] for c in rows.columns))
         with self._lock:
             name = self._next_name(digest)
-            files = self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")])
-            self._commit({"table": spec.name, "mode": "append", "files": files}, name)
+            self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")], {"table": spec.name}, name)
 
     def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
         """Replace whole tables: new files, then one ledger entry that supersedes the old ones (with ``version``).
@@ -363,11 +395,14 @@ class ParquetLake(Store):
         )
         with self._lock:
             name = self._next_name(digest)
-            files = self._publish(
-                [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()]
+            entry = {"table": ",".join(conformed), "mode": "replace"}
+            self._publish(
+                [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()],
+                entry if version is None else {**entry, "version": version},
+                name,
             )
-            entry = {"table": ",".join(conformed), "mode": "replace", "files": files}
-            self._commit(entry if version is None else {**entry, "version": version}, name)
+            if not (self.root / _OPEN).is_file():
+                self._drop_unrecorded()  # the replaced files: a plain read of the folder now finds only the new
 
     def derived_version(self) -> str | None:
         """The data version the derived tables were last computed from (see :func:`data_version`).
