@@ -34,6 +34,7 @@ LAYERS = {
     "spark": 6,
     "reports": 6,
     "plot": 6,
+    "refresh": 7,
     "widgets": 7,
     "lab": 8,
     "serve": 9,

@@ -33,9 +33,10 @@ from vtp_lab.io import Format
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.recordings import catalogue, read_recordings
+from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, MATERIALISED, Derived, derive
-from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, data_version, open_store
+from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, open_store
 from vtp_lab.tables import TABLES
 from vtp_lab.validation import validate
 
@@ -86,12 +87,13 @@ class Lab:
         *,
         read_only: bool = False,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         self.path = str(path)
         self.max_clock_skew = max_clock_skew
         self.store: Store = open_store(path, read_only=read_only)
-        self._touched: set[str] | None = None  # recordings with new events since the last refresh; None: unknown
-        self._cache: tuple[tuple[object, ...], Derived] | None = None
+        partitions_for(events=0, budget=memory_budget)  # a bad budget is an error now, not at the first refresh
+        self._cache = DerivedCache(store=self.store, memory_budget=memory_budget)
 
     def append(self, frame: pl.DataFrame, *, source: str = "frame") -> AppendResult:
         """Validate raw events and store them: accepted rows de-duplicated, rejected rows quarantined.
@@ -102,7 +104,7 @@ class Lab:
         """
         checked = validate(frame, source=source, max_clock_skew=self.max_clock_skew)
         result = self.store.append(checked.accepted, checked.rejected, origins=checked.origins)
-        self._wrote(checked.accepted)
+        self._cache.wrote(checked.accepted["recording_id"])
         return result
 
     def load(
@@ -128,10 +130,9 @@ class Lab:
             format=format,
             progress=progress,
             max_clock_skew=self.max_clock_skew,
-            touched=self._touched,
+            touched=self._cache.touched,
             max_rejected=max_rejected,
         )
-        self._wrote()
         return report
 
     def load_recordings(self, path: str | Path | pl.DataFrame) -> pl.DataFrame:
@@ -143,8 +144,7 @@ class Lab:
         """
         recordings = read_recordings(path)
         self.store.write_recordings(recordings)
-        self._touched = None  # durations and courses may change everywhere
-        self._wrote()
+        self._cache.wrote(None)  # durations and courses may change everywhere
         return recordings
 
     def export_parquet(
@@ -160,7 +160,9 @@ class Lab:
             >>> [p.name for p in Lab(":memory:").export_parquet(tempfile.mkdtemp(), tables=["recordings"])]
             ['recordings']
         """
-        return export_parquet(self.store, directory, tables=tables, partition_by=partition_by, fresh=self._fresh())
+        return export_parquet(
+            self.store, directory, tables=tables, partition_by=partition_by, fresh=self._cache.fresh_tables()
+        )
 
     def export_csv(self, directory: str | Path, tables: str | Sequence[str] | None = None) -> list[Path]:
         """Write the tables as CSV for PostgreSQL's COPY (see :func:`vtp_lab.export.export_csv`).
@@ -170,7 +172,7 @@ class Lab:
             >>> len(Lab(":memory:").export_csv(tempfile.mkdtemp()))
             6
         """
-        return export_csv(self.store, directory, tables=tables, fresh=self._fresh())
+        return export_csv(self.store, directory, tables=tables, fresh=self._cache.fresh_tables())
 
     def loads(self) -> pl.DataFrame:
         """The load ledger: one row per file loaded, with its counts and any error.
@@ -240,88 +242,20 @@ class Lab:
             >>> Lab(":memory:").derived().playback_sessions.height
             0
         """
-        key = self._state_key(score, attendance_threshold)
-        if self._cache is None or self._cache[0] != key:
-            frame = self.store.read("analytics_events")
-            result = derive(
-                frame,
-                recordings=self.store.read("recordings"),
-                score=score if score is not None else DEFAULT_SCORE,
-                attendance_threshold=attendance_threshold,
-            )
-            self._cache = (key, result)
-        return self._cache[1]
-
-    def _state_key(
-        self, score: pl.Expr | None = None, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
-    ) -> tuple[object, ...]:
-        """What the derived tables depend on: the stored events and catalogue (from any process), score, threshold."""
-        return (data_version(self.store), None if score is None else str(score), attendance_threshold)
-
-    def _wrote(self, events: pl.DataFrame | None = None) -> None:
-        if self._touched is not None and events is not None:
-            self._touched.update(events["recording_id"].unique().to_list())
+        return self._cache.derived(score=score, attendance_threshold=attendance_threshold)
 
     def refresh(self) -> dict[str, int]:
         """Materialise the derived tables into the store; return the rows written per table.
 
-        Incremental when this Lab knows which recordings got new events since its last
-        refresh: it recomputes those recordings and the other recordings of their courses
-        (course statistics need them all) and replaces just their rows. Otherwise (a store
-        this Lab did not write, or a new catalogue) it recomputes everything. The tables
-        are stored with the data version they were computed from, so every reader, in any
-        process, can tell whether they are fresh.
+        Incremental after this Lab's own writes (the recordings they touched, and the
+        others of their courses); otherwise everything, in parts of recordings when the
+        store is larger than ``memory_budget`` (see :class:`~vtp_lab.refresh.DerivedCache`).
 
         Example:
             >>> Lab(":memory:").refresh()["playback_sessions"]
             0
         """
-        version = data_version(self.store)
-        touched = self._touched
-        if touched is None or (not touched and self.store.derived_version() != version):
-            d = self.derived()
-            tables = {name: getattr(d, name) for name in MATERIALISED}
-            self.store.replace_tables(tables, version=version)
-            self._touched = set()
-            return {name: frame.height for name, frame in tables.items()}
-        if not touched:
-            return dict.fromkeys(MATERIALISED, 0)
-        recordings = self.store.read("recordings")
-        cat = catalogue(
-            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=sorted(touched))]),
-            recordings,
-        )
-        courses = sorted(set(cat.filter(pl.col("recording_id").is_in(list(touched)))["course_id"].drop_nulls()))
-        in_courses = recordings.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
-        scope = sorted(touched | set(in_courses))
-        d = derive(
-            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=scope)]),
-            recordings=recordings,
-        )
-        changes = {
-            name: ("recording_id", scope, getattr(d, name)) for name in MATERIALISED if name != "course_statistics"
-        }
-        changes["course_statistics"] = (
-            "course_id",
-            courses,
-            d.course_statistics.filter(pl.col("course_id").is_in(courses)),
-        )
-        self.store.replace_rows(changes, version=version)
-        self._touched = set()
-        return {name: change[2].height for name, change in changes.items()}
-
-    def _fresh(self) -> dict[str, pl.DataFrame]:
-        """Derived tables that the store holds out of date, computed now (none when the store's are fresh).
-
-        A Lab that can write refreshes the store instead; a read-only one computes them in memory.
-        """
-        if self.store.derived_version() == data_version(self.store):
-            return {}
-        if not self.store.read_only:
-            self.refresh()
-            return {}
-        d = self.derived()
-        return {name: getattr(d, name) for name in MATERIALISED}
+        return self._cache.refresh()
 
     def table(self, name: str) -> pl.DataFrame:
         """Any table by name, the derived ones as of every stored event.
@@ -330,7 +264,7 @@ class Lab:
             >>> Lab(":memory:").table("course_statistics").height
             0
         """
-        fresh = self._fresh() if name in MATERIALISED else {}
+        fresh = self._cache.fresh_tables() if name in MATERIALISED else {}
         return fresh[name] if name in fresh else self.store.read(name)
 
     def count(self, name: str) -> int:
@@ -340,7 +274,7 @@ class Lab:
             >>> Lab(":memory:").count("analytics_events")
             0
         """
-        fresh = self._fresh() if name in MATERIALISED else {}
+        fresh = self._cache.fresh_tables() if name in MATERIALISED else {}
         return fresh[name].height if name in fresh else self.store.count(name)
 
     def _query(
@@ -618,7 +552,7 @@ class Lab:
 
         def sink(accepted: pl.DataFrame, rejected: pl.DataFrame, origins: Origins | None = None) -> AppendResult:
             result = self.store.append(accepted, rejected, return_ids=True, origins=origins, source="collector")
-            self._wrote(accepted)
+            self._cache.wrote(accepted["recording_id"])
             return result
 
         return Collector(

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import polars as pl
@@ -302,7 +302,11 @@ class Partial:
     recordings has all of their sessions. ``features`` are the (user, recording) rows
     without a score and ``lectures`` the per-recording rows without the engagement mean:
     a score may read every row (``pl.col("coverage").rank()``), so it is applied once,
-    in stage 2. All are far smaller than the events.
+    in stage 2. ``completion`` is each recording's sum and count of session completion
+    rates (what a course's mean needs). All but ``session_details`` and
+    ``quality_events`` are far smaller than the events, and stage 2 reads only those
+    two to pass them on: a caller short of memory may store them itself and pass
+    empty frames (:meth:`without_rows`).
 
     Example:
         >>> from vtp_lab.synth import semester
@@ -317,6 +321,17 @@ class Partial:
     lectures: pl.DataFrame
     quality_play: pl.DataFrame
     recordings: pl.DataFrame
+    completion: pl.DataFrame
+
+    def without_rows(self) -> Partial:
+        """This partition with no session or quality-event rows (their columns kept), for :func:`combine`.
+
+        Example:
+            >>> from vtp_lab.tables import ANALYTICS_EVENTS
+            >>> derive_partition(ANALYTICS_EVENTS.empty()).without_rows().session_details.columns[:2]
+            ['id', 'recording_id']
+        """
+        return replace(self, session_details=self.session_details.clear(), quality_events=self.quality_events.clear())
 
 
 def derive_partition(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> Partial:
@@ -345,6 +360,12 @@ def derive_partition(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.Data
         lectures=_lectures(s, quality_play),
         quality_play=quality_play,
         recordings=s.catalogue,
+        completion=s.details.group_by("recording_id")
+        .agg(
+            pl.col("completion_rate").sum().alias("completion_sum"),
+            pl.col("completion_rate").count().alias("completion_count"),
+        )
+        .sort("recording_id"),
     )
 
 
@@ -403,7 +424,9 @@ def combine(
         engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
         engagement_metrics=engagement,
         lecture_statistics=lecture_table,
-        course_statistics=_courses(details, catalogue, feats, lectures, attendance_threshold),
+        course_statistics=_courses(
+            pl.concat([p.completion for p in parts]), catalogue, feats, lectures, attendance_threshold
+        ),
         recordings=catalogue,
         quality_play=pl.concat([p.quality_play for p in parts]).sort("recording_id", "quality"),
     )
@@ -464,13 +487,13 @@ def _lectures(s: Sessionized, quality_play: pl.DataFrame) -> pl.DataFrame:
 
 
 def _courses(
-    details: pl.DataFrame, catalogue: pl.DataFrame, feats: pl.DataFrame, lectures: pl.DataFrame, threshold: float
+    completion: pl.DataFrame, catalogue: pl.DataFrame, feats: pl.DataFrame, lectures: pl.DataFrame, threshold: float
 ) -> pl.DataFrame:
     cat = catalogue.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
     if cat.height == 0:
         return COURSE_STATISTICS.empty()
     f = feats.join(cat, on="recording_id", how="inner")
-    d = details.join(cat, on="recording_id", how="inner")
+    c = completion.join(cat, on="recording_id", how="inner")
     attendance = (
         lecture_attendance(feats, catalogue, threshold=threshold)
         .group_by("course_id")
@@ -481,7 +504,11 @@ def _courses(
         )
     )
     base = attendance.join(
-        d.group_by("course_id").agg(pl.col("completion_rate").mean().alias("average_completion_rate")),
+        c.group_by("course_id").agg(
+            pl.when(pl.col("completion_count").sum() > 0)
+            .then(pl.col("completion_sum").sum() / pl.col("completion_count").sum())
+            .alias("average_completion_rate")
+        ),
         on="course_id",
         how="left",
     ).join(

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 import polars as pl
@@ -157,8 +158,20 @@ class Store(Protocol):
         """Replace some rows of some tables at once; ``version`` as with :meth:`replace_tables`."""
         ...
 
-    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
-        """Replace whole tables at once; ``version`` (see :func:`data_version`) is recorded with them."""
+    def replace_tables(self, frames: Mapping[str, Rows], *, version: str | None = None) -> None:
+        """Replace whole tables at once, each from a frame or Parquet files of its columns; ``version`` recorded too.
+
+        The files (see :func:`data_version` for ``version``) are read or moved, never held
+        whole in memory: how a table larger than memory is written.
+        """
+        ...
+
+    def spill(self, table: str, *, by: str, parts: int, folder: Path) -> list[Path]:
+        """Write ``table`` into ``folder`` as Parquet in ``parts`` parts by the hash of ``by``; return their folders.
+
+        One streaming pass (DuckDB's partitioned ``COPY``): each part's folder holds the rows
+        of the same values of ``by``, so a part is read at the cost of its own size.
+        """
         ...
 
     def derived_version(self) -> str | None:
@@ -189,6 +202,25 @@ def _columns(spec: Table, columns: Sequence[str] | None) -> list[str]:
     if unknown:
         raise StoreError(f"{spec.name} has no column {unknown[0]!r}; its columns are {', '.join(spec.column_names)}")
     return list(columns)
+
+
+Rows = pl.DataFrame | Sequence[Path]
+"""A table's new rows: a frame, or Parquet files of the table's columns (what does not fit in memory)."""
+
+
+def _spill_sql(source: str, table: str, *, by: str, parts: int, folder: Path) -> str:
+    """The ``COPY`` of :meth:`Store.spill`, from ``source`` (a table, or ``read_parquet`` of files), UUIDs as text."""
+    spec = _table(table)
+    columns = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" if c.kind == "uuid" else c.name for c in spec.columns)
+    return (
+        f"COPY (SELECT {columns}, hash(CAST({by} AS VARCHAR)) % {parts} AS _part FROM {source}) TO '{folder}' "
+        "(FORMAT parquet, PARTITION_BY (_part), COMPRESSION zstd, OVERWRITE_OR_IGNORE)"
+    )
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The part folders a spill wrote, in part order."""
+    return sorted(folder.glob("_part=*"), key=lambda p: int(p.name.removeprefix("_part=")))
 
 
 _KEYS: Final[dict[str, list[str]]] = {

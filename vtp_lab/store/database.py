@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -30,11 +30,14 @@ from vtp_lab.store.base import (
     _ID_HASH,
     AppendResult,
     Filter,
+    Rows,
     Store,
     _Batch,
     _by_reason,
     _columns,
+    _parts,
     _positioned,
+    _spill_sql,
     _table,
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
@@ -256,19 +259,24 @@ class DuckDBStore(Store):
         with self._lock, self._registered(rows=spec.conform(frame)):
             self.con.execute(f"INSERT INTO {spec.name} SELECT * FROM rows")
 
-    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
-        """Replace whole tables, all in one transaction (with ``version``, see :func:`data_version`).
+    def replace_tables(self, frames: Mapping[str, Rows], *, version: str | None = None) -> None:
+        """Replace whole tables, from frames or Parquet files, in one transaction (``version``: :func:`data_version`).
 
         Example:
             >>> from vtp_lab.tables import RECORDINGS
             >>> DuckDBStore().replace_tables({"recordings": RECORDINGS.empty()})
         """
-        conformed = {f"new_{name}": _table(name).conform(frame) for name, frame in frames.items()}
+        conformed = {
+            f"new_{name}": _table(name).conform(rows) for name, rows in frames.items() if isinstance(rows, pl.DataFrame)
+        }
         with self._transaction(**conformed):
             self._id_hashes = None  # read again if the events change
-            for name in frames:
+            for name, rows in frames.items():
                 self.con.execute(f"DELETE FROM {name}")
-                self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
+                if isinstance(rows, pl.DataFrame):
+                    self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
+                elif rows:
+                    self.con.execute(f"INSERT INTO {name} SELECT * FROM read_parquet(?)", [[str(p) for p in rows]])
             self._record_version(version)
 
     def replace_rows(
@@ -289,6 +297,18 @@ class DuckDBStore(Store):
                     self.con.execute(f"DELETE FROM {name} WHERE {column} IN ({marks})", values)
                 self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
             self._record_version(version)
+
+    def spill(self, table: str, *, by: str, parts: int, folder: Path) -> list[Path]:
+        """Write ``table`` into ``folder`` cut into ``parts`` by the hash of ``by`` (see :meth:`Store.spill`).
+
+        Example:
+            >>> import tempfile
+            >>> DuckDBStore().spill("analytics_events", by="recording_id", parts=4, folder=Path(tempfile.mkdtemp()))
+            []
+        """
+        with self._lock:
+            self.con.execute(_spill_sql(_table(table).name, table, by=by, parts=parts, folder=folder))
+        return _parts(folder)
 
     def _record_version(self, version: str | None) -> None:
         if version is not None:

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,18 +33,22 @@ from typing import Any, Final
 import polars as pl
 import pyarrow.parquet as pq
 
+from vtp_lab.duck import over
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.store.base import (
     _KEYS,
     AppendResult,
     Filter,
+    Rows,
     Store,
     _Batch,
     _by_reason,
     _columns,
     _digest,
     _key_hash,
+    _parts,
     _positioned,
+    _spill_sql,
     _table,
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
@@ -194,17 +198,22 @@ class ParquetLake(Store):
         finally:
             os.close(fd)
 
-    def _stage(self, frame: pl.DataFrame, final: Path) -> tuple[Path, Path]:
-        """Write ``frame`` into staging, fsync it and check its footer; return (staged, final)."""
+    def _stage(self, rows: pl.DataFrame | Path, final: Path) -> tuple[Path, Path]:
+        """Write ``rows`` (or move a Parquet file of them) into staging, fsync it, check its footer; (staged, final)."""
         tmp = _staged(self.root, final)
-        frame.write_parquet(tmp, compression="zstd", compression_level=1)
+        if isinstance(rows, Path):
+            expected = pq.read_metadata(rows).num_rows
+            shutil.move(rows, tmp)
+        else:
+            expected = rows.height
+            rows.write_parquet(tmp, compression="zstd", compression_level=1)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        if pq.read_metadata(tmp).num_rows != frame.height:
+        if pq.read_metadata(tmp).num_rows != expected:
             raise StoreError(f"the Parquet file {tmp} did not read back whole; nothing was committed")
         return tmp, final
 
-    def _publish(self, parts: list[tuple[pl.DataFrame, Path]], entry: dict[str, Any], name: str) -> None:
+    def _publish(self, parts: Sequence[tuple[pl.DataFrame | Path, Path]], entry: dict[str, Any], name: str) -> None:
         """Stage every file (two at a time), record them in the ledger as ``entry``, then rename each into place.
 
         The ledger entry comes first, so a table folder never holds a file the ledger does
@@ -380,29 +389,46 @@ class ParquetLake(Store):
             name = self._next_name(digest)
             self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")], {"table": spec.name}, name)
 
-    def replace_tables(self, frames: dict[str, pl.DataFrame], *, version: str | None = None) -> None:
-        """Replace whole tables: new files, then one ledger entry that supersedes the old ones (with ``version``).
+    def replace_tables(self, frames: Mapping[str, Rows], *, version: str | None = None) -> None:
+        """Replace whole tables: new files (written, or the Parquet files given, moved in), one ledger entry.
+
+        The entry supersedes the tables' old files and records ``version``.
 
         Example:
             >>> import tempfile
             >>> from vtp_lab.tables import RECORDINGS
             >>> ParquetLake(tempfile.mkdtemp()).replace_tables({"recordings": RECORDINGS.empty()})
         """
-        conformed = {name: _table(name).conform(frame) for name, frame in frames.items()}
-        digest = _digest(
-            *(pl.Series([name, str(frame.height)]) for name, frame in conformed.items()),
-            pl.Series([datetime.now(UTC).isoformat()]),
-        )
+        digest = _digest(pl.Series([*frames, datetime.now(UTC).isoformat()]))
         with self._lock:
             name = self._next_name(digest)
-            entry = {"table": ",".join(conformed), "mode": "replace"}
-            self._publish(
-                [(frame, self.root / table / f"part-{name}.parquet") for table, frame in conformed.items()],
-                entry if version is None else {**entry, "version": version},
-                name,
-            )
+            parts: list[tuple[pl.DataFrame | Path, Path]] = []
+            for table, rows in frames.items():
+                if isinstance(rows, pl.DataFrame):
+                    parts.append((_table(table).conform(rows), self.root / table / f"part-{name}.parquet"))
+                else:
+                    parts += [(Path(f), self.root / table / f"part-{name}-{i}.parquet") for i, f in enumerate(rows)]
+            entry = {"table": ",".join(frames), "mode": "replace"}
+            self._publish(parts, entry if version is None else {**entry, "version": version}, name)
             if not (self.root / _OPEN).is_file():
                 self._drop_unrecorded()  # the replaced files: a plain read of the folder now finds only the new
+
+    def spill(self, table: str, *, by: str, parts: int, folder: Path) -> list[Path]:
+        """Write ``table`` into ``folder`` cut into ``parts`` by the hash of ``by`` (see :meth:`Store.spill`).
+
+        Example:
+            >>> import tempfile
+            >>> lake = ParquetLake(tempfile.mkdtemp())
+            >>> lake.spill("analytics_events", by="recording_id", parts=4, folder=lake.root / "_spill")
+            []
+        """
+        files = [str(f) for f in self._files(_table(table).name)]
+        if not files:
+            return []
+        with over() as con:
+            source = f"read_parquet({files!r}, hive_partitioning = false)"
+            con.execute(_spill_sql(source, table, by=by, parts=parts, folder=folder))
+        return _parts(folder)
 
     def derived_version(self) -> str | None:
         """The data version the derived tables were last computed from (see :func:`data_version`).

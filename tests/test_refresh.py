@@ -1,0 +1,91 @@
+"""The derived tables of a store in parts of recordings: the same tables as one frame, in bounded memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from vtp_lab.lab import Lab
+from vtp_lab.refresh import BYTES_PER_EVENT, DerivedCache, partitions_for
+from vtp_lab.reports import build
+from vtp_lab.stats import MATERIALISED, derive
+from vtp_lab.store import open_store
+from vtp_lab.synth import semester
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "events.ndjson.gz"
+SORT = {
+    "session_details": ["id"],
+    "playback_sessions": ["id"],
+    "quality_events": ["id"],
+    "engagement_features": ["recording_id", "user_id"],
+    "engagement_metrics": ["id"],
+    "lecture_statistics": ["id"],
+    "course_statistics": ["id"],
+    "recordings": ["recording_id"],
+    "quality_play": ["recording_id", "quality"],
+}
+
+
+def assert_same(got: pl.DataFrame, want: pl.DataFrame, name: str) -> None:
+    assert_frame_equal(
+        got.sort(SORT[name]), want.sort(SORT[name]), check_exact=False, rel_tol=1e-9, abs_tol=0, check_dtypes=True
+    )
+
+
+def test_parts_follow_the_budget():
+    assert partitions_for(events=0, budget=1) == 1
+    assert partitions_for(events=1_000_000, budget=BYTES_PER_EVENT * 1_000_000) == 1
+    assert partitions_for(events=1_000_001, budget=BYTES_PER_EVENT * 1_000_000) == 2
+    with pytest.raises(ValueError, match="memory_budget=0 must be a positive number of bytes"):
+        Lab(":memory:", memory_budget=0)
+
+
+@pytest.mark.parametrize("store", ["lab.duckdb", "lake"])
+def test_a_refresh_in_parts_gives_the_tables_of_one_frame(tmp_path, store):
+    with Lab(tmp_path / store) as whole:
+        whole.load(SAMPLE, progress=False)
+        whole.load_recordings(ROOT / "data" / "recordings.csv")
+        want = derive(whole.events(), recordings=whole.store.read("recordings"))
+    budget = 42_010 * BYTES_PER_EVENT // 7  # seven parts of the sample's events
+    with Lab(tmp_path / store, memory_budget=budget) as lab:
+        counts = lab.refresh()
+        assert counts == {name: getattr(want, name).height for name in MATERIALISED}
+        for name in MATERIALISED:
+            assert_same(lab.table(name), getattr(want, name), name)
+        got = lab.derived()
+        for name in SORT:
+            assert_same(getattr(got, name), getattr(want, name), name)
+        assert lab.report("engagement").headline == build("engagement", derived=want).headline
+    scratch = [p for p in tmp_path.iterdir() if p.name.startswith(".vtp_lab-refresh-")]
+    assert scratch == []  # the spilled parts are gone
+
+
+def test_every_recording_is_in_one_part_and_every_event_in_a_part(tmp_path):
+    events = semester(courses=2, lectures_per_course=5, students=12, seed=4).events
+    store = open_store(tmp_path / "lab.duckdb")
+    store.append(events)
+    folders = store.spill("analytics_events", by="recording_id", parts=4, folder=tmp_path / "parts")
+    parts = [
+        pl.read_parquet(f / "*.parquet", hive_partitioning=False).with_columns(pl.lit(i).alias("p"))
+        for i, f in enumerate(folders)
+    ]
+    spilled = pl.concat(parts)
+    assert spilled.height == events.height
+    assert spilled.group_by("recording_id").agg(pl.col("p").n_unique())["p"].max() == 1
+    assert sorted(spilled["id"]) == sorted(events["id"])
+
+
+def test_what_is_kept_beside_the_store_follows_the_events(tmp_path):
+    sem = semester(courses=1, lectures_per_course=4, students=20, seed=8)
+    first, second = sem.events.head(sem.events.height // 2), sem.events.tail(sem.events.height - sem.events.height // 2)
+    cache = DerivedCache(store=open_store(tmp_path / "lab.duckdb"), memory_budget=first.height * BYTES_PER_EVENT // 3)
+    cache.store.append(first)
+    assert_same(cache.derived().session_details, derive(first).session_details, "session_details")
+    cache.store.append(second)
+    cache.wrote(second["recording_id"])
+    assert_same(cache.derived().session_details, derive(sem.events).session_details, "session_details")
+    assert (tmp_path / "lab.duckdb.derived" / "version").is_file()

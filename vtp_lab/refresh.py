@@ -1,0 +1,298 @@
+"""The derived tables of a store: computed partition by partition in bounded memory, cached, refreshed incrementally.
+
+A store whose events fit the memory budget (:data:`DEFAULT_MEMORY_BUDGET`, about
+:data:`BYTES_PER_EVENT` a stored event while deriving) is derived in one frame, as
+:func:`vtp_lab.stats.derive`. A larger one is cut by the hash of ``recording_id`` into
+as many parts as the budget needs (:func:`partitions_for`): the store writes its events
+once into a part folder each (:meth:`~vtp_lab.store.Store.spill`), stage 1
+(:func:`~vtp_lab.stats.derive_partition`) runs on one part at a time and writes its
+sessions and quality events to Parquet files, and stage 2
+(:func:`~vtp_lab.stats.combine`) makes the rest from the small per-part rows. The files
+are moved into the store; session details, engagement features and play time per
+quality go beside the store (``<store>.derived/``), so :meth:`DerivedCache.derived`
+reads them instead of deriving again. Peak memory follows the largest part, not the
+store (docs/scale.md).
+
+Example:
+    >>> partitions_for(events=10_000_000, budget=2 * 1024**3)
+    5
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.recordings import catalogue
+from vtp_lab.stats import (
+    DEFAULT_ATTENDANCE_THRESHOLD,
+    DEFAULT_SCORE,
+    MATERIALISED,
+    Derived,
+    Partial,
+    combine,
+    derive,
+    derive_partition,
+)
+from vtp_lab.store import Filter, Store, data_version
+from vtp_lab.tables import ANALYTICS_EVENTS, PLAYBACK_SESSIONS, QUALITY_EVENTS
+
+__all__ = ["BYTES_PER_EVENT", "DEFAULT_MEMORY_BUDGET", "DerivedCache", "partitions_for"]
+
+DEFAULT_MEMORY_BUDGET: Final = 2 * 1024**3
+"""Bytes a refresh may hold at once: 2 GiB, so the whole Lab stays near 4 GB and fits a 16 GB laptop with room."""
+
+BYTES_PER_EVENT: Final = 900
+"""Peak memory of stage 1 per event of its part, measured (docs/performance.md): what sizes the parts."""
+
+_STREAMED: Final = ("playback_sessions", "quality_events")
+"""The tables a partitioned refresh writes part by part, never whole in memory."""
+
+_KEPT: Final = ("session_details", "engagement_features", "quality_play")
+"""What a partitioned refresh keeps beside the store for :meth:`DerivedCache.derived` (the store holds the rest)."""
+
+
+def partitions_for(*, events: int, budget: int) -> int:
+    """How many parts of recordings ``events`` stored events need for their derivation to fit ``budget`` bytes.
+
+    Example:
+        >>> partitions_for(events=1_000, budget=DEFAULT_MEMORY_BUDGET)
+        1
+    """
+    if budget <= 0:
+        raise ValueError(f"memory_budget={budget} must be a positive number of bytes, e.g. 2 * 1024**3 for 2 GiB")
+    return max(1, math.ceil(events * BYTES_PER_EVENT / budget))
+
+
+def _beside(store: Store) -> Path | None:
+    """The folder beside a store for what a partitioned refresh keeps (None for an in-memory store)."""
+    if store.path in ("", ":memory:"):
+        return None
+    path = Path(store.path)
+    return path / "_derived" if path.is_dir() else path.with_name(path.name + ".derived")
+
+
+@contextmanager
+def _scratch(store: Store) -> Iterator[Path]:
+    """A folder for one refresh's spilled parts and outputs, on the store's disk when it has one; removed after."""
+    near = _beside(store)
+    if near is not None:
+        near.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".vtp_lab-refresh-", dir=near.parent if near is not None else None))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame) -> Partial:
+    """Stage 1 of one spilled part: sessions, details and quality events to files in ``out``, the small rows back."""
+    events = ANALYTICS_EVENTS.conform(pl.read_parquet(events_folder / "*.parquet", hive_partitioning=False))
+    part = derive_partition(events, recordings=recordings)
+    for name, rows in (
+        ("playback_sessions", PLAYBACK_SESSIONS.conform(part.session_details)),
+        ("quality_events", QUALITY_EVENTS.conform(part.quality_events)),
+        ("session_details", part.session_details),
+    ):
+        (out / name).mkdir(exist_ok=True)
+        rows.write_parquet(out / name / f"{index:05d}.parquet", compression="zstd", compression_level=1)
+    return part.without_rows()
+
+
+def _keep(kept: Path, details: Path, d: Derived, version: str) -> None:
+    """Put what :meth:`DerivedCache.derived` reads beside the store: details' files, two small tables, the version."""
+    if kept.exists():
+        shutil.rmtree(kept)
+    kept.mkdir(parents=True)
+    shutil.move(details, kept / "session_details")
+    for name in ("engagement_features", "quality_play"):
+        (kept / name).mkdir()
+        getattr(d, name).write_parquet(kept / name / "00000.parquet")
+    (kept / "version").write_text(version)
+
+
+def _kept_version(kept: Path) -> str | None:
+    """The data version of what a partitioned refresh kept beside the store (None: nothing kept)."""
+    marker = kept / "version"
+    return marker.read_text() if marker.is_file() else None
+
+
+@dataclass
+class DerivedCache:
+    """A store's derived tables: kept in memory while the store does not change, refreshed into it when asked.
+
+    ``touched`` holds the recordings with new events since the last refresh (None:
+    unknown, so the next refresh recomputes everything).
+
+    Example:
+        >>> from vtp_lab.store import open_store
+        >>> cache = DerivedCache(store=open_store(":memory:"))
+        >>> cache.refresh()["course_statistics"], cache.derived().playback_sessions.height
+        (0, 0)
+    """
+
+    store: Store
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    touched: set[str] | None = None
+    _memo: tuple[tuple[object, ...], Derived] | None = field(default=None, repr=False)
+
+    def wrote(self, recording_ids: pl.Series | None = None) -> None:
+        """Note a write: new events of ``recording_ids``, or (None) a change that may touch every recording."""
+        if recording_ids is None:
+            self.touched = None
+        elif self.touched is not None:
+            self.touched.update(recording_ids.unique().to_list())
+
+    def _partitions(self) -> int:
+        return partitions_for(events=self.store.count("analytics_events"), budget=self.memory_budget)
+
+    def derived(
+        self, *, score: pl.Expr | None = None, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
+    ) -> Derived:
+        """Every derived table from every stored event (cached until the store changes).
+
+        A store larger than the budget is refreshed in parts first (the default score and
+        threshold) and its tables read back; another score or threshold is then derived in
+        one frame, as asked.
+
+        Example:
+            >>> from vtp_lab.store import open_store
+            >>> DerivedCache(store=open_store(":memory:")).derived(attendance_threshold=0.8).recordings.height
+            0
+        """
+        key = (data_version(self.store), None if score is None else str(score), attendance_threshold)
+        if self._memo is None or self._memo[0] != key:
+            kept = _beside(self.store)
+            default = score is None and attendance_threshold == DEFAULT_ATTENDANCE_THRESHOLD
+            if default and kept is not None and self._partitions() > 1:
+                if _kept_version(kept) != key[0]:
+                    self.touched = None  # what is kept beside the store comes only from a whole refresh
+                self.refresh()
+                result = self._read_back(kept)
+            else:
+                result = derive(
+                    self.store.read("analytics_events"),
+                    recordings=self.store.read("recordings"),
+                    score=score if score is not None else DEFAULT_SCORE,
+                    attendance_threshold=attendance_threshold,
+                )
+            self._memo = (key, result)
+        return self._memo[1]
+
+    def _read_back(self, kept: Path) -> Derived:
+        """The tables of a partitioned refresh: the store's, and what it kept beside the store."""
+        extra = {name: pl.read_parquet(kept / name / "*.parquet") for name in _KEPT}
+        return Derived(
+            session_details=extra["session_details"],
+            engagement_features=extra["engagement_features"],
+            quality_play=extra["quality_play"],
+            recordings=catalogue(
+                self.store.read("analytics_events", [Filter(column="event_type", op="==", value="recording_started")]),
+                self.store.read("recordings"),
+            ),
+            **{name: self.store.read(name) for name in MATERIALISED},
+        )
+
+    def refresh(self) -> dict[str, int]:
+        """Materialise the derived tables into the store; return the rows written per table.
+
+        Incremental when the cache knows which recordings got new events since its last
+        refresh: those recordings and the other recordings of their courses (course
+        statistics need them all) are recomputed and just their rows replaced. Otherwise
+        (a store this cache did not write, or a new catalogue) everything is recomputed,
+        in parts when the store is larger than the budget. The tables are stored with the
+        data version they come from, so every reader, in any process, can tell whether
+        they are fresh.
+
+        Example:
+            >>> from vtp_lab.store import open_store
+            >>> DerivedCache(store=open_store(":memory:"), touched=set()).refresh()["playback_sessions"]
+            0
+        """
+        version = data_version(self.store)
+        touched = self.touched
+        if touched is None or (not touched and self.store.derived_version() != version):
+            counts = self._refresh_all(version)
+            self.touched = set()
+            return counts
+        if not touched:
+            return dict.fromkeys(MATERIALISED, 0)
+        counts = self._refresh_recordings(sorted(touched), version)
+        self.touched = set()
+        return counts
+
+    def _refresh_all(self, version: str) -> dict[str, int]:
+        parts = self._partitions()
+        kept = _beside(self.store)
+        if parts == 1 or kept is None:
+            d = self.derived()
+            tables = {name: getattr(d, name) for name in MATERIALISED}
+            self.store.replace_tables(tables, version=version)
+            return {name: frame.height for name, frame in tables.items()}
+        recordings = self.store.read("recordings")
+        with _scratch(self.store) as scratch:
+            folders = self.store.spill("analytics_events", by="recording_id", parts=parts, folder=scratch / "events")
+            out = scratch / "out"
+            out.mkdir()
+            small = [_stage_one(folder, out, i, recordings) for i, folder in enumerate(folders)]
+            d = combine(small or [derive_partition(ANALYTICS_EVENTS.empty(), recordings=recordings)])
+            streamed = {
+                name: sorted((out / name).glob("*.parquet")) for name in ("playback_sessions", "quality_events")
+            }
+            counts = {
+                name: pl.scan_parquet(files).select(pl.len()).collect().item() for name, files in streamed.items()
+            }
+            _keep(kept, out / "session_details", d, version)
+            rest = {name: getattr(d, name) for name in MATERIALISED if name not in streamed}
+            self.store.replace_tables({**streamed, **rest}, version=version)
+        return {name: counts[name] if name in counts else rest[name].height for name in MATERIALISED}
+
+    def _refresh_recordings(self, touched: list[str], version: str) -> dict[str, int]:
+        recordings = self.store.read("recordings")
+        cat = catalogue(
+            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=touched)]), recordings
+        )
+        courses = sorted(set(cat.filter(pl.col("recording_id").is_in(touched))["course_id"].drop_nulls()))
+        in_courses = recordings.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
+        scope = sorted(set(touched) | set(in_courses))
+        d = derive(
+            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=scope)]),
+            recordings=recordings,
+        )
+        changes = {
+            name: ("recording_id", scope, getattr(d, name)) for name in MATERIALISED if name != "course_statistics"
+        }
+        changes["course_statistics"] = (
+            "course_id",
+            courses,
+            d.course_statistics.filter(pl.col("course_id").is_in(courses)),
+        )
+        self.store.replace_rows(changes, version=version)
+        return {name: change[2].height for name, change in changes.items()}
+
+    def fresh_tables(self) -> dict[str, pl.DataFrame]:
+        """Derived tables that the store holds out of date, computed now (none when the store's are fresh).
+
+        A cache whose store can be written refreshes the store instead; a read-only one
+        computes them in memory.
+
+        Example:
+            >>> from vtp_lab.store import open_store
+            >>> DerivedCache(store=open_store(":memory:")).fresh_tables()
+            {}
+        """
+        if self.store.derived_version() == data_version(self.store):
+            return {}
+        if not self.store.read_only:
+            self.refresh()
+            return {}
+        d = self.derived()
+        return {name: getattr(d, name) for name in MATERIALISED}
