@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from vtp_lab.lab import Lab
-from vtp_lab.refresh import BYTES_PER_EVENT, DerivedCache, partitions_for
+from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, partitions_for
 from vtp_lab.reports import build
 from vtp_lab.stats import MATERIALISED, derive
 from vtp_lab.store import open_store
@@ -39,7 +39,7 @@ def assert_same(got: pl.DataFrame, want: pl.DataFrame, name: str) -> None:
 def test_parts_follow_the_budget():
     assert partitions_for(events=0, budget=1) == 1
     assert partitions_for(events=1_000_000, budget=BYTES_PER_EVENT * 1_000_000) == 1
-    assert partitions_for(events=1_000_001, budget=BYTES_PER_EVENT * 1_000_000) == 2
+    assert partitions_for(events=1_000_001, budget=BYTES_PER_EVENT * 1_000_000) == 3  # two at once, each half
     with pytest.raises(ValueError, match="memory_budget=0 must be a positive number of bytes"):
         Lab(":memory:", memory_budget=0)
 
@@ -50,7 +50,7 @@ def test_a_refresh_in_parts_gives_the_tables_of_one_frame(tmp_path, store):
         whole.load(SAMPLE, progress=False)
         whole.load_recordings(ROOT / "data" / "recordings.csv")
         want = derive(whole.events(), recordings=whole.store.read("recordings"))
-    budget = 42_010 * BYTES_PER_EVENT // 7  # seven parts of the sample's events
+    budget = 42_010 * BYTES_PER_EVENT * IN_FLIGHT // 7  # seven parts of the sample's events
     with Lab(tmp_path / store, memory_budget=budget) as lab:
         counts = lab.refresh()
         assert counts == {name: getattr(want, name).height for name in MATERIALISED}

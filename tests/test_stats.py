@@ -198,7 +198,7 @@ def test_filters_give_the_rows_of_the_whole(tmp_path, sem):
 
 @pytest.mark.parametrize("name", ["lab.duckdb", "lake"])
 def test_refresh_is_incremental_and_exact(tmp_path, sem, monkeypatch, name):
-    import vtp_lab.lab as lab_module
+    import vtp_lab.refresh as lab_module  # where the Lab's refresh derives
 
     lab = Lab(tmp_path / name)
     lab.load_recordings(sem.recordings)

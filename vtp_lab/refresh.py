@@ -14,8 +14,8 @@ reads them instead of deriving again. Peak memory follows the largest part, not 
 store (docs/scale.md).
 
 Example:
-    >>> partitions_for(events=10_000_000, budget=2 * 1024**3)
-    5
+    >>> partitions_for(events=10_000_000, budget=2 * 1024**3)  # two at a time, each at most 1 GiB of events
+    9
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import math
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -35,17 +36,20 @@ from vtp_lab.recordings import catalogue
 from vtp_lab.stats import (
     DEFAULT_ATTENDANCE_THRESHOLD,
     DEFAULT_SCORE,
+    ENGAGEMENT_FEATURES,
     MATERIALISED,
     Derived,
     Partial,
-    combine,
+    Scored,
+    course_rows,
     derive,
     derive_partition,
+    score_rows,
 )
 from vtp_lab.store import Filter, Store, data_version
 from vtp_lab.tables import ANALYTICS_EVENTS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
-__all__ = ["BYTES_PER_EVENT", "DEFAULT_MEMORY_BUDGET", "DerivedCache", "partitions_for"]
+__all__ = ["BYTES_PER_EVENT", "DEFAULT_MEMORY_BUDGET", "IN_FLIGHT", "DerivedCache", "partitions_for"]
 
 DEFAULT_MEMORY_BUDGET: Final = 2 * 1024**3
 """Bytes a refresh may hold at once: 2 GiB, so the whole Lab stays near 4 GB and fits a 16 GB laptop with room."""
@@ -53,7 +57,13 @@ DEFAULT_MEMORY_BUDGET: Final = 2 * 1024**3
 BYTES_PER_EVENT: Final = 900
 """Peak memory of stage 1 per event of its part, measured (docs/performance.md): what sizes the parts."""
 
-_STREAMED: Final = ("playback_sessions", "quality_events")
+IN_FLIGHT: Final = 2
+"""Parts derived at once, in threads: stage 1 keeps about 1.6 of two cores busy, two parts 1.9 (docs/performance.md)."""
+
+_SPILL_FLOOR: Final = 256 * 1024**2
+"""The least memory the spill of the events is given, whatever the budget."""
+
+_STREAMED: Final = ("playback_sessions", "quality_events", "engagement_metrics")
 """The tables a partitioned refresh writes part by part, never whole in memory."""
 
 _KEPT: Final = ("session_details", "engagement_features", "quality_play")
@@ -63,13 +73,16 @@ _KEPT: Final = ("session_details", "engagement_features", "quality_play")
 def partitions_for(*, events: int, budget: int) -> int:
     """How many parts of recordings ``events`` stored events need for their derivation to fit ``budget`` bytes.
 
+    One (the whole frame) when they fit; else enough for :data:`IN_FLIGHT` parts at once to fit.
+
     Example:
         >>> partitions_for(events=1_000, budget=DEFAULT_MEMORY_BUDGET)
         1
     """
     if budget <= 0:
         raise ValueError(f"memory_budget={budget} must be a positive number of bytes, e.g. 2 * 1024**3 for 2 GiB")
-    return max(1, math.ceil(events * BYTES_PER_EVENT / budget))
+    need = events * BYTES_PER_EVENT
+    return 1 if need <= budget else math.ceil(need * IN_FLIGHT / budget)
 
 
 def _beside(store: Store) -> Path | None:
@@ -93,29 +106,49 @@ def _scratch(store: Store) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame) -> Partial:
-    """Stage 1 of one spilled part: sessions, details and quality events to files in ``out``, the small rows back."""
+@dataclass(frozen=True)
+class _Part:
+    """What stays in memory of one part's stage 1: its small rows, and what courses read of its scored rows."""
+
+    small: Partial
+    scored: Scored
+
+
+def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame) -> _Part:
+    """Stage 1 of one spilled part, scored: its large tables to files in ``out/<table>/``, the rest back.
+
+    The default score reads one row at a time, so each part is scored alone
+    (:func:`~vtp_lab.stats.score_rows`).
+    """
     events = ANALYTICS_EVENTS.conform(pl.read_parquet(events_folder / "*.parquet", hive_partitioning=False))
     part = derive_partition(events, recordings=recordings)
+    del events
+    scored = score_rows(part.features, part.lectures, score=DEFAULT_SCORE)
     for name, rows in (
         ("playback_sessions", PLAYBACK_SESSIONS.conform(part.session_details)),
         ("quality_events", QUALITY_EVENTS.conform(part.quality_events)),
+        ("engagement_metrics", scored.engagement_metrics),
         ("session_details", part.session_details),
+        ("engagement_features", scored.features.select(*ENGAGEMENT_FEATURES, "engagement_score")),
+        ("quality_play", part.quality_play),
     ):
         (out / name).mkdir(exist_ok=True)
         rows.write_parquet(out / name / f"{index:05d}.parquet", compression="zstd", compression_level=1)
-    return part.without_rows()
+    narrow = replace(
+        scored,
+        features=scored.features.select(Scored.COURSE_COLUMNS),
+        engagement_metrics=scored.engagement_metrics.clear(),
+    )
+    return _Part(small=replace(part.without_rows(), features=part.features.clear()), scored=narrow)
 
 
-def _keep(kept: Path, details: Path, d: Derived, version: str) -> None:
-    """Put what :meth:`DerivedCache.derived` reads beside the store: details' files, two small tables, the version."""
+def _keep(kept: Path, out: Path, version: str) -> None:
+    """Move what :meth:`DerivedCache.derived` reads beside the store, with the data version it comes from."""
     if kept.exists():
         shutil.rmtree(kept)
     kept.mkdir(parents=True)
-    shutil.move(details, kept / "session_details")
-    for name in ("engagement_features", "quality_play"):
-        (kept / name).mkdir()
-        getattr(d, name).write_parquet(kept / name / "00000.parquet")
+    for name in _KEPT:
+        shutil.move(out / name, kept / name)
     (kept / "version").write_text(version)
 
 
@@ -238,22 +271,32 @@ class DerivedCache:
             self.store.replace_tables(tables, version=version)
             return {name: frame.height for name, frame in tables.items()}
         recordings = self.store.read("recordings")
+        spill_memory = max(self.memory_budget, _SPILL_FLOOR)  # DuckDB's partitioned write needs some to run at all
         with _scratch(self.store) as scratch:
-            folders = self.store.spill("analytics_events", by="recording_id", parts=parts, folder=scratch / "events")
+            folders = self.store.spill(
+                "analytics_events", by="recording_id", parts=parts, folder=scratch / "events", memory=spill_memory
+            )
             out = scratch / "out"
             out.mkdir()
-            small = [_stage_one(folder, out, i, recordings) for i, folder in enumerate(folders)]
-            d = combine(small or [derive_partition(ANALYTICS_EVENTS.empty(), recordings=recordings)])
-            streamed = {
-                name: sorted((out / name).glob("*.parquet")) for name in ("playback_sessions", "quality_events")
-            }
-            counts = {
-                name: pl.scan_parquet(files).select(pl.len()).collect().item() for name, files in streamed.items()
-            }
-            _keep(kept, out / "session_details", d, version)
-            rest = {name: getattr(d, name) for name in MATERIALISED if name not in streamed}
-            self.store.replace_tables({**streamed, **rest}, version=version)
-        return {name: counts[name] if name in counts else rest[name].height for name in MATERIALISED}
+            with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+                done = list(pool.map(lambda job: _stage_one(job[1], out, job[0], recordings), enumerate(folders)))
+            if not done:
+                empty = derive_partition(ANALYTICS_EVENTS.empty(), recordings=recordings)
+                done = [_Part(small=empty, scored=score_rows(empty.features, empty.lectures))]
+            scored = Scored(
+                features=pl.concat([p.scored.features for p in done]),
+                engagement_metrics=done[0].scored.engagement_metrics,
+                lectures=pl.concat([p.scored.lectures for p in done]),
+                lecture_statistics=pl.concat([p.scored.lecture_statistics for p in done]).sort("recording_id"),
+            )
+            _, courses = course_rows([p.small for p in done], scored)
+            files = {name: sorted((out / name).glob("*.parquet")) for name in _STREAMED}
+            tables = {**files, "lecture_statistics": scored.lecture_statistics, "course_statistics": courses}
+            counts = {name: pl.scan_parquet(fs).select(pl.len()).collect().item() for name, fs in files.items()}
+            self.store.replace_tables(tables, version=version)
+            _keep(kept, out, version)
+        sizes = {name: rows.height for name, rows in tables.items() if isinstance(rows, pl.DataFrame)} | counts
+        return {name: sizes[name] for name in MATERIALISED}
 
     def _refresh_recordings(self, touched: list[str], version: str) -> dict[str, int]:
         recordings = self.store.read("recordings")

@@ -73,11 +73,14 @@ def _java_hint() -> str | None:
     return "Spark needs a Java 17 runtime: install one (Debian: apt install openjdk-17-jre-headless) or set JAVA_HOME"
 
 
-def session(*, master: str = "local[*]", app_name: str = "vtp_lab") -> SparkSession:
+def session(
+    *, master: str = "local[*]", app_name: str = "vtp_lab", config: Mapping[str, str] | None = None
+) -> SparkSession:
     """The active SparkSession, or a new one set as vtp_lab needs: UTC, the driver's Python, microsecond Parquet times.
 
     An existing session (a notebook's, ``spark-submit``'s) is returned as it is, once its
-    time zone is UTC. A missing pyspark or Java is an ``ImportError`` naming the install.
+    time zone is UTC. ``config`` adds settings to a new one (``{"spark.driver.memory":
+    "8g"}``). A missing pyspark or Java is an ``ImportError`` naming the install.
 
     Example:
         >>> session(master="local[2]").conf.get("spark.sql.session.timeZone")
@@ -95,16 +98,18 @@ def session(*, master: str = "local[*]", app_name: str = "vtp_lab") -> SparkSess
     if hint is not None:
         raise ImportError(hint)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run the driver's Python
-    return (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1" if master.startswith("local") else "")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.master(master).appName(app_name)
+    settings = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        **({"spark.driver.host": "127.0.0.1"} if master.startswith("local") else {}),
+        **(config or {}),
+    }
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 def _ddl(table: Table) -> str:

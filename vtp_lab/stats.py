@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import ClassVar, Final
 
 import polars as pl
 
@@ -41,7 +41,9 @@ __all__ = [
     "SCORE_TERMS",
     "Derived",
     "Partial",
+    "Scored",
     "combine",
+    "course_rows",
     "course_statistics",
     "derive",
     "derive_partition",
@@ -49,6 +51,7 @@ __all__ = [
     "engagement_metrics",
     "lecture_statistics",
     "quality_events",
+    "score_rows",
     "weighted_score",
 ]
 
@@ -395,6 +398,103 @@ def combine(
     if not parts:
         raise ValueError("combine needs at least one partition (derive_partition of no events is one)")
     details = pl.concat([p.session_details for p in parts]).sort("recording_id", "user_id", "started_at", "session_id")
+    scored = score_rows(
+        pl.concat([p.features for p in parts]).sort("recording_id", "user_id"),
+        pl.concat([p.lectures for p in parts]),
+        score=score,
+    )
+    catalogue, courses = course_rows(parts, scored, attendance_threshold=attendance_threshold)
+    return Derived(
+        session_details=details,
+        playback_sessions=PLAYBACK_SESSIONS.conform(details),
+        quality_events=pl.concat([p.quality_events for p in parts]).sort("quality_timestamp", "id"),
+        engagement_features=scored.features.select(*ENGAGEMENT_FEATURES, "engagement_score"),
+        engagement_metrics=scored.engagement_metrics,
+        lecture_statistics=scored.lecture_statistics,
+        course_statistics=courses,
+        recordings=catalogue,
+        quality_play=pl.concat([p.quality_play for p in parts]).sort("recording_id", "quality"),
+    )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Stage-1 rows with the engagement score applied: the engagement and lecture tables, and what courses read.
+
+    ``features`` has the score; ``lectures`` the per-recording rows with their mean score
+    (``avg_engagement_score``), which course statistics read beside the lecture table.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> p = derive_partition(semester(courses=1, lectures_per_course=2, students=3, seed=2).events)
+        >>> score_rows(p.features, p.lectures).engagement_metrics.height == p.features.height
+        True
+    """
+
+    features: pl.DataFrame
+    engagement_metrics: pl.DataFrame
+    lectures: pl.DataFrame
+    lecture_statistics: pl.DataFrame
+
+    COURSE_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "user_id",
+        "recording_id",
+        "coverage",
+        "engagement_score",
+        "first_watched",
+    )
+    """The columns of ``features`` that course statistics read (all a caller short of memory needs keep)."""
+
+
+def score_rows(features: pl.DataFrame, lectures: pl.DataFrame, *, score: pl.Expr = DEFAULT_SCORE) -> Scored:
+    """Apply ``score`` to (user, recording) features and give the engagement and lecture tables of their recordings.
+
+    A score that reads one row at a time (such as :data:`DEFAULT_SCORE`) may be applied
+    to any cut of the recordings alone; one that reads others (``rank()``) needs all the
+    rows at once, as :func:`combine` gives it.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> p = derive_partition(semester(courses=1, lectures_per_course=2, students=3, seed=2).events)
+        >>> score_rows(p.features, p.lectures).lecture_statistics.height
+        2
+    """
+    feats = features.with_columns(_score(features, score).alias("engagement_score"))
+    ids = uuid5_series(
+        feats.select(pl.concat_str([pl.lit("engagement"), "user_id", "recording_id"], separator="|")).to_series()
+    )
+    lecture_rows = lectures.join(
+        feats.group_by("recording_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
+        on="recording_id",
+        how="left",
+    )
+    lecture_ids = uuid5_series(
+        lecture_rows.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
+    )
+    return Scored(
+        features=feats,
+        engagement_metrics=ENGAGEMENT_METRICS.conform(feats.with_columns(ids.alias("id"))),
+        lectures=lecture_rows,
+        lecture_statistics=LECTURE_STATISTICS.conform(
+            lecture_rows.with_columns(lecture_ids.alias("id")).sort("recording_id")
+        ),
+    )
+
+
+def course_rows(
+    parts: Sequence[Partial], scored: Scored, *, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The catalogue and the course statistics of every partition, from their stage 1 and their scored rows.
+
+    Reads of ``parts`` only the catalogue and completion rows, and of ``scored.features``
+    only :attr:`Scored.COURSE_COLUMNS`.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> p = derive_partition(semester(courses=1, lectures_per_course=2, students=3, seed=2).events)
+        >>> course_rows([p], score_rows(p.features, p.lectures))[1].height
+        1
+    """
     catalogue = (
         pl.concat([p.recordings for p in parts])
         .group_by("recording_id")
@@ -402,34 +502,14 @@ def combine(
         .select(parts[0].recordings.columns)
         .sort("recording_id")
     )
-    feats = pl.concat([p.features for p in parts]).sort("recording_id", "user_id")
-    feats = feats.with_columns(_score(feats, score).alias("engagement_score"))
-    ids = uuid5_series(
-        feats.select(pl.concat_str([pl.lit("engagement"), "user_id", "recording_id"], separator="|")).to_series()
+    courses = _courses(
+        pl.concat([p.completion for p in parts]),
+        catalogue,
+        scored.features.select(Scored.COURSE_COLUMNS),
+        scored.lectures,
+        attendance_threshold,
     )
-    engagement = ENGAGEMENT_METRICS.conform(feats.with_columns(ids.alias("id")))
-    lectures = pl.concat([p.lectures for p in parts]).join(
-        feats.group_by("recording_id").agg(pl.col("engagement_score").mean().alias("avg_engagement_score")),
-        on="recording_id",
-        how="left",
-    )
-    lecture_ids = uuid5_series(
-        lectures.select(pl.concat_str([pl.lit("lecture"), "recording_id"], separator="|")).to_series()
-    )
-    lecture_table = LECTURE_STATISTICS.conform(lectures.with_columns(lecture_ids.alias("id")).sort("recording_id"))
-    return Derived(
-        session_details=details,
-        playback_sessions=PLAYBACK_SESSIONS.conform(details),
-        quality_events=pl.concat([p.quality_events for p in parts]).sort("quality_timestamp", "id"),
-        engagement_features=feats.select(*ENGAGEMENT_FEATURES, "engagement_score"),
-        engagement_metrics=engagement,
-        lecture_statistics=lecture_table,
-        course_statistics=_courses(
-            pl.concat([p.completion for p in parts]), catalogue, feats, lectures, attendance_threshold
-        ),
-        recordings=catalogue,
-        quality_play=pl.concat([p.quality_play for p in parts]).sort("recording_id", "quality"),
-    )
+    return catalogue, courses
 
 
 def derive(

@@ -35,6 +35,7 @@ from vtp_lab.store.base import (
     _Batch,
     _by_reason,
     _columns,
+    _memory_limit,
     _parts,
     _positioned,
     _spill_sql,
@@ -298,7 +299,7 @@ class DuckDBStore(Store):
                 self.con.execute(f"INSERT INTO {name} SELECT * FROM new_{name}")
             self._record_version(version)
 
-    def spill(self, table: str, *, by: str, parts: int, folder: Path) -> list[Path]:
+    def spill(self, table: str, *, by: str, parts: int, folder: Path, memory: int | None = None) -> list[Path]:
         """Write ``table`` into ``folder`` cut into ``parts`` by the hash of ``by`` (see :meth:`Store.spill`).
 
         Example:
@@ -306,7 +307,7 @@ class DuckDBStore(Store):
             >>> DuckDBStore().spill("analytics_events", by="recording_id", parts=4, folder=Path(tempfile.mkdtemp()))
             []
         """
-        with self._lock:
+        with self._lock, _memory_limit(self.con, memory):
             self.con.execute(_spill_sql(_table(table).name, table, by=by, parts=parts, folder=folder))
         return _parts(folder)
 

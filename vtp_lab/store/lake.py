@@ -46,6 +46,7 @@ from vtp_lab.store.base import (
     _columns,
     _digest,
     _key_hash,
+    _memory_limit,
     _parts,
     _positioned,
     _spill_sql,
@@ -413,7 +414,7 @@ class ParquetLake(Store):
             if not (self.root / _OPEN).is_file():
                 self._drop_unrecorded()  # the replaced files: a plain read of the folder now finds only the new
 
-    def spill(self, table: str, *, by: str, parts: int, folder: Path) -> list[Path]:
+    def spill(self, table: str, *, by: str, parts: int, folder: Path, memory: int | None = None) -> list[Path]:
         """Write ``table`` into ``folder`` cut into ``parts`` by the hash of ``by`` (see :meth:`Store.spill`).
 
         Example:
@@ -425,7 +426,7 @@ class ParquetLake(Store):
         files = [str(f) for f in self._files(_table(table).name)]
         if not files:
             return []
-        with over() as con:
+        with over() as con, _memory_limit(con, memory):
             source = f"read_parquet({files!r}, hive_partitioning = false)"
             con.execute(_spill_sql(source, table, by=by, parts=parts, folder=folder))
         return _parts(folder)
