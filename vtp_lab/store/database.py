@@ -26,21 +26,8 @@ import pyarrow as pa
 
 from vtp_lab.duck import ROW_GROUP_ROWS, arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
-from vtp_lab.store.base import (
-    _ID_HASH,
-    AppendResult,
-    Filter,
-    Rows,
-    Store,
-    _Batch,
-    _by_reason,
-    _columns,
-    _memory_limit,
-    _parts,
-    _positioned,
-    _spill_sql,
-    _table,
-)
+from vtp_lab.store import base
+from vtp_lab.store.base import AppendResult, Filter, Rows, Store
 from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
 
 __all__ = ["DuckDBStore"]
@@ -167,7 +154,7 @@ class DuckDBStore(Store):
             finally:
                 self._outer = False
 
-    def _append(self, batch: _Batch) -> AppendResult:
+    def _append(self, batch: base._Batch) -> AppendResult:
         """Insert a batch in one transaction; duplicates are counted, not stored, and conflicts quarantined."""
         own, events, rej = batch.own, batch.own.events, batch.rejected
         columns = ", ".join("id::VARCHAR AS id" if c == "id" else c for c in ANALYTICS_EVENTS.column_names)
@@ -201,13 +188,13 @@ class DuckDBStore(Store):
             inserted=inserted,
             duplicates=events.height + rej.height - conflicts.len() - inserted - reasons.len(),
             rejected=reasons.len(),
-            rejected_by_reason=_by_reason(reasons),
+            rejected_by_reason=base._by_reason(reasons),
             inserted_ids=ids,
-            conflicts=_positioned(rej, conflicts),
+            conflicts=base._positioned(rej, conflicts),
         )
 
     def _stored_id_hashes(self) -> pl.Series:
-        """The stored event ids' hashes (:data:`_ID_HASH`), read once, then kept up to date by append.
+        """The stored event ids' hashes (:data:`base._ID_HASH`), read once, then kept up to date by append.
 
         An append whose ids all hash to none of these stores its batch without looking
         up each id in the table; DuckDB's anti-join reads every stored id, and its cost
@@ -216,7 +203,7 @@ class DuckDBStore(Store):
         """
         if self._id_hashes is None:
             reader = self.con.sql("SELECT id::VARCHAR AS id FROM analytics_events").arrow()
-            parts = [pl.DataFrame(part).select(_ID_HASH).to_series() for part in reader]
+            parts = [pl.DataFrame(part).select(base._ID_HASH).to_series() for part in reader]
             self._id_hashes = pl.concat(parts).rechunk() if parts else pl.Series(dtype=pl.UInt64)
         return self._id_hashes
 
@@ -229,8 +216,8 @@ class DuckDBStore(Store):
             >>> DuckDBStore().read("analytics_events", columns=["event_timestamp"]).columns
             ['event_timestamp']
         """
-        spec = _table(table)
-        wanted = _columns(spec, columns)
+        spec = base._table(table)
+        wanted = base._columns(spec, columns)
         clauses, params = zip(*(f.sql() for f in filters), strict=True) if filters else ((), ())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {', '.join(wanted)} FROM {spec.name}{where}"
@@ -245,7 +232,7 @@ class DuckDBStore(Store):
             >>> DuckDBStore().count("analytics_events")
             0
         """
-        spec = _table(table)
+        spec = base._table(table)
         with self._lock:
             return int(self.con.execute(f"SELECT count(*) FROM {spec.name}").fetchall()[0][0])
 
@@ -256,7 +243,7 @@ class DuckDBStore(Store):
             >>> from vtp_lab.tables import LOADS
             >>> DuckDBStore().append_rows("loads", LOADS.empty())
         """
-        spec = _table(table)
+        spec = base._table(table)
         with self._lock, self._registered(rows=spec.conform(frame)):
             self.con.execute(f"INSERT INTO {spec.name} SELECT * FROM rows")
 
@@ -268,7 +255,9 @@ class DuckDBStore(Store):
             >>> DuckDBStore().replace_tables({"recordings": RECORDINGS.empty()})
         """
         conformed = {
-            f"new_{name}": _table(name).conform(rows) for name, rows in frames.items() if isinstance(rows, pl.DataFrame)
+            f"new_{name}": base._table(name).conform(rows)
+            for name, rows in frames.items()
+            if isinstance(rows, pl.DataFrame)
         }
         with self._transaction(**conformed):
             self._id_hashes = None  # read again if the events change
@@ -289,7 +278,7 @@ class DuckDBStore(Store):
             >>> from vtp_lab.tables import LECTURE_STATISTICS
             >>> DuckDBStore().replace_rows({"lecture_statistics": ("recording_id", ["r"], LECTURE_STATISTICS.empty())})
         """
-        conformed = {f"new_{name}": _table(name).conform(frame) for name, (_, _, frame) in changes.items()}
+        conformed = {f"new_{name}": base._table(name).conform(frame) for name, (_, _, frame) in changes.items()}
         with self._transaction(**conformed):
             self._id_hashes = None  # read again if the events change
             for name, (column, values, _) in changes.items():
@@ -307,9 +296,9 @@ class DuckDBStore(Store):
             >>> DuckDBStore().spill("analytics_events", by="recording_id", parts=4, folder=Path(tempfile.mkdtemp()))
             []
         """
-        with self._lock, _memory_limit(self.con, memory):
-            self.con.execute(_spill_sql(_table(table).name, table, by=by, parts=parts, folder=folder))
-        return _parts(folder)
+        with self._lock, base._memory_limit(self.con, memory):
+            self.con.execute(base._spill_sql(base._table(table).name, table, by=by, parts=parts, folder=folder))
+        return base._parts(folder)
 
     def _record_version(self, version: str | None) -> None:
         if version is not None:

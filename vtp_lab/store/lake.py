@@ -35,23 +35,8 @@ import pyarrow.parquet as pq
 
 from vtp_lab.duck import over
 from vtp_lab.errors import StoreError, StoreLockedError
-from vtp_lab.store.base import (
-    _KEYS,
-    AppendResult,
-    Filter,
-    Rows,
-    Store,
-    _Batch,
-    _by_reason,
-    _columns,
-    _digest,
-    _key_hash,
-    _memory_limit,
-    _parts,
-    _positioned,
-    _spill_sql,
-    _table,
-)
+from vtp_lab.store import base
+from vtp_lab.store.base import AppendResult, Filter, Rows, Store
 from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
 
 __all__ = ["ParquetLake"]
@@ -158,14 +143,14 @@ class ParquetLake(Store):
     def _stored_keys(self, table: str) -> pl.DataFrame:
         """The stored rows' keys with their 64-bit hashes (loaded once, kept up to date by append)."""
         if table not in self._keys:
-            columns = _KEYS[table]
+            columns = base._KEYS[table]
             files = self._files(table)
             keys = (
                 pl.scan_parquet(files, hive_partitioning=False, glob=False).select(columns).collect()
                 if files
                 else TABLES[table].empty().select(columns)
             )
-            self._keys[table] = keys.with_columns(_key_hash(columns).alias("_h"))
+            self._keys[table] = keys.with_columns(base._key_hash(columns).alias("_h"))
         return self._keys[table]
 
     def _new_rows(
@@ -176,10 +161,10 @@ class ParquetLake(Store):
         The stored hashes are probed for any of the batch's (the cheap direction), and only
         when some match is each row checked: a hash probe, then an exact check of the hits.
         """
-        columns = _KEYS[table]
+        columns = base._KEYS[table]
         stored = self._stored_keys(table)
         if hashes is None:
-            hashes = batch.select(_key_hash(columns)).to_series()
+            hashes = batch.select(base._key_hash(columns)).to_series()
         if not stored["_h"].is_in(hashes.implode()).any():
             return batch, hashes
         hit = hashes.is_in(stored["_h"].implode())
@@ -188,7 +173,7 @@ class ParquetLake(Store):
         return fresh.drop("_h"), fresh["_h"]
 
     def _remember(self, table: str, rows: pl.DataFrame, hashes: pl.Series) -> None:
-        fresh = rows.select(_KEYS[table]).with_columns(hashes.alias("_h"))
+        fresh = rows.select(base._KEYS[table]).with_columns(hashes.alias("_h"))
         self._keys[table] = pl.concat([self._stored_keys(table), fresh])
 
     @staticmethod
@@ -287,7 +272,7 @@ class ParquetLake(Store):
             self._keys.clear()
             (self.root / _OPEN).unlink(missing_ok=True)
 
-    def _append(self, batch: _Batch) -> AppendResult:
+    def _append(self, batch: base._Batch) -> AppendResult:
         """Write a batch: staged files, footers checked, renamed, then one ledger entry."""
         if self.read_only:
             raise StoreError(f"the lake {self.root} was opened read-only; open it without read_only=True to write")
@@ -307,7 +292,7 @@ class ParquetLake(Store):
                 kept = ANALYTICS_EVENTS.conform(scan.filter(pl.col("id").is_in(clashing)).collect())
             rej, conflicts = own.quarantined(kept, rej, batch.origins, batch.source)
             rej_new, rej_hashes = self._new_rows(
-                "rejected_events", rej.unique(_KEYS["rejected_events"], maintain_order=True)
+                "rejected_events", rej.unique(base._KEYS["rejected_events"], maintain_order=True)
             )
             duplicates = events.height + given - new.height - rej_new.height
             ids = new["id"] if batch.return_ids else None
@@ -317,9 +302,9 @@ class ParquetLake(Store):
                     duplicates=duplicates,
                     rejected=0,
                     inserted_ids=ids,
-                    conflicts=_positioned(rej, conflicts),
+                    conflicts=base._positioned(rej, conflicts),
                 )
-            digest = _digest(new["id"], rej_new["raw"], rej_new["source"], rej_new["row_number"])
+            digest = base._digest(new["id"], rej_new["raw"], rej_new["source"], rej_new["row_number"])
             by_date = new.with_columns(pl.col("event_timestamp").dt.date().alias("_d")).partition_by("_d", as_dict=True)
             parts = [
                 (part.drop("_d"), self.root / "analytics_events" / f"event_date={day}" / f"part-{digest}.parquet")
@@ -340,9 +325,9 @@ class ParquetLake(Store):
             inserted=new.height,
             duplicates=duplicates,
             rejected=rej_new.height,
-            rejected_by_reason=_by_reason(rej_new["reason"]),
+            rejected_by_reason=base._by_reason(rej_new["reason"]),
             inserted_ids=ids,
-            conflicts=_positioned(rej, conflicts),
+            conflicts=base._positioned(rej, conflicts),
         )
 
     def read(self, table: str, filters: Sequence[Filter] = (), *, columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -353,8 +338,8 @@ class ParquetLake(Store):
             >>> ParquetLake(tempfile.mkdtemp()).read("rejected_events").columns[-1]
             'rejected_at'
         """
-        spec = _table(table)
-        wanted = _columns(spec, columns)
+        spec = base._table(table)
+        wanted = base._columns(spec, columns)
         files = self._files(spec.name)
         if not files:
             return spec.empty().select(wanted)
@@ -371,7 +356,7 @@ class ParquetLake(Store):
             >>> ParquetLake(tempfile.mkdtemp()).count("analytics_events")
             0
         """
-        return sum(pq.read_metadata(f).num_rows for f in self._files(_table(table).name))
+        return sum(pq.read_metadata(f).num_rows for f in self._files(base._table(table).name))
 
     def append_rows(self, table: str, frame: pl.DataFrame) -> None:
         """Append rows to a small table (the load ledger): one file and one ledger entry.
@@ -381,11 +366,11 @@ class ParquetLake(Store):
             >>> from vtp_lab.tables import LOADS
             >>> ParquetLake(tempfile.mkdtemp()).append_rows("loads", LOADS.empty())
         """
-        spec = _table(table)
+        spec = base._table(table)
         rows = spec.conform(frame)
         if rows.height == 0:
             return
-        digest = _digest(*(rows[c] for c in rows.columns))
+        digest = base._digest(*(rows[c] for c in rows.columns))
         with self._lock:
             name = self._next_name(digest)
             self._publish([(rows, self.root / spec.name / f"part-{name}.parquet")], {"table": spec.name}, name)
@@ -400,13 +385,13 @@ class ParquetLake(Store):
             >>> from vtp_lab.tables import RECORDINGS
             >>> ParquetLake(tempfile.mkdtemp()).replace_tables({"recordings": RECORDINGS.empty()})
         """
-        digest = _digest(pl.Series([*frames, datetime.now(UTC).isoformat()]))
+        digest = base._digest(pl.Series([*frames, datetime.now(UTC).isoformat()]))
         with self._lock:
             name = self._next_name(digest)
             parts: list[tuple[pl.DataFrame | Path, Path]] = []
             for table, rows in frames.items():
                 if isinstance(rows, pl.DataFrame):
-                    parts.append((_table(table).conform(rows), self.root / table / f"part-{name}.parquet"))
+                    parts.append((base._table(table).conform(rows), self.root / table / f"part-{name}.parquet"))
                 else:
                     parts += [(Path(f), self.root / table / f"part-{name}-{i}.parquet") for i, f in enumerate(rows)]
             entry = {"table": ",".join(frames), "mode": "replace"}
@@ -423,13 +408,13 @@ class ParquetLake(Store):
             >>> lake.spill("analytics_events", by="recording_id", parts=4, folder=lake.root / "_spill")
             []
         """
-        files = [str(f) for f in self._files(_table(table).name)]
+        files = [str(f) for f in self._files(base._table(table).name)]
         if not files:
             return []
-        with over() as con, _memory_limit(con, memory):
+        with over() as con, base._memory_limit(con, memory):
             source = f"read_parquet({files!r}, hive_partitioning = false)"
-            con.execute(_spill_sql(source, table, by=by, parts=parts, folder=folder))
-        return _parts(folder)
+            con.execute(base._spill_sql(source, table, by=by, parts=parts, folder=folder))
+        return base._parts(folder)
 
     def derived_version(self) -> str | None:
         """The data version the derived tables were last computed from (see :func:`data_version`).
@@ -457,7 +442,7 @@ class ParquetLake(Store):
         frames = {}
         for name, (column, values, frame) in changes.items():
             kept = self.read(name).filter(~pl.col(column).is_in(values))
-            frames[name] = pl.concat([kept, _table(name).conform(frame)])
+            frames[name] = pl.concat([kept, base._table(name).conform(frame)])
         self.replace_tables(frames, version=version)
 
     def write_recordings(self, recordings: pl.DataFrame) -> None:
