@@ -76,6 +76,9 @@ def _period(column: str, since: datetime | str | None, until: datetime | str | N
 class Lab:
     """A store of playback events and everything derived from them.
 
+    ``memory_budget`` (bytes) bounds what deriving the tables holds at once: a store
+    larger than it is derived in parts of recordings (:mod:`vtp_lab.refresh`, docs/scale.md).
+
     Example:
         >>> Lab(":memory:")
         Lab(':memory:', DuckDB: 0 events, 0 rejected)
