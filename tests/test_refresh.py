@@ -79,13 +79,22 @@ def test_every_recording_is_in_one_part_and_every_event_in_a_part(tmp_path):
     assert sorted(spilled["id"]) == sorted(events["id"])
 
 
-def test_what_is_kept_beside_the_store_follows_the_events(tmp_path):
-    sem = semester(courses=1, lectures_per_course=4, students=20, seed=8)
-    first, second = sem.events.head(sem.events.height // 2), sem.events.tail(sem.events.height - sem.events.height // 2)
+@pytest.mark.parametrize("known", [True, False])
+def test_what_is_kept_beside_the_store_follows_the_events(tmp_path, monkeypatch, known):
+    sem = semester(courses=2, lectures_per_course=4, students=20, seed=8)
+    second = sem.events.filter(pl.col("recording_id") == sem.events["recording_id"].max())
+    first = sem.events.join(second, on="id", how="anti")
     cache = DerivedCache(store=open_store(tmp_path / "lab.duckdb"), memory_budget=first.height * BYTES_PER_EVENT // 3)
     cache.store.append(first)
     assert_same(cache.derived().session_details, derive(first).session_details, "session_details")
+    whole = []
+    monkeypatch.setattr(
+        cache, "_refresh_all", lambda version: whole.append(version) or DerivedCache._refresh_all(cache, version)
+    )
     cache.store.append(second)
-    cache.wrote(second["recording_id"])
-    assert_same(cache.derived().session_details, derive(sem.events).session_details, "session_details")
-    assert (tmp_path / "lab.duckdb.derived" / "version").is_file()
+    cache.wrote(second["recording_id"] if known else None)
+    got, want = cache.derived(), derive(sem.events)
+    for name in ("session_details", "engagement_features", "quality_play", *MATERIALISED):
+        assert_same(getattr(got, name), getattr(want, name), name)
+    assert len(whole) == (0 if known else 1)  # after its own write, only the touched course is derived again
+    assert (tmp_path / "lab.duckdb.derived" / "version").read_text() == cache.store.derived_version()

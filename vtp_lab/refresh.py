@@ -152,6 +152,25 @@ def _keep(kept: Path, out: Path, version: str) -> None:
     (kept / "version").write_text(version)
 
 
+def _replace_kept(kept: Path, scope: list[str], d: Derived, version: str) -> None:
+    """Replace the rows of the ``scope`` recordings in what is kept beside the store, streamed, file by file.
+
+    The version is written last: a crash part way leaves an old version, so the next
+    :meth:`DerivedCache.derived` refreshes everything instead of reading half-replaced files.
+    """
+    (kept / "version").unlink(missing_ok=True)
+    for name in _KEPT:
+        folder, new = kept / name, kept / f"{name}.new"
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
+        others = pl.scan_parquet(folder / "*.parquet").filter(~pl.col("recording_id").is_in(scope))
+        others.sink_parquet(new / "00000.parquet", compression="zstd", compression_level=1)
+        getattr(d, name).write_parquet(new / "00001.parquet", compression="zstd", compression_level=1)
+        shutil.rmtree(folder)
+        new.rename(folder)
+    (kept / "version").write_text(version)
+
+
 def _kept_version(kept: Path) -> str | None:
     """The data version of what a partitioned refresh kept beside the store (None: nothing kept)."""
     marker = kept / "version"
@@ -206,8 +225,8 @@ class DerivedCache:
             kept = _beside(self.store)
             default = score is None and attendance_threshold == DEFAULT_ATTENDANCE_THRESHOLD
             if default and kept is not None and self._partitions() > 1:
-                if _kept_version(kept) != key[0]:
-                    self.touched = None  # what is kept beside the store comes only from a whole refresh
+                if _kept_version(kept) != self.store.derived_version():
+                    self.touched = None  # what is kept is not in step with the stored tables: refresh it all
                 self.refresh()
                 result = self._read_back(kept)
             else:
@@ -299,12 +318,13 @@ class DerivedCache:
         return {name: sizes[name] for name in MATERIALISED}
 
     def _refresh_recordings(self, touched: list[str], version: str) -> dict[str, int]:
+        kept = _beside(self.store)
+        in_step = kept is not None and _kept_version(kept) == self.store.derived_version()
         recordings = self.store.read("recordings")
-        cat = catalogue(
-            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=touched)]), recordings
-        )
+        started = [Filter(column="event_type", op="==", value="recording_started")]
+        cat = catalogue(self.store.read("analytics_events", started), recordings)  # a course from events or catalogue
         courses = sorted(set(cat.filter(pl.col("recording_id").is_in(touched))["course_id"].drop_nulls()))
-        in_courses = recordings.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
+        in_courses = cat.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
         scope = sorted(set(touched) | set(in_courses))
         d = derive(
             self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=scope)]),
@@ -319,6 +339,8 @@ class DerivedCache:
             d.course_statistics.filter(pl.col("course_id").is_in(courses)),
         )
         self.store.replace_rows(changes, version=version)
+        if in_step and kept is not None:
+            _replace_kept(kept, scope, d, version)
         return {name: change[2].height for name, change in changes.items()}
 
     def fresh_tables(self) -> dict[str, pl.DataFrame]:
