@@ -16,6 +16,7 @@ from test_sessions import REC2, event, frame, recordings, session_events
 from vtp_lab import spark as vs
 from vtp_lab.lab import Lab
 from vtp_lab.stats import MATERIALISED, derive
+from vtp_lab.synth import semester
 from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,16 +109,24 @@ def test_no_java_is_a_one_line_install_hint(monkeypatch):
 
 
 @pytest.mark.slow
-def test_spark_submit_derives_a_lake_into_parquet(sample, tmp_path):
+def test_spark_submit_derives_a_lake_into_parquet(tmp_path):
     submit = Path(sys.executable).with_name("spark-submit")
     if not submit.is_file():
         pytest.skip("no spark-submit beside this Python (pyspark is not installed)")
-    with Lab(tmp_path / "lake") as lab:
-        lab.load(ROOT / "data" / "events.ndjson.gz", progress=False)
-        lab.load_recordings(ROOT / "data" / "recordings.csv")
+    with Lab(tmp_path / "lake") as lab:  # a small semester: what is tested here is the submit, not the tables
+        lab.append(semester(courses=1, lectures_per_course=3, students=8, seed=2).events)
         want = {name: lab.table(name).height for name in MATERIALISED}
     done = subprocess.run(
-        [str(submit), "--master", "local[2]", vs.__file__, str(tmp_path / "lake"), str(tmp_path / "out")],
+        [
+            str(submit),
+            "--master",
+            "local[2]",
+            vs.__file__,
+            str(tmp_path / "lake"),
+            str(tmp_path / "out"),
+            "--partitions",
+            "2",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
