@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from vtp_lab.errors import StoreError
 from vtp_lab.recordings import catalogue
 from vtp_lab.stats import (
     DEFAULT_ATTENDANCE_THRESHOLD,
@@ -225,9 +226,8 @@ class DerivedCache:
             kept = _beside(self.store)
             default = score is None and attendance_threshold == DEFAULT_ATTENDANCE_THRESHOLD
             if default and kept is not None and self._partitions() > 1:
-                if _kept_version(kept) != self.store.derived_version():
-                    self.touched = None  # what is kept is not in step with the stored tables: refresh it all
-                self.refresh()
+                if _kept_version(kept) != key[0]:
+                    self._refresh_for_reading(kept)
                 result = self._read_back(kept)
             else:
                 result = derive(
@@ -238,6 +238,18 @@ class DerivedCache:
                 )
             self._memo = (key, result)
         return self._memo[1]
+
+    def _refresh_for_reading(self, kept: Path) -> None:
+        """Bring the stored tables and what is kept beside them up to date, or say why a reader cannot."""
+        if self.store.read_only:
+            raise StoreError(
+                f"the derived tables of {self.store.path} are out of date and its events exceed memory_budget="
+                f"{self.memory_budget:,} bytes; open it once for writing (Lab(path).refresh()) to bring them up "
+                "to date in parts, or give this Lab a larger memory_budget"
+            )
+        if _kept_version(kept) != self.store.derived_version():
+            self.touched = None  # what is kept is not in step with the stored tables: refresh it all
+        self.refresh()
 
     def _read_back(self, kept: Path) -> Derived:
         """The tables of a partitioned refresh: the store's, and what it kept beside the store."""
