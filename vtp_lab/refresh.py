@@ -37,7 +37,6 @@ from vtp_lab.recordings import catalogue
 from vtp_lab.stats import (
     DEFAULT_ATTENDANCE_THRESHOLD,
     DEFAULT_SCORE,
-    ENGAGEMENT_FEATURES,
     MATERIALISED,
     Derived,
     Partial,
@@ -130,7 +129,7 @@ def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFr
         ("quality_events", QUALITY_EVENTS.conform(part.quality_events)),
         ("engagement_metrics", scored.engagement_metrics),
         ("session_details", part.session_details),
-        ("engagement_features", scored.features.select(*ENGAGEMENT_FEATURES, "engagement_score")),
+        ("engagement_features", scored.engagement_features),
         ("quality_play", part.quality_play),
     ):
         (out / name).mkdir(exist_ok=True)

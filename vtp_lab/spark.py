@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import sys
@@ -118,17 +119,13 @@ def _ddl(table: Table) -> str:
 
 
 def _ipc(frame: pl.DataFrame) -> bytes:
-    sink = pa.BufferOutputStream()
-    table = frame.to_arrow()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    buffer = io.BytesIO()
+    frame.write_ipc_stream(buffer)
+    return buffer.getvalue()
 
 
 def _frame(data: bytes) -> pl.DataFrame:
-    frame = pl.from_arrow(pa.ipc.open_stream(data).read_all())
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    return pl.read_ipc_stream(io.BytesIO(data))
 
 
 def _stage_one(catalogue: bytes) -> Callable[[pa.Table], pa.Table]:

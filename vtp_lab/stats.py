@@ -408,7 +408,7 @@ def combine(
         session_details=details,
         playback_sessions=PLAYBACK_SESSIONS.conform(details),
         quality_events=pl.concat([p.quality_events for p in parts]).sort("quality_timestamp", "id"),
-        engagement_features=scored.features.select(*ENGAGEMENT_FEATURES, "engagement_score"),
+        engagement_features=scored.engagement_features,
         engagement_metrics=scored.engagement_metrics,
         lecture_statistics=scored.lecture_statistics,
         course_statistics=courses,
@@ -444,6 +444,11 @@ class Scored:
         "first_watched",
     )
     """The columns of ``features`` that course statistics read (all a caller short of memory needs keep)."""
+
+    @property
+    def engagement_features(self) -> pl.DataFrame:
+        """The (user, recording) features a score may read, with the score: :attr:`Derived.engagement_features`."""
+        return self.features.select(*ENGAGEMENT_FEATURES, "engagement_score")
 
 
 def score_rows(features: pl.DataFrame, lectures: pl.DataFrame, *, score: pl.Expr = DEFAULT_SCORE) -> Scored:

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,10 +132,11 @@ class ParquetLake(Store):
         shutil.rmtree(self.root / "_staging", ignore_errors=True)
         self._drop_unrecorded()
 
-    def _drop_unrecorded(self) -> None:
-        """Remove the files in the table folders that the ledger does not give their table: replaced, or unrecorded."""
-        current = {str(p) for name in TABLES for p in self._recorded(name)}
-        for name in TABLES:
+    def _drop_unrecorded(self, tables: Iterable[str] = TABLES) -> None:
+        """Remove the files in ``tables``' folders that the ledger does not give them: replaced, or unrecorded."""
+        names = list(tables)
+        current = {str(p) for name in names for p in self._recorded(name)}
+        for name in names:
             for path in (self.root / name).rglob("*.parquet"):
                 if str(path) not in current:
                     path.unlink()
@@ -397,7 +398,7 @@ class ParquetLake(Store):
             entry = {"table": ",".join(frames), "mode": "replace"}
             self._publish(parts, entry if version is None else {**entry, "version": version}, name)
             if not (self.root / _OPEN).is_file():
-                self._drop_unrecorded()  # the replaced files: a plain read of the folder now finds only the new
+                self._drop_unrecorded(frames)  # the replaced files: a plain read of the folder now finds only the new
 
     def spill(self, table: str, *, by: str, parts: int, folder: Path, memory: int | None = None) -> list[Path]:
         """Write ``table`` into ``folder`` cut into ``parts`` by the hash of ``by`` (see :meth:`Store.spill`).
