@@ -53,14 +53,16 @@ def interrupted_load(lake: Path, dump: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> Path:
-    """A lake after loads, two catalogues, two refreshes, a load undone by its rejection limit and one killed."""
+    """A lake after loads (an edX log too), two catalogues, two refreshes, a load undone by its limit, one killed."""
     tmp = tmp_path_factory.mktemp("engines")
     path = tmp / "lake"
     bad = write_events(semester(courses=1, lectures_per_course=2, students=9, seed=5).events, tmp / "bad.ndjson")
     with open(bad, "a") as fh:
         fh.write("not an event\n")
+    edx = write_events(semester(courses=1, lectures_per_course=2, students=4, seed=3).events, tmp / "log", format="edx")
     with Lab(path) as lab:
         lab.load(ROOT / "data" / "events.ndjson.gz", progress=False)
+        lab.load(edx, progress=False)  # an Open edX log: its identities too
         lab.load_recordings(ROOT / "data" / "recordings.csv")
         lab.refresh()
         lab.load_recordings(ROOT / "data" / "recordings.csv")  # the second replaces the first

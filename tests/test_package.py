@@ -22,6 +22,7 @@ LAYERS = {
     "validation": 2,
     "metadata": 2,
     "synth": 2,
+    "sources": 2,
     "io": 3,
     "recordings": 3,
     "collect": 3,

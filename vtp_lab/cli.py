@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import cast
 
 from vtp_lab.errors import VtpLabError
+from vtp_lab.io import FORMATS
 from vtp_lab.lab import Lab
 from vtp_lab.reports import REPORT_KINDS
+from vtp_lab.sources import SOURCE_FORMATS
 from vtp_lab.tables import TABLES
 
 __all__ = ["main"]
@@ -33,6 +35,8 @@ _EXAMPLES = """\
 examples:
   vtp-lab demo                                   synthetic semester: load it into lab.duckdb and report
   vtp-lab synth -o semester.ndjson.gz            write a synthetic dump
+  vtp-lab synth -o tracking.log --format edx     the same semester as an Open edX tracking log (or xapi, caliper)
+  vtp-lab load tracking.log statements.json      edX, xAPI and Caliper load like any dump
   vtp-lab load dumps/*.ndjson.gz --recordings recordings.csv
   vtp-lab load export.csv --store lake/ --max-rejected 100
   vtp-lab export --to out/ --format csv          CSV for PostgreSQL's COPY
@@ -107,7 +111,11 @@ def _data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     synth.add_argument(
         "-o", "--output", required=True, type=Path, help="output file (.ndjson, .json, .csv, .parquet; .gz/.zst)"
     )
-    synth.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from the file name")
+    synth.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="default: from the file name; edx, xapi or caliper write the semester as that source records it",
+    )
     synth.add_argument("--courses", type=_at_least(1), default=3, help="courses (default 3)")
     synth.add_argument("--lectures", type=_at_least(1), default=12, help="lectures per course (default 12)")
     synth.add_argument("--students", type=_at_least(1), default=120, help="students (default 120)")
@@ -121,9 +129,13 @@ def _data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     synth.add_argument("--recordings", type=Path, help="also write the recordings catalogue (CSV) here")
 
     load = _command(sub, "load", "load dumps (files, globs, directories) into the store")
-    load.add_argument("files", nargs="+", help="NDJSON, JSON, CSV or Parquet files; plain, .gz or .zst")
+    load.add_argument(
+        "files",
+        nargs="+",
+        help="NDJSON, JSON, CSV or Parquet files, edX logs, xAPI or Caliper exports; plain, .gz or .zst",
+    )
     load.add_argument("--recordings", type=Path, help="a recordings catalogue (CSV or Parquet) to load too")
-    load.add_argument("--format", choices=("ndjson", "json", "csv", "parquet"), help="default: from each file")
+    load.add_argument("--format", choices=FORMATS, help="default: from each file's content and name")
     load.add_argument(
         "--max-rejected",
         type=_at_least(0),
@@ -279,7 +291,9 @@ def _synth(args: argparse.Namespace) -> int:
         duplicates=args.duplicates,
     )
     path = write_events(sem.events, args.output, format=args.format)
-    print(f"wrote {sem.events.height:,} events to {path} ({args.format or format_of(path)})")
+    fmt = args.format or format_of(path)
+    said = " (those this source records)" if fmt in SOURCE_FORMATS else ""
+    print(f"wrote {sem.events.height:,} events{said} to {path} ({fmt})")
     if args.recordings:
         args.recordings.parent.mkdir(parents=True, exist_ok=True)
         sem.recordings.write_csv(args.recordings)

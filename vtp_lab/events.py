@@ -49,6 +49,7 @@ __all__ = [
     "METADATA_RULES",
     "NAMESPACE",
     "NIL_UUID",
+    "NO_SESSION",
     "OPENS",
     "REASONS",
     "SESSION_EVENT_ORDER",
@@ -77,12 +78,16 @@ __all__ = [
     "parse_uuid",
     "playback_session_id",
     "uuid5_series",
+    "uuid5_sql",
 ]
 
 NAMESPACE: Final = uuid.UUID("b4605e70-791a-504e-bb4d-89a2bcb2822f")
 """The namespace of every derived id: ``uuid5(NAMESPACE_URL, "vtp-lab:analytics")``."""
 
 NIL_UUID: Final = "00000000-0000-0000-0000-000000000000"
+
+NO_SESSION: Final = "no-session"
+"""The session id of an event whose source gave none: its session is cut by an inactivity gap when derived."""
 
 DEFAULT_MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 """How far in the future an event may be stamped before it is ``future_timestamp``."""
@@ -419,6 +424,22 @@ def uuid5_series(names: pl.Series) -> pl.Series:
 
 _SHA1_OF_NAME: Final = f"sha1(from_hex('{NAMESPACE.hex}') || encode({{name}}))"
 """SQL: the SHA-1 (hex) of :data:`NAMESPACE` followed by the UTF-8 of the text ``{name}``, as uuid5 hashes."""
+
+
+def uuid5_sql(name: str) -> str:
+    """SQL (DuckDB): ``uuid5(NAMESPACE, name)`` as canonical text, for the SQL text expression ``name``.
+
+    Example:
+        >>> from vtp_lab.duck import compute
+        >>> compute().sql(f"SELECT {uuid5_sql(repr('course|c'))}").fetchall()[0][0] == course_statistics_id("c")
+        True
+    """
+    h = f"({_SHA1_OF_NAME.format(name=name)})"
+    variant = f"substr('89ab', (strpos('0123456789abcdef', substr({h}, 17, 1)) - 1) % 4 + 1, 1)"
+    return (
+        f"substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
+        f"{variant} || substr({h}, 18, 3) || '-' || substr({h}, 21, 12)"
+    )
 
 
 def _uuid5_text(digests: pl.Series) -> pl.Series:

@@ -35,7 +35,7 @@ import re
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -51,6 +51,8 @@ import pyarrow.parquet as pq
 from vtp_lab.duck import JsonParse, compute, json_query, over
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
+from vtp_lab.sources import MAPPINGS, SOURCE_FORMATS, SourceFormat, apply, sniff
+from vtp_lab.sources.writers import as_source
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
 
 __all__ = [
@@ -67,8 +69,8 @@ __all__ = [
     "write_events",
 ]
 
-Format = Literal["ndjson", "json", "csv", "parquet"]
-FORMATS: Final[tuple[Format, ...]] = ("ndjson", "json", "csv", "parquet")
+Format = Literal["ndjson", "json", "csv", "parquet", "edx", "xapi", "caliper"]
+FORMATS: Final[tuple[Format, ...]] = ("ndjson", "json", "csv", "parquet", *SOURCE_FORMATS)
 _SUFFIXES: Final[dict[str, Format]] = {
     ".ndjson": "ndjson",
     ".jsonl": "ndjson",
@@ -128,6 +130,8 @@ def _ndjson_lines(events: pl.DataFrame) -> pl.Series:
 
 
 def _encode(events: pl.DataFrame, fmt: Format) -> bytes:
+    if fmt in SOURCE_FORMATS:
+        return (as_source(events, cast(SourceFormat, fmt)).str.join("\n").item() + "\n").encode()
     if fmt == "ndjson":
         return (_ndjson_lines(events).str.join("\n").item() + "\n").encode()
     if fmt == "json":
@@ -138,6 +142,9 @@ def _encode(events: pl.DataFrame, fmt: Format) -> bytes:
 
 def write_events(events: pl.DataFrame, path: str | Path, *, format: Format | None = None) -> Path:
     """Write events to ``path`` in ``format`` (default: from the file name).
+
+    A source format (``edx``, ``xapi``, ``caliper``) writes the events as that source
+    would have recorded them, one record a line (:func:`vtp_lab.sources.writers.as_source`).
 
     Example:
         >>> write_events(pl.DataFrame({"id": ["x"]}), "/tmp/x.xml")  # doctest: +ELLIPSIS
@@ -176,6 +183,10 @@ _CHUNK_BYTES: Final = 32 * 1024 * 1024
 class RawBatch:
     """Part of a file: raw rows to validate, and lines that could not be parsed.
 
+    A source format's batch also counts the records it skipped (not playback events),
+    by their source type, and carries the identities its adapter made
+    (:data:`vtp_lab.tables.SOURCE_IDENTITIES` rows).
+
     Example:
         >>> RawBatch(rows=pl.DataFrame(), malformed=REJECTED_EVENTS.empty(), bytes_read=0).rows_read
         0
@@ -184,11 +195,13 @@ class RawBatch:
     rows: pl.DataFrame
     malformed: pl.DataFrame
     bytes_read: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    identities: pl.DataFrame | None = None
 
     @property
     def rows_read(self) -> int:
-        """Rows in this batch: parsed plus malformed."""
-        return self.rows.height + self.malformed.height
+        """Rows in this batch: parsed, malformed (or rejected by a source's adapter) and skipped."""
+        return self.rows.height + self.malformed.height + sum(self.skipped.values())
 
 
 def expand_paths(*paths: str | Path) -> list[Path]:
@@ -349,8 +362,26 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
     return io.BufferedReader(_Decompressed(path, compression), buffer_size=1024 * 1024)
 
 
+_SNIFF_BYTES: Final = 16 * 1024
+"""How much of a file's start :func:`detect_format` reads to tell its format from its content."""
+
+
+def _head(path: Path, named: Format | None) -> bytes:
+    """The first :data:`_SNIFF_BYTES` of a file's text; empty for a damaged file whose name says its format."""
+    try:
+        with _open_text(path) as fh:
+            return fh.read(_SNIFF_BYTES).lstrip()
+    except (InputFormatError, OSError, EOFError):  # its reader reports the damage
+        if named:
+            return b""
+        raise
+
+
 def detect_format(path: str | Path) -> Format:
-    r"""The format of a file: from its name, else from its first bytes.
+    r"""The format of a file: a source format (edX, xAPI, Caliper) from its first record, else from its name or bytes.
+
+    A Parquet or CSV file is what its name says; JSON text is a source's when its first
+    record has the source's keys (:func:`vtp_lab.sources.sniff`), whatever its name.
 
     Example:
         >>> import tempfile, pathlib
@@ -360,18 +391,16 @@ def detect_format(path: str | Path) -> Format:
         'ndjson'
     """
     named = format_of(path)
-    if named:
-        return named
     with open(path, "rb") as fh:
-        if fh.read(4) == b"PAR1":
+        if named == "parquet" or fh.read(4) == b"PAR1":
             return "parquet"
-    with _open_text(Path(path)) as fh:
-        head = fh.read(4096).lstrip()
-    if head.startswith(b"["):
-        return "json"
-    if head.startswith(b"{"):
-        return "ndjson"
-    return "csv"
+    if named == "csv":
+        return named
+    head = _head(Path(path), named)
+    source = sniff(
+        b"\n".join(line for line in head.split(b"\n") if not line.startswith(b"#")).decode("utf-8", "replace")
+    )
+    return source or named or ("json" if head.startswith(b"[") else "ndjson" if head.startswith(b"{") else "csv")
 
 
 def skip_reason(path: str | Path, fmt: Format) -> str | None:
@@ -888,6 +917,55 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         )
 
 
+def _source_records(path: Path, batch_rows: int) -> Iterator[tuple[pl.DataFrame, int]]:
+    """A source file's records as texts (``_raw``, ``_row``) in batches, with the bytes read so far.
+
+    A JSON array streams element by element; a file holding one JSON document over many
+    lines (a learning record store's page, up to :data:`_WHOLE_DOCUMENT_BYTES`) is one
+    record, read whole; anything else is a record a line (blank lines left out).
+    """
+    with _open_text(path) as fh:
+        head = fh.read(_SNIFF_BYTES).lstrip()
+    size = path.stat().st_size
+    if head.startswith(b"["):
+        read = 0
+        for texts in _array_elements(path):
+            yield texts.to_frame("_raw").with_row_index("_row", offset=read + 1), size
+            read += texts.len()
+        return
+    first = head.split(b"\n", 1)[0]
+    if head.startswith(b"{") and not _is_json(first) and size <= _WHOLE_DOCUMENT_BYTES:
+        whole = _read_text(path)
+        if _is_json(whole):
+            yield pl.DataFrame({"_raw": [whole.decode("utf-8", errors="replace")], "_row": [1]}), size
+            return
+    for lines, number, position in _lines(path):
+        frame = lines.to_frame().with_row_index("_row", offset=number).filter(~_blank(lines))
+        for start in range(0, max(frame.height, 1), batch_rows):
+            yield frame.slice(start, batch_rows), position
+
+
+def _is_json(text: bytes) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
+    """A source format's file (edX, xAPI, Caliper), mapped by its adapter onto raw events."""
+    for records, position in _source_records(path, batch_rows):
+        adapted = apply(MAPPINGS[cast(SourceFormat, fmt)], records, source=str(path))
+        yield RawBatch(
+            rows=adapted.rows,
+            malformed=adapted.rejected,
+            bytes_read=position,
+            skipped=adapted.skipped,
+            identities=adapted.identities,
+        )
+
+
 def read_events(path: str | Path, *, format: Format | None = None, batch_rows: int = 250_000) -> Iterator[RawBatch]:
     r"""Stream a dump as raw batches of at most ``batch_rows`` rows (memory stays bounded).
 
@@ -903,6 +981,9 @@ def read_events(path: str | Path, *, format: Format | None = None, batch_rows: i
     if not path.is_file():
         raise InputFormatError(f"no file {path}; check the path")
     fmt = checked_format(format or detect_format(path))
+    if fmt in SOURCE_FORMATS:
+        yield from _source(path, batch_rows, fmt)
+        return
     readers = {"ndjson": _ndjson, "json": _json_array, "csv": _csv, "parquet": _parquet}
     yield from readers[fmt](path, batch_rows)
 

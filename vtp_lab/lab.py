@@ -35,6 +35,7 @@ from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.recordings import catalogue, read_recordings
 from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
+from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, MATERIALISED, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, open_store
 from vtp_lab.tables import TABLES
@@ -78,6 +79,8 @@ class Lab:
 
     ``memory_budget`` (bytes) bounds what deriving the tables holds at once: a store
     larger than it is derived in parts of recordings (:mod:`vtp_lab.refresh`, docs/scale.md).
+    ``session_gap`` is the inactivity that ends a session of events whose source gave
+    none (:func:`vtp_lab.sessions.cut_sessions`, docs/sources.md).
 
     Example:
         >>> Lab(":memory:")
@@ -91,12 +94,16 @@ class Lab:
         read_only: bool = False,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        session_gap: timedelta = DEFAULT_SESSION_GAP,
     ) -> None:
         self.path = str(path)
         self.max_clock_skew = max_clock_skew
-        self.store: Store = open_store(path, read_only=read_only)
         partitions_for(events=0, budget=memory_budget)  # a bad budget is an error now, not at the first refresh
-        self._cache = DerivedCache(store=self.store, memory_budget=memory_budget)
+        if session_gap <= timedelta(0):
+            raise ValueError(f"session_gap={session_gap} must be positive, e.g. timedelta(minutes=30)")
+        self.session_gap = session_gap
+        self.store: Store = open_store(path, read_only=read_only)
+        self._cache = DerivedCache(store=self.store, memory_budget=memory_budget, session_gap=session_gap)
 
     def append(self, frame: pl.DataFrame, *, source: str = "frame") -> AppendResult:
         """Validate raw events and store them: accepted rows de-duplicated, rejected rows quarantined.
@@ -185,6 +192,18 @@ class Lab:
             ['load_id', 'source', 'format']
         """
         return self.store.read("loads")
+
+    def identities(self) -> pl.DataFrame:
+        """Each UUID made from a source's identifier (edX, xAPI, Caliper users, courses, videos) and that identifier.
+
+        Join it to any result to get back the source's own ids, e.g. to match students
+        with grades: ``lab.engagement_metrics().join(lab.identities(), left_on="user_id", right_on="id")``.
+
+        Example:
+            >>> Lab(":memory:").identities().columns
+            ['id', 'source', 'kind', 'identifier']
+        """
+        return self.store.read("source_identities")
 
     def events(
         self,
@@ -304,6 +323,7 @@ class Lab:
                 recordings=self.store.read("recordings"),
                 score=score if score is not None else DEFAULT_SCORE,
                 attendance_threshold=attendance_threshold,
+                session_gap=self.session_gap,
             )
             frame = getattr(derived, name)
             for column, value in filters.items():

@@ -1,8 +1,9 @@
 """Loading dumps into a store, with a report and a ledger entry for every file.
 
-Every row of every file ends accepted, rejected (quarantined with its reason) or
-counted as a duplicate: ``rows_read == accepted + rejected + duplicates``, per file
-and in total. Files stream in batches, so memory stays bounded by the batch size;
+Every row of every file ends accepted, rejected (quarantined with its reason),
+counted as a duplicate, or (in a source format's file) skipped as not a playback event
+and counted by its source type: ``rows_read == accepted + rejected + duplicates +
+skipped_records``, per file and in total. Files stream in batches, so memory stays bounded by the batch size;
 each batch is stored whole or not at all, and each file's outcome (or its error) goes
 into the ``loads`` table.
 
@@ -51,6 +52,13 @@ __all__ = ["FileReport", "LoadReport", "load_files", "read_ahead"]
 _T = TypeVar("_T")
 
 
+def _summed(counts: Iterator[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(total.most_common())
+
+
 @dataclass(frozen=True, kw_only=True)
 class FileReport:
     """What became of one file's rows.
@@ -70,11 +78,16 @@ class FileReport:
     seconds: float = 0.0
     error: str | None = None
     skipped: str | None = None
+    skipped_records: int = 0
+    skipped_by_type: dict[str, int] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
-        """Whether rows_read == accepted + rejected + duplicates."""
-        return self.rows_read == self.accepted + self.rejected + self.duplicates
+        """Whether rows_read == accepted + rejected + duplicates + skipped_records."""
+        return self.rows_read == self.accepted + self.rejected + self.duplicates + self.skipped_records
+
+
+_HEAD = ("file", "format", "rows read", "accepted", "rejected", "duplicates", "skipped", "rejected by reason")
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ class LoadReport:
 
     Example:
         >>> r = LoadReport(files=(FileReport(source="a", format="csv", rows_read=2, accepted=2),))
-        >>> r.rows_read, r.rows_read == r.accepted + r.rejected + r.duplicates
+        >>> r.rows_read, r.rows_read == r.accepted + r.rejected + r.duplicates + r.skipped_records
         (2, True)
     """
 
@@ -113,12 +126,19 @@ class LoadReport:
         return sum(f.duplicates for f in self.files)
 
     @property
+    def skipped_records(self) -> int:
+        """Records of a source format that are not playback events (most of an edX log), left out and counted."""
+        return sum(f.skipped_records for f in self.files)
+
+    @property
     def rejected_by_reason(self) -> dict[str, int]:
         """Rejections per reason code, most frequent first."""
-        total: Counter[str] = Counter()
-        for f in self.files:
-            total.update(f.rejected_by_reason)
-        return dict(total.most_common())
+        return _summed(f.rejected_by_reason for f in self.files)
+
+    @property
+    def skipped_by_type(self) -> dict[str, int]:
+        """Skipped records per source event type, most frequent first."""
+        return _summed(f.skipped_by_type for f in self.files)
 
     @property
     def errors(self) -> list[str]:
@@ -130,7 +150,7 @@ class LoadReport:
         """Files that are not event dumps (a catalogue, notes), left unread, with why."""
         return [f"{f.source}: {f.skipped}" for f in self.files if f.skipped]
 
-    def _rows(self) -> list[tuple[str, str, int, int, int, int, str]]:
+    def _rows(self) -> list[tuple[str, str, int, int, int, int, int, str]]:
         def reasons(d: dict[str, int]) -> str:
             return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "-"
 
@@ -142,6 +162,7 @@ class LoadReport:
                 f.accepted,
                 f.rejected,
                 f.duplicates,
+                f.skipped_records,
                 f"SKIPPED {f.skipped}"
                 if f.skipped
                 else reasons(f.rejected_by_reason) + (f"; ERROR {f.error}" if f.error else ""),
@@ -157,35 +178,38 @@ class LoadReport:
                     self.accepted,
                     self.rejected,
                     self.duplicates,
+                    self.skipped_records,
                     reasons(self.rejected_by_reason),
                 )
             )
         return rows
 
     def __str__(self) -> str:
-        head = ("file", "format", "rows read", "accepted", "rejected", "duplicates", "rejected by reason")
         rows = [tuple(f"{v:,}" if isinstance(v, int) else v for v in r) for r in self._rows()]
+        head = _HEAD
         widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
         lines = [
             "  ".join(
-                str(v).rjust(w) if 1 < i < 6 else str(v).ljust(w)
+                str(v).rjust(w) if 1 < i < len(head) - 1 else str(v).ljust(w)
                 for i, (v, w) in enumerate(zip(r, widths, strict=True))
             )
             for r in [head, *rows]
         ]
         lines.insert(1, "-" * len(lines[0]))
-        check = "=" if self.rows_read == self.accepted + self.rejected + self.duplicates else "!="
+        balanced = self.rows_read == self.accepted + self.rejected + self.duplicates + self.skipped_records
+        skipped = f" + skipped {self.skipped_records:,}" if self.skipped_records else ""
         lines.append(
-            f"rows read {self.rows_read:,} {check} accepted {self.accepted:,} + rejected {self.rejected:,} "
-            f"+ duplicates {self.duplicates:,}   ({self.seconds:.1f} s)"
+            f"rows read {self.rows_read:,} {'=' if balanced else '!='} accepted {self.accepted:,} + rejected "
+            f"{self.rejected:,} + duplicates {self.duplicates:,}{skipped}   ({self.seconds:.1f} s)"
         )
+        if self.skipped_by_type:
+            kinds = ", ".join(f"{k} {v:,}" for k, v in list(self.skipped_by_type.items())[:8])
+            more = len(self.skipped_by_type) - 8
+            lines.append(f"skipped (not playback events): {kinds}" + (f" and {more} more types" if more > 0 else ""))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("file", "format", "rows read", "accepted", "rejected", "duplicates", "rejected by reason")
-        )
+        head = "".join(f"<th>{h}</th>" for h in _HEAD)
         body = "".join(
             "<tr>"
             + "".join(f"<td>{html.escape(f'{v:,}' if isinstance(v, int) else str(v))}</td>" for v in row)
@@ -197,7 +221,7 @@ class LoadReport:
     def __repr__(self) -> str:
         return (
             f"LoadReport(files={len(self.files)}, rows_read={self.rows_read}, accepted={self.accepted}, "
-            f"rejected={self.rejected}, duplicates={self.duplicates})"
+            f"rejected={self.rejected}, duplicates={self.duplicates}, skipped_records={self.skipped_records})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,7 +236,9 @@ class LoadReport:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
+            "skipped_records": self.skipped_records,
             "rejected_by_reason": self.rejected_by_reason,
+            "skipped_by_type": self.skipped_by_type,
             "seconds": self.seconds,
             "files": [f.__dict__ for f in self.files],
         }
@@ -289,6 +315,8 @@ class _Checked:
     accepted: pl.DataFrame
     rejected: pl.DataFrame
     origins: Origins | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+    identities: pl.DataFrame | None = None
 
 
 def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
@@ -305,10 +333,13 @@ def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
         if len(group) == 1:
             return group[0]
         frames = [g.rows for g in group if g.rows.width]  # a reader's empty batch has no columns
+        identities = [g.identities for g in group if g.identities is not None]
         return RawBatch(
             rows=pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(),
             malformed=pl.concat([g.malformed for g in group]),
             bytes_read=group[-1].bytes_read,
+            skipped=_summed(g.skipped for g in group),
+            identities=pl.concat(identities).unique(maintain_order=True) if identities else None,
         )
 
     try:
@@ -331,11 +362,15 @@ def _checked(
     """Validate what ``read()`` makes, in groups of ``rows`` rows, while the next is read in another thread."""
     for batch in _grouped(read_ahead(read), rows):
         if not batch.rows.height:
-            yield _Checked(batch.rows_read, batch.bytes_read, ANALYTICS_EVENTS.empty(), batch.malformed)
+            yield _Checked(
+                batch.rows_read, batch.bytes_read, ANALYTICS_EVENTS.empty(), batch.malformed, None, batch.skipped
+            )
             continue
         valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew)
         rejected = pl.concat([batch.malformed, valid.rejected])
-        yield _Checked(batch.rows_read, batch.bytes_read, valid.accepted, rejected, valid.origins)
+        yield _Checked(
+            batch.rows_read, batch.bytes_read, valid.accepted, rejected, valid.origins, batch.skipped, batch.identities
+        )
 
 
 def _load_one(
@@ -356,6 +391,7 @@ def _load_one(
     clock = time.perf_counter()
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     error = None
     done = 0
     read = partial(read_events, path, format=fmt, batch_rows=batch_rows)
@@ -363,6 +399,8 @@ def _load_one(
     check = partial(_checked, read, source=str(path), max_clock_skew=max_clock_skew, rows=rows)
     try:
         for part in read_ahead(check):
+            if part.identities is not None:
+                _record_identities(store, part.identities)
             result = store.append(part.accepted, part.rejected, origins=part.origins)
             if touched is not None and result.inserted:
                 touched.update(part.accepted["recording_id"].unique().to_list())
@@ -370,6 +408,7 @@ def _load_one(
                 rows=part.rows_read, accepted=result.inserted, rejected=result.rejected, duplicates=result.duplicates
             )
             reasons.update(result.rejected_by_reason)
+            kinds.update(part.skipped)
             bar.update(max(0, part.bytes_read - done))
             done = max(done, part.bytes_read)
             if budget.spend(result.rejected_by_reason):
@@ -389,6 +428,8 @@ def _load_one(
         rejected_by_reason=dict(reasons.most_common()),
         seconds=time.perf_counter() - clock,
         error=error,
+        skipped_records=kinds.total(),
+        skipped_by_type=dict(kinds.most_common()),
     )
     store.append_rows("loads", _ledger_entry(report, size=size, started=started))
     return report
@@ -410,8 +451,18 @@ def _ledger_entry(report: FileReport, *, size: int, started: datetime) -> pl.Dat
             "started_at": [started],
             "finished_at": [datetime.now(UTC)],
             "error": [report.error],
+            "skipped_records": [report.skipped_records],
+            "skipped_by_type": [json.dumps(report.skipped_by_type)],
         }
     )
+
+
+def _record_identities(store: Store, identities: pl.DataFrame) -> None:
+    """Store the source identities not stored yet (before the events that use them, so none is ever missing)."""
+    stored = store.read("source_identities", columns=["id"])
+    fresh = identities.join(stored, on="id", how="anti")
+    if fresh.height:
+        store.append_rows("source_identities", fresh)
 
 
 def load_files(

@@ -33,7 +33,9 @@ def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | No
     """The recordings catalogue: loaded rows win, then ``recording_started`` events (spec section 2).
 
     A recording's duration is the catalogue's, else the largest ``duration`` in the metadata
-    of any of its events, else null.
+    of any of its events, else null. Its course and title, when no ``recording_started``
+    gives them, are the first in time found in the metadata of its events (a source such
+    as Caliper carries them on every event, and has no ``recording_started``).
 
     Example:
         >>> from vtp_lab.synth import semester
@@ -55,11 +57,9 @@ def catalogue_of_parsed(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -
         ...     None)["duration_seconds"].to_list()
         [60.0]
     """
-    meta = parsed.lazy()
-    durations = meta.group_by("recording_id").agg(pl.col("m_duration").max().alias("max_duration"))
+    ordered = parsed.lazy().sort("event_timestamp")
     started = (
-        meta.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
-        .sort("event_timestamp")
+        ordered.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
         .group_by("recording_id")
         .agg(
             pl.col("m_course_id").first().alias("course_id"),
@@ -67,24 +67,27 @@ def catalogue_of_parsed(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -
             pl.col("event_timestamp").first().alias("published_at"),
         )
     )
-    loaded = (recordings if recordings is not None else RECORDINGS.empty()).lazy()
-    from_events = started.join(loaded.select("recording_id"), on="recording_id", how="anti")
-    merged = pl.concat(
-        [
-            loaded.select(RECORDINGS.column_names),
-            from_events.with_columns(pl.lit(None, pl.Float64).alias("duration_seconds")).select(
-                RECORDINGS.column_names
-            ),
-        ],
-        how="vertical_relaxed",
+    described = ordered.group_by("recording_id").agg(
+        pl.col("m_duration").max().alias("max_duration"),
+        pl.col("m_course_id").drop_nulls().first().alias("any_course_id"),
+        pl.col("m_title").drop_nulls().first().alias("any_title"),
     )
-    all_ids = durations.select("recording_id").join(merged.select("recording_id"), on="recording_id", how="anti")
-    merged = pl.concat(
-        [merged, all_ids.with_columns(*(pl.lit(None).alias(c) for c in RECORDINGS.column_names[1:]))],
-        how="diagonal_relaxed",
+    loaded = (recordings if recordings is not None else RECORDINGS.empty()).lazy().select(RECORDINGS.column_names)
+    from_events = (
+        described.join(loaded.select("recording_id"), on="recording_id", how="anti")
+        .join(started, on="recording_id", how="left")
+        .select(
+            "recording_id",
+            pl.coalesce("course_id", "any_course_id").alias("course_id"),
+            pl.coalesce("title", "any_title").alias("title"),
+            pl.lit(None, pl.Float64).alias("duration_seconds"),
+            "published_at",
+        )
     )
-    out = merged.join(durations, on="recording_id", how="left").with_columns(
-        pl.coalesce("duration_seconds", "max_duration").alias("duration_seconds")
+    out = (
+        pl.concat([loaded, from_events], how="vertical_relaxed")
+        .join(described.select("recording_id", "max_duration"), on="recording_id", how="left")
+        .with_columns(pl.coalesce("duration_seconds", "max_duration").alias("duration_seconds"))
     )
     return RECORDINGS.conform(out.collect().sort("recording_id"))
 

@@ -27,13 +27,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
 from vtp_lab.errors import StoreError
+from vtp_lab.events import EventType
 from vtp_lab.recordings import catalogue
+from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import (
     DEFAULT_ATTENDANCE_THRESHOLD,
     DEFAULT_SCORE,
@@ -114,14 +117,14 @@ class _Part:
     scored: Scored
 
 
-def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame) -> _Part:
+def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame, session_gap: timedelta) -> _Part:
     """Stage 1 of one spilled part, scored: its large tables to files in ``out/<table>/``, the rest back.
 
     The default score reads one row at a time, so each part is scored alone
     (:func:`~vtp_lab.stats.score_rows`).
     """
     events = ANALYTICS_EVENTS.conform(pl.read_parquet(events_folder / "*.parquet", hive_partitioning=False))
-    part = derive_partition(events, recordings=recordings)
+    part = derive_partition(events, recordings=recordings, session_gap=session_gap)
     del events
     scored = score_rows(part.features, part.lectures, score=DEFAULT_SCORE)
     for name, rows in (
@@ -177,6 +180,10 @@ def _kept_version(kept: Path) -> str | None:
     return marker.read_text() if marker.is_file() else None
 
 
+def _within(recording_ids: list[str]) -> list[Filter]:
+    return [Filter(column="recording_id", op="in", value=recording_ids)]
+
+
 @dataclass
 class DerivedCache:
     """A store's derived tables: kept in memory while the store does not change, refreshed into it when asked.
@@ -193,6 +200,7 @@ class DerivedCache:
 
     store: Store
     memory_budget: int = DEFAULT_MEMORY_BUDGET
+    session_gap: timedelta = DEFAULT_SESSION_GAP
     touched: set[str] | None = None
     _memo: tuple[tuple[object, ...], Derived] | None = field(default=None, repr=False)
 
@@ -234,6 +242,7 @@ class DerivedCache:
                     recordings=self.store.read("recordings"),
                     score=score if score is not None else DEFAULT_SCORE,
                     attendance_threshold=attendance_threshold,
+                    session_gap=self.session_gap,
                 )
             self._memo = (key, result)
         return self._memo[1]
@@ -309,9 +318,13 @@ class DerivedCache:
             out = scratch / "out"
             out.mkdir()
             with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
-                done = list(pool.map(lambda job: _stage_one(job[1], out, job[0], recordings), enumerate(folders)))
+                done = list(
+                    pool.map(
+                        lambda job: _stage_one(job[1], out, job[0], recordings, self.session_gap), enumerate(folders)
+                    )
+                )
             if not done:
-                empty = derive_partition(ANALYTICS_EVENTS.empty(), recordings=recordings)
+                empty = derive_partition(ANALYTICS_EVENTS.empty(), recordings=recordings, session_gap=self.session_gap)
                 done = [_Part(small=empty, scored=score_rows(empty.features, empty.lectures))]
             scored = Scored(
                 features=pl.concat([p.scored.features for p in done]),
@@ -332,14 +345,20 @@ class DerivedCache:
         kept = _beside(self.store)
         in_step = kept is not None and _kept_version(kept) == self.store.derived_version()
         recordings = self.store.read("recordings")
-        started = [Filter(column="event_type", op="==", value="recording_started")]
-        cat = catalogue(self.store.read("analytics_events", started), recordings)  # a course from events or catalogue
+        started = [Filter(column="event_type", op="==", value=EventType.RECORDING_STARTED.value)]
+        described = [self.store.read("analytics_events", f) for f in (started, _within(touched))]
+        cat = catalogue(pl.concat(described).unique("id"), recordings)  # a course from the catalogue or the events
         courses = sorted(set(cat.filter(pl.col("recording_id").is_in(touched))["course_id"].drop_nulls()))
-        in_courses = cat.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
+        known = pl.concat(  # a recording's course, also where only its events name it (as a source's do)
+            [
+                cat.select("recording_id", "course_id"),
+                self.store.read("lecture_statistics", columns=["recording_id", "course_id"]),
+            ]
+        )
+        in_courses = known.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
         scope = sorted(set(touched) | set(in_courses))
         d = derive(
-            self.store.read("analytics_events", [Filter(column="recording_id", op="in", value=scope)]),
-            recordings=recordings,
+            self.store.read("analytics_events", _within(scope)), recordings=recordings, session_gap=self.session_gap
         )
         changes = {
             name: ("recording_id", scope, getattr(d, name)) for name in MATERIALISED if name != "course_statistics"

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 import polars as pl
@@ -42,6 +43,7 @@ from vtp_lab.events import (
     CLOSES_AT_POSITION,
     ENDS,
     MAX_INTEGER,
+    NO_SESSION,
     OPENS,
     SESSION_EVENT_ORDER,
     STOPS,
@@ -54,10 +56,12 @@ from vtp_lab.tables import PLAYBACK_SESSIONS
 
 __all__ = [
     "DECIMAL_PLACES",
+    "DEFAULT_SESSION_GAP",
     "DETAIL_COLUMNS",
     "SESSION_KEY",
     "Sessionized",
     "coverage",
+    "cut_sessions",
     "playback_sessions",
     "round_half_up",
     "run_starts",
@@ -470,6 +474,50 @@ def round_half_up(expr: pl.Expr, decimals: int = 0) -> pl.Expr:
     return ((expr * scale).round(DECIMAL_PLACES) + 0.5).floor() / scale
 
 
+DEFAULT_SESSION_GAP: Final = timedelta(minutes=30)
+"""The inactivity that ends a session of events that came without one (spec section 1, "Other sources")."""
+
+
+def cut_sessions(events: pl.DataFrame, *, gap: timedelta = DEFAULT_SESSION_GAP) -> pl.DataFrame:
+    """Events whose source gave no session (``session_id`` is :data:`NO_SESSION`) given one by an inactivity gap.
+
+    Per user and recording, in time order, a new session starts at the first event and
+    at each event more than ``gap`` after the one before; it is named for its first
+    event's time (``no-session@2026-09-01T10:00:00.000000Z``). The cut depends only on
+    the events' times, never on the order of lines or loads. Other events are returned
+    as they are; the result keeps the input's rows, in another order when any are cut.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> t = [datetime(2026, 9, 1, 10, m, tzinfo=UTC) for m in (0, 20, 55)]
+        >>> ev = pl.DataFrame({"user_id": ["u"] * 3, "recording_id": ["r"] * 3, "event_timestamp": t,
+        ...                    "session_id": [NO_SESSION] * 3})
+        >>> cut_sessions(ev)["session_id"].to_list()  # doctest: +NORMALIZE_WHITESPACE
+        ['no-session@2026-09-01T10:00:00.000000Z', 'no-session@2026-09-01T10:00:00.000000Z',
+         'no-session@2026-09-01T10:55:00.000000Z']
+    """
+    if gap <= timedelta(0):
+        raise ValueError(f"session gap {gap} must be positive, e.g. timedelta(minutes=30)")
+    lone = pl.col("session_id") == NO_SESSION
+    if not events.select(lone.any()).item():
+        return events
+    key = ["user_id", "recording_id"]
+    ts = pl.col("event_timestamp")
+    cut = (
+        events.filter(lone)
+        .sort([*key, "event_timestamp"])
+        .with_columns(((ts.diff().over(key) > gap).fill_null(True)).cum_sum().over(key).alias("_run"))
+        .with_columns(
+            pl.concat_str(
+                pl.lit(f"{NO_SESSION}@"),
+                ts.min().over([*key, "_run"]).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            ).alias("session_id")
+        )
+        .drop("_run")
+    )
+    return pl.concat([events.filter(~lone), cut])
+
+
 def session_details(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per session: the ``playback_sessions`` columns plus the QoE detail columns.
 
@@ -502,8 +550,16 @@ class Sessionized:
     catalogue: pl.DataFrame
 
 
-def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> Sessionized:
+def sessionize(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    recordings: pl.DataFrame | None = None,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
+) -> Sessionized:
     """Walk every session once; return details, segments and the catalogue.
+
+    Events that came without a session are first cut into sessions by ``session_gap``
+    (:func:`cut_sessions`).
 
     Example:
         >>> from vtp_lab.synth import semester
@@ -511,7 +567,7 @@ def sessionize(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame 
         >>> abs(s.segments["play_seconds"].sum() - s.details["play_time_seconds"].sum()) < 1e-6
         True
     """
-    parsed = metadata_columns(_lazy(events).collect())
+    parsed = metadata_columns(cut_sessions(_lazy(events).collect(), gap=session_gap))
     cat = catalogue_of_parsed(parsed, recordings)
     durations = cat.select("recording_id", "duration_seconds")
     if not parsed.select((pl.col("event_type") != EventType.RECORDING_STARTED.value).any()).item():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import ClassVar, Final
 
 import polars as pl
@@ -29,7 +30,15 @@ from vtp_lab.errors import VtpLabError
 from vtp_lab.events import MAX_INTEGER, EventType, uuid5_series
 from vtp_lab.metadata import metadata_columns
 from vtp_lab.metrics import alerts, engagement_trends, lecture_attendance, struggle_lectures, weekly_engagement
-from vtp_lab.sessions import Sessionized, coverage, round_half_up, run_starts, sessionize
+from vtp_lab.sessions import (
+    DEFAULT_SESSION_GAP,
+    Sessionized,
+    coverage,
+    cut_sessions,
+    round_half_up,
+    run_starts,
+    sessionize,
+)
 from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = [
@@ -168,8 +177,10 @@ class Derived:
         )
 
 
-def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """One row per quality_changed event (spec section 4).
+def quality_events(
+    events: pl.DataFrame | pl.LazyFrame, *, session_gap: timedelta = DEFAULT_SESSION_GAP
+) -> pl.DataFrame:
+    """One row per quality_changed event (spec section 4); sessions cut as :func:`sessionize` cuts them.
 
     Example:
         >>> from vtp_lab.tables import ANALYTICS_EVENTS
@@ -182,7 +193,7 @@ def quality_events(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     )
     text, number = pl.String(), pl.Float64()
     keys = {"old_quality": text, "new_quality": text, "old_bitrate": number, "new_bitrate": number, "reason": text}
-    m = metadata_columns(q.collect(), keys)
+    m = metadata_columns(cut_sessions(q.collect(), gap=session_gap), keys)
     return QUALITY_EVENTS.conform(
         m.select(
             "id",
@@ -337,18 +348,24 @@ class Partial:
         return replace(self, session_details=self.session_details.clear(), quality_events=self.quality_events.clear())
 
 
-def derive_partition(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> Partial:
+def derive_partition(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    recordings: pl.DataFrame | None = None,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
+) -> Partial:
     """Stage 1: sessions, quality events, features and lecture rows of events holding whole recordings.
 
     ``events`` must hold every event of each recording in it (any set of recordings);
-    ``recordings`` is the loaded catalogue (all of it, or the partition's rows).
+    ``recordings`` is the loaded catalogue (all of it, or the partition's rows);
+    ``session_gap`` cuts the sessions of events that came without one (:func:`cut_sessions`).
 
     Example:
         >>> from vtp_lab.tables import ANALYTICS_EVENTS
         >>> derive_partition(ANALYTICS_EVENTS.empty()).session_details.height
         0
     """
-    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    frame = cut_sessions(events.collect() if isinstance(events, pl.LazyFrame) else events, gap=session_gap)
     s = sessionize(frame, recordings=recordings)
     quality_play = (
         s.segments.filter(pl.col("quality").is_not_null())
@@ -523,6 +540,7 @@ def derive(
     recordings: pl.DataFrame | None = None,
     score: pl.Expr = DEFAULT_SCORE,
     attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
 ) -> Derived:
     """Every derived table from events (and the loaded catalogue): :func:`combine` of one :func:`derive_partition`.
 
@@ -533,7 +551,7 @@ def derive(
         ...
         ValueError: attendance_threshold=2 must be a fraction in (0, 1], e.g. 0.5 for half the lecture
     """
-    part = derive_partition(events, recordings=recordings)
+    part = derive_partition(events, recordings=recordings, session_gap=session_gap)
     return combine([part], score=score, attendance_threshold=attendance_threshold)
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "QUALITY_EVENTS",
     "RECORDINGS",
     "REJECTED_EVENTS",
+    "SOURCE_IDENTITIES",
     "TABLES",
     "UUID_PATTERN",
     "Column",
@@ -500,6 +501,19 @@ LOADS: Final = Table(
         _ts("started_at", nullable=False),
         _ts("finished_at", nullable=False),
         Column(name="error", kind="text"),
+        Column(name="skipped_records", kind="bigint"),
+        Column(name="skipped_by_type", kind="json"),
+    ),
+)
+
+SOURCE_IDENTITIES: Final = Table(
+    name="source_identities",
+    doc="Each UUID made from a source's identifier (an edX, xAPI or Caliper user, course, video) and the identifier.",
+    columns=(
+        _id(),
+        _str("source", 16, nullable=False),
+        _str("kind", 16, nullable=False),
+        Column(name="identifier", kind="text", nullable=False),
     ),
 )
 
@@ -513,7 +527,7 @@ ANALYTICS_TABLES: Final = (
 )
 """The six tables of the platform's PostgreSQL analytics schema."""
 
-TABLES: Final = {t.name: t for t in (*ANALYTICS_TABLES, RECORDINGS, REJECTED_EVENTS, LOADS)}
+TABLES: Final = {t.name: t for t in (*ANALYTICS_TABLES, RECORDINGS, REJECTED_EVENTS, LOADS, SOURCE_IDENTITIES)}
 """Every table vtp_lab stores, by name."""
 
 
@@ -521,11 +535,12 @@ def schema_sql(dialect: Literal["postgres", "duckdb"]) -> str:
     """The text of ``schema/postgres/005_analytics_schema.sql`` or ``schema/duckdb/analytics_schema.sql``.
 
     PostgreSQL gets the six analytics tables with their indexes; DuckDB gets the same
-    six plus ``recordings``, ``rejected_events`` and the ``loads`` ledger, without indexes.
+    six plus ``recordings``, ``rejected_events``, the ``loads`` ledger and
+    ``source_identities``, without indexes.
 
     Example:
         >>> schema_sql("duckdb").count("CREATE TABLE")
-        9
+        10
     """
     if dialect == "postgres":
         header = (

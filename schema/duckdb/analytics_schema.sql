@@ -107,5 +107,14 @@ CREATE TABLE IF NOT EXISTS loads (
     rejected_by_reason JSON NOT NULL,
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL,
-    error VARCHAR
+    error VARCHAR,
+    skipped_records BIGINT,
+    skipped_by_type JSON
+);
+
+CREATE TABLE IF NOT EXISTS source_identities (
+    id UUID NOT NULL,
+    source VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    identifier VARCHAR NOT NULL
 );

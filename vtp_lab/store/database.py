@@ -93,9 +93,20 @@ class DuckDBStore(Store):
         self._outer = False  # inside all_or_nothing()
         self._id_hashes: pl.Series | None = None  # see _stored_id_hashes
         if not read_only:
-            for table in TABLES.values():
-                self.con.execute(table.duckdb_ddl())
+            self._create_tables()
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
+
+    def _create_tables(self) -> None:
+        """Create the tables a new store lacks; give a store made by an older vtp_lab the columns added since."""
+        found = self.con.execute(
+            "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE schema_name = 'main' GROUP BY table_name"
+        ).fetchall()
+        existing = {name: set(columns) for name, columns in found}
+        for table in TABLES.values():
+            self.con.execute(table.duckdb_ddl())
+            for column in table.columns:
+                if table.name in existing and column.name not in existing[table.name]:
+                    self.con.execute(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.duckdb_type}")
 
     @contextlib.contextmanager
     def _registered(self, **frames: pl.DataFrame | pa.Table) -> Iterator[None]:

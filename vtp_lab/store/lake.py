@@ -344,7 +344,9 @@ class ParquetLake(Store):
         files = self._files(spec.name)
         if not files:
             return spec.empty().select(wanted)
-        scan = pl.scan_parquet(files, hive_partitioning=False, glob=False, schema=spec.polars_schema)
+        scan = pl.scan_parquet(
+            files, hive_partitioning=False, glob=False, schema=spec.polars_schema, missing_columns="insert"
+        )
         for f in filters:
             scan = scan.filter(f.expr())
         return spec.conform(scan.select(wanted).collect()).select(wanted)

@@ -1,0 +1,331 @@
+"""The engine every source adapter runs: a table-driven mapping of source records onto the event contract.
+
+An adapter (:mod:`vtp_lab.sources.edx`, :mod:`~vtp_lab.sources.xapi`,
+:mod:`~vtp_lab.sources.caliper`) is a :class:`Mapping`: SQL that reads each record's
+fields as text (one JSON parse per record, in DuckDB) and a table from the source's
+own kind of record (an event name, a verb, an action) to an event type, a
+metadata ``action`` and the metadata key the kind requires. :func:`apply` runs it
+over a batch of record texts, all in one DuckDB query:
+
+- a record that is not a JSON object is ``malformed``;
+- a record whose kind is not in the table, or that is not about a video, is
+  *skipped* and counted by its kind (most of a tracking log: problems, navigation);
+- a video record without the value its kind requires (a play with no position) is
+  rejected as ``missing_field``, naming the source field;
+- every other record becomes a raw event for :func:`vtp_lab.validation.validate`
+  (which quarantines what is still wrong, such as a broken duration);
+- source identifiers become ``uuid5(NS, "{source}|{kind}|{identifier}")``
+  (spec section 1) and come back as :data:`vtp_lab.tables.SOURCE_IDENTITIES` rows.
+
+Positions and durations may be numbers, numeric text or ISO 8601 durations
+(``PT1M5.5S``, days and times only); a value that is none of these is kept as it
+came, so that validation rejects it as ``invalid_metadata``.
+
+Example:
+    >>> from vtp_lab.sources.xapi import XAPI
+    >>> XAPI.source
+    'xapi'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import polars as pl
+
+from vtp_lab.duck import over
+from vtp_lab.events import NO_SESSION, EventType, uuid5_sql
+from vtp_lab.tables import REJECTED_EVENTS, SOURCE_IDENTITIES
+
+__all__ = ["FIELDS", "Adapted", "Kind", "Mapping", "apply", "last_part", "seconds_sql"]
+
+FIELDS: Final = (
+    "kind",
+    "label",
+    "video",
+    "id",
+    "timestamp",
+    "user",
+    "course",
+    "video_key",
+    "session",
+    "position",
+    "from_position",
+    "to_position",
+    "playback_rate",
+    "duration",
+    "title",
+    "quality",
+)
+"""The text columns an adapter's SQL gives for each record (``video`` is a boolean).
+
+``kind`` is what the kinds table is keyed by; ``label`` is the name a skipped record is
+counted under (the source's own event type).
+"""
+
+_NUMBERS: Final = ("position", "from_position", "to_position", "playback_rate", "duration")
+_TEXTS: Final = ("title", "quality")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kind:
+    """What one kind of source record becomes: an event type, a metadata ``action``, a required field.
+
+    Example:
+        >>> Kind(event_type=EventType.PLAYBACK_PAUSED, requires="position").action is None
+        True
+    """
+
+    event_type: EventType
+    action: str | None = None
+    requires: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mapping:
+    """A source adapter: where each of :data:`FIELDS` is in a record, and the kinds table.
+
+    ``paths`` are JSON paths read from each record (one parse), each as a text column
+    ``s_<name>`` (an object or array as its JSON text); ``inner`` names one of them
+    that holds a JSON document of its own (or its text, as edX's ``event`` may be),
+    and ``inner_paths`` are read from that, as ``s_<name>`` too. ``fields`` gives each
+    of :data:`FIELDS` as SQL over those columns. ``source_fields`` names the source's
+    field behind each required metadata key, for rejection reasons; ``skip`` is a
+    name and a line prefix for lines that are not records at all (comment lines);
+    ``envelope`` the key of an object that holds records in an array (a learning record
+    store's ``statements``, a Caliper envelope's ``data``).
+
+    Example:
+        >>> from vtp_lab.sources.edx import EDX
+        >>> EDX.kinds["pause_video"].event_type
+        <EventType.PLAYBACK_PAUSED: 'playback_paused'>
+    """
+
+    source: str
+    paths: dict[str, str]
+    fields: dict[str, str]
+    kinds: dict[str, Kind]
+    inner: str | None = None
+    inner_paths: dict[str, str] = field(default_factory=dict)
+    source_fields: dict[str, str] = field(default_factory=dict)
+    skip: tuple[str, str] | None = None
+    envelope: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adapted:
+    """A batch of source records mapped: raw events, rejections, skipped counts and identities.
+
+    Example:
+        >>> Adapted(rows=pl.DataFrame(), rejected=REJECTED_EVENTS.empty()).skipped
+        {}
+    """
+
+    rows: pl.DataFrame
+    rejected: pl.DataFrame
+    skipped: dict[str, int] = field(default_factory=dict)
+    identities: pl.DataFrame = field(default_factory=SOURCE_IDENTITIES.empty)
+
+
+def last_part(iri: str) -> str:
+    """SQL: the last part of an IRI (after its last ``/`` or ``#``), as verbs and actions are named.
+
+    Example:
+        >>> from vtp_lab.duck import compute
+        >>> compute().sql(f"SELECT {last_part(repr('https://w3id.org/xapi/video/verbs/played'))}").fetchall()
+        [('played',)]
+    """
+    return f"regexp_extract({iri}, '[^/#]+$')"
+
+
+def seconds_sql(text: str) -> str:
+    """SQL: seconds from a number, numeric text or an ISO 8601 duration of days and times; else null.
+
+    Example:
+        >>> from vtp_lab.duck import compute
+        >>> compute().sql(f"SELECT {seconds_sql(repr('PT1M5.5S'))}, {seconds_sql(repr('12'))}").fetchall()
+        [(65.5, 12.0)]
+    """
+    parts = (
+        f"regexp_extract({text}, '^P(?:([0-9.]+)D)?(?:T(?:([0-9.]+)H)?(?:([0-9.]+)M)?(?:([0-9.]+)S)?)?$', "
+        "['d', 'h', 'm', 's'])"
+    )
+    iso = " + ".join(
+        f"coalesce(TRY_CAST(nullif({parts}.{unit}, '') AS DOUBLE), 0) * {factor}"
+        for unit, factor in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    )
+    shape = "'^P(?:[0-9.]+D)?(?:T(?:[0-9.]+H)?(?:[0-9.]+M)?(?:[0-9.]+S)?)?$'"
+    is_iso = f"(regexp_full_match({text}, {shape}) AND {text} NOT IN ('P', 'PT') AND NOT ends_with({text}, 'T'))"
+    return f"coalesce(TRY_CAST({text} AS DOUBLE), CASE WHEN {is_iso} THEN {iso} END)"
+
+
+def _json_value(name: str) -> str:
+    """A number field as JSON: the seconds when it reads as such, else the text as it came (validation rejects it)."""
+    return f"CASE WHEN {name} IS NULL THEN NULL WHEN _{name} IS NOT NULL THEN to_json(_{name}) ELSE to_json({name}) END"
+
+
+def _identity(source: str, kind: str, column: str) -> str:
+    name = f"'{source}|{kind}|' || {column}"
+    return f"CASE WHEN {column} IS NOT NULL THEN {uuid5_sql(name)} END"
+
+
+def _query(mapping: Mapping) -> str:
+    fields = ", ".join(f"{mapping.fields[f]} AS {f}" for f in FIELDS)
+    numbers = ", ".join(f"{seconds_sql(n)} AS _{n}" for n in _NUMBERS)
+    members = ", ".join(
+        [f"'{n}', {_json_value(n)}" for n in _NUMBERS]
+        + [f"'{t}', to_json({t})" for t in _TEXTS]
+        + ["'action', to_json(action)", "'course_id', to_json(course_id)"]
+    )
+    session = f"CASE WHEN trim(coalesce(session, '')) = '' THEN '{NO_SESSION}' ELSE session END"
+    skip = f"starts_with(ltrim(_raw), '{mapping.skip[1]}')" if mapping.skip else "false"
+    return f"""
+        SELECT _row, _raw, ok, _skip, kind, label, mapped, event_type, requires, user, course, video_key,
+               recording_id, user_id, course_id, id, timestamp AS event_timestamp, {session} AS session_id,
+               json_merge_patch('{{}}', json_object({members})) AS metadata,
+               CASE requires {" ".join(f"WHEN '{n}' THEN _{n} IS NULL AND {n} IS NULL" for n in _NUMBERS)} ELSE false
+               END AS lacking
+        FROM (SELECT *, {numbers}, ok AND NOT _skip AND video AND event_type IS NOT NULL AS mapped,
+                     {_identity(mapping.source, "video", "video_key")} AS recording_id,
+                     {_identity(mapping.source, "user", "user")} AS user_id,
+                     {_identity(mapping.source, "course", "course")} AS course_id
+              FROM (SELECT f.*, k.event_type, k.action, k.requires
+                    FROM (SELECT _row, _raw, ok, {skip} AS _skip, {fields} FROM ({_read(mapping)})) f
+                    LEFT JOIN kinds k ON f.kind = k.kind))
+        ORDER BY _row
+    """
+
+
+def _extract(document: str, paths: dict[str, str], into: str) -> tuple[str, str]:
+    """SQL: the ``paths`` of ``document`` as one list (one parse), and the list ``into``'s items as ``s_<name>``."""
+    listed = ", ".join(f"'{p}'" for p in paths.values())
+    items = ", ".join(f"{into}[{i}] AS s_{name}" for i, name in enumerate(paths, start=1))
+    return f"json_extract_string({document}, [{listed}])", items
+
+
+def _unwrapped(mapping: Mapping) -> str:
+    """SQL: ``records``, each envelope replaced by the records it holds (with the envelope's row number)."""
+    if mapping.envelope is None:
+        return "records"
+    path = f"'$.{mapping.envelope}'"
+    return f"""
+        (SELECT _row, unnest(CASE WHEN coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)
+                                  THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[] ELSE [_raw] END) AS _raw
+         FROM records)
+    """
+
+
+def _read(mapping: Mapping) -> str:
+    """SQL: ``records`` with ``ok`` (a JSON object) and every path of ``mapping`` as a text column."""
+    outer, outer_items = _extract("_raw", mapping.paths, "_p")
+    query = f"""
+        SELECT *, {outer_items}
+        FROM (SELECT *, CASE WHEN ok THEN {outer} END AS _p
+              FROM (SELECT *, coalesce(json_type(try(json(_raw))) = 'OBJECT', false) AS ok FROM {_unwrapped(mapping)}))
+    """
+    if mapping.inner is None:
+        return query
+    inner, inner_items = _extract(f"s_{mapping.inner}", mapping.inner_paths, "_q")
+    return f"""
+        SELECT *, {inner_items}
+        FROM (SELECT *, CASE WHEN json_valid(s_{mapping.inner}) THEN {inner} END AS _q
+              FROM ({query}))
+    """
+
+
+def _kinds(mapping: Mapping) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "kind": list(mapping.kinds),
+            "event_type": [k.event_type.value for k in mapping.kinds.values()],
+            "action": [k.action for k in mapping.kinds.values()],
+            "requires": [k.requires for k in mapping.kinds.values()],
+        },
+        schema={"kind": pl.String, "event_type": pl.String, "action": pl.String, "requires": pl.String},
+    )
+
+
+def _identities(mapped: pl.DataFrame, source: str) -> pl.DataFrame:
+    pairs = [
+        mapped.select(
+            pl.col(uuid).alias("id"),
+            pl.lit(source).alias("source"),
+            pl.lit(kind).alias("kind"),
+            pl.col(ident).alias("identifier"),
+        )
+        for uuid, kind, ident in (
+            ("recording_id", "video", "video_key"),
+            ("user_id", "user", "user"),
+            ("course_id", "course", "course"),
+        )
+    ]
+    return SOURCE_IDENTITIES.conform(pl.concat(pairs).drop_nulls("id").unique(maintain_order=True))
+
+
+def _rejections(frame: pl.DataFrame, source: str, *, reason: str, field: pl.Expr) -> pl.DataFrame:
+    return REJECTED_EVENTS.conform(
+        frame.select(
+            pl.col("_raw").alias("raw"),
+            pl.lit(source).alias("source"),
+            pl.col("_row").cast(pl.Int64).alias("row_number"),
+            pl.lit(reason).alias("reason"),
+            field.alias("field"),
+            pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("rejected_at"),
+        )
+    )
+
+
+def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
+    """Map a batch of record texts (``_raw``, ``_row``) through ``mapping``; ``source`` names the file.
+
+    Example:
+        >>> from vtp_lab.sources.edx import EDX
+        >>> line = ('{"event_type": "pause_video", "time": "2026-09-01T10:00:00+00:00", "username": "ana", '
+        ...         '"session": "s1", "context": {"course_id": "C1", "user_id": 7}, '
+        ...         '"event": {"id": "v1", "currentTime": 12.5}}')
+        >>> out = apply(EDX, pl.DataFrame({"_raw": [line, "{}"], "_row": [1, 2]}), source="log")
+        >>> out.rows.select("event_type", "session_id", "metadata").row(0)
+        ('playback_paused', 's1', '{"position":12.5,"course_id":"94425ad9-4b9a-521f-ad8e-5b48d288b7ef"}')
+        >>> out.skipped
+        {'(none)': 1}
+    """
+    with over(records=records.select("_raw", pl.col("_row").cast(pl.Int64)), kinds=_kinds(mapping)) as con:
+        out = con.sql(_query(mapping)).pl()
+    malformed = out.filter(~pl.col("ok") & ~pl.col("_skip"))
+    skipped_rows = out.filter(pl.col("_skip") | (pl.col("ok") & ~pl.col("mapped")))
+    kinds = skipped_rows.select(
+        pl.when(pl.col("_skip"))
+        .then(pl.lit(mapping.skip[0] if mapping.skip else ""))
+        .otherwise(pl.col("label").fill_null("(none)"))
+    ).to_series()
+    mapped = out.filter(pl.col("mapped"))
+    lacking = mapped.filter(pl.col("lacking"))
+    good = mapped.filter(~pl.col("lacking"))
+    named = pl.col("requires").replace_strict(mapping.source_fields, default=pl.col("requires"))
+    rejected = pl.concat(
+        [
+            _rejections(malformed, source, reason="malformed", field=pl.lit(None, pl.String)),
+            _rejections(lacking, source, reason="missing_field", field=named),
+        ]
+    ).sort("row_number")
+    rows = good.select(
+        "_raw",
+        "_row",
+        "id",
+        "event_type",
+        "recording_id",
+        "user_id",
+        "session_id",
+        "event_timestamp",
+        "metadata",
+        pl.lit(source).alias("_source"),
+    )
+    return Adapted(
+        rows=rows,
+        rejected=rejected,
+        skipped=dict(Counter(kinds.to_list())),
+        identities=_identities(good, mapping.source),
+    )
