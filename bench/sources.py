@@ -4,9 +4,9 @@
 
 Builds, from one synthetic semester copied until long enough:
 - the platform's NDJSON dump of its events (the baseline);
-- an Open edX tracking log of about ``--video-events`` video events among
+- an Open edX tracking log of ``--video-events`` video events among
   ``--other-events`` other events (problem checks, page views: skipped and counted);
-- an xAPI export (a JSON array) of about ``--video-events`` video statements.
+- an xAPI export of ``--video-events`` video statements, as a JSON array and as NDJSON.
 
 Then loads each into a new DuckDB store with ``Lab.load``, alternately ``--repeat``
 times, and prints rows read per second, video events per second, and the ratio of each
@@ -18,6 +18,7 @@ mapped, rejected or skipped and counted.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import statistics
 import sys
@@ -75,29 +76,36 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vtp-bench-sources-"))
     events = make_events(args.video_events)
+    said = as_source(events, "edx").len()  # a source records fewer events than the platform (docs/sources.md)
+    events = make_events(math.ceil(args.video_events * events.height / said))
     platform = write_events(events, tmp / "events.ndjson")
-    edx_records = as_source(events, "edx")
+    edx_records = as_source(events, "edx").head(args.video_events)
     mixed = pl.concat([edx_records, other_edx_events(args.other_events)]).sample(fraction=1.0, shuffle=True, seed=1)
     edx = tmp / "tracking.log"
     edx.write_text(mixed.str.join("\n").item() + "\n")
-    xapi = tmp / "statements.json"
-    xapi.write_text("[" + as_source(events, "xapi").str.join(",\n").item() + "]\n")
     del mixed
+    statements = as_source(events, "xapi").head(args.video_events)
+    xapi = tmp / "statements.json"
+    xapi.write_text("[" + statements.str.join(",\n").item() + "]\n")
+    xapi_lines = tmp / "statements.ndjson"
+    xapi_lines.write_text(statements.str.join("\n").item() + "\n")
     print(
         f"platform NDJSON: {events.height:,} events, {platform.stat().st_size / 1e6:,.0f} MB; "
         f"edX log: {edx_records.len():,} video events among {args.other_events:,} others, "
-        f"{edx.stat().st_size / 1e6:,.0f} MB; xAPI: {xapi.stat().st_size / 1e6:,.0f} MB"
+        f"{edx.stat().st_size / 1e6:,.0f} MB; xAPI: {statements.len():,} statements, "
+        f"{xapi.stat().st_size / 1e6:,.0f} MB as a JSON array (and as NDJSON)"
     )
-    for path in (platform, edx, xapi):  # one-time costs (imports, first plans) are not timed
+    sources = {"edX log": edx, "xAPI export, JSON array": xapi, "xAPI export, NDJSON": xapi_lines}
+    for path in (platform, *sources.values()):  # one-time costs (imports, first plans) are not timed
         small = tmp / f"warm-{path.name}"
         small.write_text("".join(path.open().readlines()[:50]).rstrip(",\n") + ("]\n" if path == xapi else "\n"))
         timed_load(small, tmp / f"warm-{path.name}.duckdb")
-    ratios: dict[str, list[float]] = {"edX log": [], "xAPI export": []}
+    ratios: dict[str, list[float]] = {label: [] for label in sources}
     for run in range(1, args.repeat + 1):
         base_s, base_rows, _ = timed_load(platform, tmp / f"platform-{run}.duckdb")
         line = f"run {run}: platform {base_rows / base_s:,.0f} rows/s ({base_s:.1f} s)"
-        for label, path in (("edX log", edx), ("xAPI export", xapi)):
-            seconds, rows, accepted = timed_load(path, tmp / f"{path.stem}-{run}.duckdb")
+        for label, path in sources.items():
+            seconds, rows, accepted = timed_load(path, tmp / f"{path.name}-{run}.duckdb")
             ratios[label].append((rows / seconds) / (base_rows / base_s))
             line += (
                 f"; {label} {rows / seconds:,.0f} rows/s, {accepted / seconds:,.0f} video events/s "

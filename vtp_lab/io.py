@@ -953,17 +953,34 @@ def _is_json(text: bytes) -> bool:
     return True
 
 
+_SOURCE_BATCH_BYTES: Final = 128 * 1024 * 1024
+"""The most record text in one source batch: a batch is mapped in one query, which costs more per record if small."""
+
+
 def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
-    """A source format's file (edX, xAPI, Caliper), mapped by its adapter onto raw events."""
-    for records, position in _source_records(path, batch_rows):
-        adapted = apply(MAPPINGS[cast(SourceFormat, fmt)], records, source=str(path))
-        yield RawBatch(
+    """A source format's file (edX, xAPI, Caliper), mapped by its adapter onto raw events, in large batches."""
+    mapping = MAPPINGS[cast(SourceFormat, fmt)]
+
+    def mapped(parts: list[pl.DataFrame], position: int) -> RawBatch:
+        adapted = apply(mapping, pl.concat(parts), source=str(path))
+        return RawBatch(
             rows=adapted.rows,
             malformed=adapted.rejected,
             bytes_read=position,
             skipped=adapted.skipped,
             identities=adapted.identities,
         )
+
+    parts: list[pl.DataFrame] = []
+    rows = size = 0
+    for records, position in _source_records(path, batch_rows):
+        parts.append(records)
+        rows, size = rows + records.height, size + int(records["_raw"].str.len_bytes().sum())
+        if rows >= batch_rows or size >= _SOURCE_BATCH_BYTES:
+            yield mapped(parts, position)
+            parts, rows, size = [], 0, 0
+    if parts:
+        yield mapped(parts, path.stat().st_size)
 
 
 def read_events(path: str | Path, *, format: Format | None = None, batch_rows: int = 250_000) -> Iterator[RawBatch]:

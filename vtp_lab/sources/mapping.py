@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+import duckdb
 import polars as pl
 
 from vtp_lab.duck import over
@@ -167,12 +168,21 @@ def _json_value(name: str) -> str:
     return f"CASE WHEN {name} IS NULL THEN NULL WHEN _{name} IS NOT NULL THEN to_json(_{name}) ELSE to_json({name}) END"
 
 
-def _identity(source: str, kind: str, column: str) -> str:
-    name = f"'{source}|{kind}|' || {column}"
-    return f"CASE WHEN {column} IS NOT NULL THEN {uuid5_sql(name)} END"
+_IDENTIFIED: Final = (
+    ("recording_id", "video", "video_key"),
+    ("user_id", "user", "user"),
+    ("course_id", "course", "course"),
+)
+"""Each id column, its identity kind and the source field it is made from."""
 
 
-def _query(mapping: Mapping) -> str:
+def _query(mapping: Mapping, *, guarded: bool) -> str:
+    """SQL over ``records`` and ``kinds``: each record's outcome, its raw event fields and its identities.
+
+    Identities are made once per distinct identifier (``ids``), not per record. The
+    record's text is not handed back (the caller has it), only an envelope's element.
+    ``guarded`` checks that each text is JSON before reading it (see :func:`apply`).
+    """
     fields = ", ".join(f"{mapping.fields[f]} AS {f}" for f in FIELDS)
     numbers = ", ".join(f"{seconds_sql(n)} AS _{n}" for n in _NUMBERS)
     members = ", ".join(
@@ -182,20 +192,30 @@ def _query(mapping: Mapping) -> str:
     )
     session = f"CASE WHEN trim(coalesce(session, '')) = '' THEN '{NO_SESSION}' ELSE session END"
     skip = f"starts_with(ltrim(_raw), '{mapping.skip[1]}')" if mapping.skip else "false"
+    named = " UNION ".join(
+        f"SELECT '{kind}' AS kind, {source} AS identifier FROM f WHERE mapped AND {source} IS NOT NULL"
+        for _, kind, source in _IDENTIFIED
+    )
+    name = f"'{mapping.source}|' || kind || '|' || identifier"
+    joins = " ".join(
+        f"LEFT JOIN ids AS _{kind} ON _{kind}.kind = '{kind}' AND _{kind}.identifier = f.{source}"
+        for _, kind, source in _IDENTIFIED
+    )
+    ids = ", ".join(f"_{kind}.id AS {column}" for column, kind, _ in _IDENTIFIED)
+    lacking = " ".join(f"WHEN '{n}' THEN _{n} IS NULL AND {n} IS NULL" for n in _NUMBERS)
     return f"""
-        SELECT _row, _raw, ok, _skip, kind, label, mapped, event_type, requires, user, course, video_key,
-               recording_id, user_id, course_id, id, timestamp AS event_timestamp, {session} AS session_id,
+        WITH f AS MATERIALIZED (
+            SELECT *, {numbers}, ok AND NOT _skip AND video AND event_type IS NOT NULL AS mapped
+            FROM (SELECT f.*, k.event_type, k.action, k.requires
+                  FROM (SELECT _row, _element, ok, {skip} AS _skip, {fields} FROM ({_read(mapping, guarded=guarded)})) f
+                  LEFT JOIN kinds k ON f.kind = k.kind)),
+        ids AS MATERIALIZED (SELECT kind, identifier, {uuid5_sql(name)} AS id FROM ({named}))
+        SELECT _row, _element, ok, _skip, label, mapped, event_type, requires, f.user, f.course, video_key,
+               recording_id, user_id, course_id, f.id, timestamp AS event_timestamp, {session} AS session_id,
                json_merge_patch('{{}}', json_object({members})) AS metadata,
-               CASE requires {" ".join(f"WHEN '{n}' THEN _{n} IS NULL AND {n} IS NULL" for n in _NUMBERS)} ELSE false
-               END AS lacking
-        FROM (SELECT *, {numbers}, ok AND NOT _skip AND video AND event_type IS NOT NULL AS mapped,
-                     {_identity(mapping.source, "video", "video_key")} AS recording_id,
-                     {_identity(mapping.source, "user", "user")} AS user_id,
-                     {_identity(mapping.source, "course", "course")} AS course_id
-              FROM (SELECT f.*, k.event_type, k.action, k.requires
-                    FROM (SELECT _row, _raw, ok, {skip} AS _skip, {fields} FROM ({_read(mapping)})) f
-                    LEFT JOIN kinds k ON f.kind = k.kind))
-        ORDER BY _row
+               CASE requires {lacking} ELSE false END AS lacking
+        FROM (SELECT f.*, {ids} FROM f {joins}) f
+        ORDER BY _row, _element
     """
 
 
@@ -207,24 +227,34 @@ def _extract(document: str, paths: dict[str, str], into: str) -> tuple[str, str]
 
 
 def _unwrapped(mapping: Mapping) -> str:
-    """SQL: ``records``, each envelope replaced by the records it holds (with the envelope's row number)."""
+    """SQL: ``records``, each envelope replaced by the records it holds (with the envelope's row number).
+
+    ``_element`` is the text of a record taken out of an envelope (null for the others).
+    """
     if mapping.envelope is None:
-        return "records"
+        return "(SELECT *, NULL::VARCHAR AS _element FROM records)"
     path = f"'$.{mapping.envelope}'"
     return f"""
-        (SELECT _row, unnest(CASE WHEN coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)
-                                  THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[] ELSE [_raw] END) AS _raw
-         FROM records)
+        (SELECT _row, _raw, CASE WHEN _wrapped THEN _raw END AS _element
+         FROM (SELECT _row, contains(_raw, '"{mapping.envelope}"') AND coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)
+                      AS _wrapped,
+                      unnest(CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
+                                  ELSE [_raw] END) AS _raw
+               FROM records))
     """
 
 
-def _read(mapping: Mapping) -> str:
-    """SQL: ``records`` with ``ok`` (a JSON object) and every path of ``mapping`` as a text column."""
+def _read(mapping: Mapping, *, guarded: bool) -> str:
+    """SQL: ``records`` with ``ok`` (a JSON object) and every path of ``mapping`` as a text column.
+
+    Unguarded, every text is taken for JSON (the query fails on one that is not).
+    """
     outer, outer_items = _extract("_raw", mapping.paths, "_p")
+    valid = " AND json_valid(_raw)" if guarded else ""
     query = f"""
         SELECT *, {outer_items}
         FROM (SELECT *, CASE WHEN ok THEN {outer} END AS _p
-              FROM (SELECT *, coalesce(json_type(try(json(_raw))) = 'OBJECT', false) AS ok FROM {_unwrapped(mapping)}))
+              FROM (SELECT *, starts_with(ltrim(_raw), '{{'){valid} AS ok FROM {_unwrapped(mapping)}))
     """
     if mapping.inner is None:
         return query
@@ -256,11 +286,7 @@ def _identities(mapped: pl.DataFrame, source: str) -> pl.DataFrame:
             pl.lit(kind).alias("kind"),
             pl.col(ident).alias("identifier"),
         )
-        for uuid, kind, ident in (
-            ("recording_id", "video", "video_key"),
-            ("user_id", "user", "user"),
-            ("course_id", "course", "course"),
-        )
+        for uuid, kind, ident in _IDENTIFIED
     ]
     return SOURCE_IDENTITIES.conform(pl.concat(pairs).drop_nulls("id").unique(maintain_order=True))
 
@@ -292,8 +318,15 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
         >>> out.skipped
         {'(none)': 1}
     """
-    with over(records=records.select("_raw", pl.col("_row").cast(pl.Int64)), kinds=_kinds(mapping)) as con:
-        out = con.sql(_query(mapping)).pl()
+    texts = records.select("_raw", pl.col("_row").cast(pl.Int64))
+    with over(records=texts, kinds=_kinds(mapping)) as con:
+        try:  # most batches are all JSON: checking each text first would parse it twice
+            out = con.sql(_query(mapping, guarded=False)).pl()
+        except duckdb.InvalidInputException:
+            out = con.sql(_query(mapping, guarded=True)).pl()
+    out = out.join(texts, on="_row", how="left", maintain_order="left").with_columns(
+        pl.coalesce("_element", "_raw").alias("_raw")
+    )
     malformed = out.filter(~pl.col("ok") & ~pl.col("_skip"))
     skipped_rows = out.filter(pl.col("_skip") | (pl.col("ok") & ~pl.col("mapped")))
     kinds = skipped_rows.select(
