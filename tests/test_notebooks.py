@@ -18,6 +18,7 @@ def test_there_are_notebooks():
         "02_prototype_engagement_metric",
         "03_quality_of_experience_and_engagement",
         "04_dashboard",
+        "05_sources",
     ]
 
 
