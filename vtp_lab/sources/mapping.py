@@ -234,10 +234,10 @@ def _unwrapped(mapping: Mapping) -> str:
     if mapping.envelope is None:
         return "(SELECT *, NULL::VARCHAR AS _element FROM records)"
     path = f"'$.{mapping.envelope}'"
+    wrapped = f"""contains(_raw, '"{mapping.envelope}"') AND coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)"""
     return f"""
         (SELECT _row, _raw, CASE WHEN _wrapped THEN _raw END AS _element
-         FROM (SELECT _row, contains(_raw, '"{mapping.envelope}"') AND coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)
-                      AS _wrapped,
+         FROM (SELECT _row, {wrapped} AS _wrapped,
                       unnest(CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
                                   ELSE [_raw] END) AS _raw
                FROM records))
