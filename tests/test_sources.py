@@ -385,6 +385,24 @@ def test_sessions_are_cut_by_the_gap_and_the_gap_is_settable(tmp_path):
         vl.Lab(":memory:", session_gap=timedelta(0))
 
 
+def test_a_store_read_with_another_gap_is_derived_again(tmp_path):
+    stamps = [datetime(2026, 9, 1, 10, tzinfo=UTC) + timedelta(minutes=m) for m in (0, 10, 20, 30)]
+    lines = [
+        statement("played" if i % 2 == 0 else "paused", time=float(i), at=t.isoformat()) for i, t in enumerate(stamps)
+    ]
+    for s in lines:
+        del s["context"]["extensions"][f"{EXT}/session-id"]
+    (tmp_path / "s.json").write_text(json.dumps(lines))
+    with vl.Lab(tmp_path / "lab.duckdb") as lab:
+        lab.load(tmp_path / "s.json", progress=False)
+        assert lab.count("playback_sessions") == 1
+    with vl.Lab(tmp_path / "lab.duckdb", session_gap=timedelta(minutes=5)) as lab:
+        assert lab.count("playback_sessions") == 4
+        assert lab.table("playback_sessions").height == 4
+    with vl.Lab(tmp_path / "lab.duckdb") as lab:
+        assert lab.count("playback_sessions") == 1
+
+
 def test_a_gap_of_exactly_the_setting_keeps_the_session():
     t0 = datetime(2026, 9, 1, 10, tzinfo=UTC)
     ev = pl.DataFrame(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,9 @@ from polars.testing import assert_frame_equal
 from test_sessions import REC2, event, frame, recordings, session_events
 
 from vtp_lab import spark as vs
+from vtp_lab.events import NO_SESSION
 from vtp_lab.lab import Lab
+from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import MATERIALISED, derive
 from vtp_lab.synth import semester
 from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
@@ -29,9 +32,11 @@ KEYS = {
 }
 
 
-def assert_tables_equal(got: dict, events: pl.DataFrame, recordings: pl.DataFrame | None) -> None:
+def assert_tables_equal(
+    got: dict, events: pl.DataFrame, recordings: pl.DataFrame | None, *, session_gap: timedelta = DEFAULT_SESSION_GAP
+) -> None:
     """Each Spark table has the mirror's columns and types and equals the polars path's (floats within 1e-9)."""
-    want = derive(events, recordings=recordings)
+    want = derive(events, recordings=recordings, session_gap=session_gap)
     assert sorted(got) == sorted(MATERIALISED)
     for name in MATERIALISED:
         rows = got[name]
@@ -74,6 +79,15 @@ def test_random_events_on_spark_give_the_polars_tables(spark, sessions, partitio
     events = ANALYTICS_EVENTS.conform(frame(rows))
     got = vs.derive(vs._to_spark(spark, events, ANALYTICS_EVENTS), spark=spark, partitions=partitions)
     assert_tables_equal(got, events, None)
+
+
+def test_sessionless_events_on_spark_are_cut_by_the_same_gap(spark, tmp_path):
+    events = semester(courses=1, lectures_per_course=2, students=6, seed=2).events
+    events = events.with_columns(pl.lit(NO_SESSION).alias("session_id"))  # as a source without sessions gives them
+    gap = timedelta(minutes=10)
+    got = vs.derive(vs._to_spark(spark, events, ANALYTICS_EVENTS), spark=spark, partitions=3, session_gap=gap)
+    assert_tables_equal(got, events, None, session_gap=gap)
+    assert got["playback_sessions"].count() > derive(events).playback_sessions.height  # the shorter gap cuts more
 
 
 def test_a_lake_on_spark_gives_the_polars_tables_and_writes_parquet(spark, sample, tmp_path):

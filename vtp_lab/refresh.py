@@ -204,6 +204,13 @@ class DerivedCache:
     touched: set[str] | None = None
     _memo: tuple[tuple[object, ...], Derived] | None = field(default=None, repr=False)
 
+    def _version(self) -> str:
+        """What the derived tables depend on: the data version, and the session gap when it is not the default."""
+        version = data_version(self.store)
+        if self.session_gap != DEFAULT_SESSION_GAP:
+            version += f":gap={self.session_gap.total_seconds():g}s"
+        return version
+
     def wrote(self, recording_ids: pl.Series | None = None) -> None:
         """Note a write: new events of ``recording_ids``, or (None) a change that may touch every recording."""
         if recording_ids is None:
@@ -228,7 +235,7 @@ class DerivedCache:
             >>> DerivedCache(store=open_store(":memory:")).derived(attendance_threshold=0.8).recordings.height
             0
         """
-        key = (data_version(self.store), None if score is None else str(score), attendance_threshold)
+        key = (self._version(), None if score is None else str(score), attendance_threshold)
         if self._memo is None or self._memo[0] != key:
             kept = _beside(self.store)
             default = score is None and attendance_threshold == DEFAULT_ATTENDANCE_THRESHOLD
@@ -289,7 +296,7 @@ class DerivedCache:
             >>> DerivedCache(store=open_store(":memory:"), touched=set()).refresh()["playback_sessions"]
             0
         """
-        version = data_version(self.store)
+        version = self._version()
         touched = self.touched
         if touched is None or (not touched and self.store.derived_version() != version):
             counts = self._refresh_all(version)
@@ -384,7 +391,7 @@ class DerivedCache:
             >>> DerivedCache(store=open_store(":memory:")).fresh_tables()
             {}
         """
-        if self.store.derived_version() == data_version(self.store):
+        if self.store.derived_version() == self._version():
             return {}
         if not self.store.read_only:
             self.refresh()

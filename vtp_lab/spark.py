@@ -26,12 +26,14 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 import pyarrow as pa
 
+from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import (
     DEFAULT_ATTENDANCE_THRESHOLD,
     DEFAULT_SCORE,
@@ -128,13 +130,13 @@ def _frame(data: bytes) -> pl.DataFrame:
     return pl.read_ipc_stream(io.BytesIO(data))
 
 
-def _stage_one(catalogue: bytes) -> Callable[[pa.Table], pa.Table]:
+def _stage_one(catalogue: bytes, session_gap: timedelta) -> Callable[[pa.Table], pa.Table]:
     """The function each executor runs on one partition's events: :func:`derive_partition`, its frames as IPC."""
 
     def stage_one(table: pa.Table) -> pa.Table:
         events = pl.from_arrow(table)
         assert isinstance(events, pl.DataFrame)
-        part = derive_partition(ANALYTICS_EVENTS.conform(events), recordings=_frame(catalogue))
+        part = derive_partition(ANALYTICS_EVENTS.conform(events), recordings=_frame(catalogue), session_gap=session_gap)
         names = [f.name for f in fields(Partial)]
         return pa.table(
             {"table": names, "data": [_ipc(getattr(part, n)) for n in names]},
@@ -182,6 +184,7 @@ def derive(
     partitions: int | None = None,
     score: pl.Expr = DEFAULT_SCORE,
     attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
 ) -> dict[str, DataFrame]:
     """The five derived tables of ``events`` (a Spark DataFrame of ``analytics_events``, or a lake's path), on Spark.
 
@@ -189,7 +192,8 @@ def derive(
     :func:`vtp_lab.stats.derive` gives on the same events. ``recordings`` is the
     loaded catalogue (read from the lake when ``events`` is a lake's path).
     ``partitions`` cuts the recordings into that many stage-1 calls (default: four per
-    core of the cluster).
+    core of the cluster); ``session_gap`` cuts the sessions of events that came without
+    one, as :func:`vtp_lab.sessions.cut_sessions` does.
 
     Example:
         >>> from vtp_lab.synth import semester
@@ -212,11 +216,11 @@ def derive(
     staged = (
         frame.withColumn("_part", F.pmod(F.hash("recording_id"), F.lit(n)))
         .groupBy("_part")
-        .applyInArrow(_stage_one(_ipc(catalogue)), schema=_PARTS)
+        .applyInArrow(_stage_one(_ipc(catalogue), session_gap), schema=_PARTS)
     )
     parts = _partials(staged.toLocalIterator())
     if not parts:
-        parts = [derive_partition(ANALYTICS_EVENTS.empty(), recordings=catalogue)]
+        parts = [derive_partition(ANALYTICS_EVENTS.empty(), recordings=catalogue, session_gap=session_gap)]
     derived = combine(parts, score=score, attendance_threshold=attendance_threshold)
     return {name: _to_spark(spark, getattr(derived, name), TABLES[name]) for name in MATERIALISED}
 
