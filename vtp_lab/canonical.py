@@ -209,6 +209,9 @@ def _containers(texts: pl.Series) -> pl.Series:
     return _join(members, texts.len(), objects=kinds)
 
 
+_KEY_SAMPLE: Final = 16_384
+"""Rows whose keys make the fast path's struct: a row with a key none of them has takes the general path."""
+
 _FAST_KEYS: Final = 256
 """The most distinct keys a batch's fast path reads (beyond that, every row takes the general path)."""
 
@@ -225,7 +228,9 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
     row is anything else (a repeated key, a ``null`` value, a key outside the table's list,
     a nested value, text that the reader writes otherwise than Python: non-ASCII, escapes,
     exponents, very small or large numbers) and where ``column`` is null: give those rows
-    to :func:`canonical_json`. Runs one query on ``con`` to find the keys.
+    to :func:`canonical_json`. Runs one query on ``con`` to find the keys, on a sample of
+    :data:`_KEY_SAMPLE` rows (a key only rarer rows hold costs them the general path, not
+    a different text).
 
     Example:
         >>> from vtp_lab.duck import over
@@ -233,8 +238,9 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
         ...     con.sql(canonical_select(con, "t", "m")).pl()["canonical"].to_list()
         ['{"a":"x","b":1}', None]
     """
+    sample = f"(SELECT {column} FROM {table} USING SAMPLE reservoir({_KEY_SAMPLE} ROWS) REPEATABLE (1))"
     found = con.sql(
-        f"SELECT k FROM (SELECT unnest(json_keys({column})) AS k FROM {table}) GROUP BY k ORDER BY count(*) DESC"
+        f"SELECT k FROM (SELECT unnest(json_keys({column})) AS k FROM {sample}) GROUP BY k ORDER BY count(*) DESC"
     ).pl()["k"]
     plain = [k for k in found.head(_FAST_KEYS).to_list() if k and re.fullmatch(_PLAIN_TEXT, k) and "'" not in k]
     folded = Counter(k.lower() for k in plain)

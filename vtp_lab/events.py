@@ -32,7 +32,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal, NamedTuple, get_args
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from vtp_lab.errors import EventValidationError
 
@@ -405,7 +407,14 @@ def _uuid5(name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, name))
 
 
-_VARIANT: Final = {f"{i:x}": f"{(i & 0x3) | 0x8:x}" for i in range(16)}
+_VARIANT: Final = np.zeros(256, np.uint8)
+_VARIANT[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.frombuffer(b"89ab89ab89ab89ab", np.uint8)
+"""The hex digit of a version-5 UUID's variant nibble, by the digit of the SHA-1 it comes from."""
+_UUID_FROM_SHA1: Final = np.array(
+    [*range(8), -1, *range(8, 12), -1, -2, *range(13, 16), -1, -3, *range(17, 20), -1, *range(20, 32)]
+)
+"""Where each character of the UUID's text comes from in the SHA-1's hex: an index, or -1 a dash, -2 the version,
+-3 the variant."""
 
 
 def uuid5_series(names: pl.Series) -> pl.Series:
@@ -443,28 +452,23 @@ def uuid5_sql(name: str) -> str:
 
 
 def _uuid5_text(digests: pl.Series) -> pl.Series:
-    """SHA-1 hex digests as the text of the version-5 UUIDs made from them (null stays null)."""
-    h = pl.col("h")
-    return (
-        digests.to_frame("h")
-        .select(
-            pl.concat_str(
-                [
-                    h.str.slice(0, 8),
-                    pl.lit("-"),
-                    h.str.slice(8, 4),
-                    pl.lit("-5"),
-                    h.str.slice(13, 3),
-                    pl.lit("-"),
-                    h.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
-                    h.str.slice(17, 3),
-                    pl.lit("-"),
-                    h.str.slice(20, 12),
-                ]
-            )
-        )
-        .to_series()
-    )
+    """SHA-1 hex digests as the text of the version-5 UUIDs made from them (null stays null).
+
+    A byte shuffle over the whole column in numpy: every digest is 40 characters, every
+    UUID 36, so no Python runs per row.
+    """
+    hexes = digests.fill_null("0" * 40).cast(pl.String).to_arrow().cast(pa.large_string())
+    n = len(hexes)
+    start = int(np.frombuffer(hexes.buffers()[1], np.int64, 1, hexes.offset * 8)[0])
+    text = np.frombuffer(hexes.buffers()[2], np.uint8, 40 * n, start).reshape(n, 40)
+    out = text[:, np.maximum(_UUID_FROM_SHA1, 0)]
+    out[:, _UUID_FROM_SHA1 == -1] = ord("-")
+    out[:, _UUID_FROM_SHA1 == -2] = ord("5")
+    out[:, _UUID_FROM_SHA1 == -3] = _VARIANT[text[:, 16]][:, None]
+    offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int64) * 36).tobytes())
+    array = pa.LargeStringArray.from_buffers(n, offsets, pa.py_buffer(np.ascontiguousarray(out).tobytes()))
+    uuids = pl.Series(digests.name, array, dtype=pl.String)
+    return uuids.set(digests.is_null(), None) if digests.null_count() else uuids
 
 
 def derive_event_id(
