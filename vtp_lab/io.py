@@ -36,7 +36,6 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -54,6 +53,7 @@ from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.sources import MAPPINGS, SOURCE_FORMATS, SourceFormat, apply, sniff
 from vtp_lab.sources.writers import as_source
 from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
+from vtp_lab.validation import rejected_rows
 
 __all__ = [
     "FORMATS",
@@ -69,7 +69,7 @@ __all__ = [
     "write_events",
 ]
 
-Format = Literal["ndjson", "json", "csv", "parquet", "edx", "xapi", "caliper"]
+Format = Literal["ndjson", "json", "csv", "parquet"] | SourceFormat
 FORMATS: Final[tuple[Format, ...]] = ("ndjson", "json", "csv", "parquet", *SOURCE_FORMATS)
 _SUFFIXES: Final[dict[str, Format]] = {
     ".ndjson": "ndjson",
@@ -521,17 +521,7 @@ _FOLDED: Final = [k for i, k in enumerate(_SPELLINGS) if k.lower() in {j.lower()
 
 
 def _malformed(raw: pl.Series, rows: pl.Series, source: str | pl.Series) -> pl.DataFrame:
-    return REJECTED_EVENTS.conform(
-        pl.DataFrame(
-            {
-                "raw": raw,
-                "source": source if isinstance(source, pl.Series) else pl.repeat(source, raw.len(), eager=True),
-                "row_number": rows.cast(pl.Int64),
-                "reason": pl.repeat("malformed", raw.len(), eager=True, dtype=pl.String),
-                "rejected_at": pl.repeat(datetime.now(UTC), raw.len(), eager=True, dtype=pl.Datetime("us", "UTC")),
-            }
-        )
-    )
+    return rejected_rows(raw, rows, source, reason="malformed")
 
 
 def _fields_sql(texts: str, parse: JsonParse, *, folded: bool, carry: bool) -> str:
@@ -917,15 +907,14 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         )
 
 
-def _source_records(path: Path, batch_rows: int) -> Iterator[tuple[pl.DataFrame, int]]:
-    """A source file's records as texts (``_raw``, ``_row``) in batches, with the bytes read so far.
+def _source_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
+    """A source file's records as texts (``_raw``, ``_row``) as the readers hand them, with the bytes read so far.
 
     A JSON array streams element by element; a file holding one JSON document over many
     lines (a learning record store's page, up to :data:`_WHOLE_DOCUMENT_BYTES`) is one
     record, read whole; anything else is a record a line (blank lines left out).
     """
-    with _open_text(path) as fh:
-        head = fh.read(_SNIFF_BYTES).lstrip()
+    head = _head(path, None)
     size = path.stat().st_size
     if head.startswith(b"["):
         read = 0
@@ -940,9 +929,7 @@ def _source_records(path: Path, batch_rows: int) -> Iterator[tuple[pl.DataFrame,
             yield pl.DataFrame({"_raw": [whole.decode("utf-8", errors="replace")], "_row": [1]}), size
             return
     for lines, number, position in _lines(path):
-        frame = lines.to_frame().with_row_index("_row", offset=number).filter(~_blank(lines))
-        for start in range(0, max(frame.height, 1), batch_rows):
-            yield frame.slice(start, batch_rows), position
+        yield lines.to_frame().with_row_index("_row", offset=number).filter(~_blank(lines)), position
 
 
 def _is_json(text: bytes) -> bool:
@@ -973,7 +960,7 @@ def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
 
     parts: list[pl.DataFrame] = []
     rows = size = 0
-    for records, position in _source_records(path, batch_rows):
+    for records, position in _source_records(path):
         parts.append(records)
         rows, size = rows + records.height, size + int(records["_raw"].str.len_bytes().sum())
         if rows >= batch_rows or size >= _SOURCE_BATCH_BYTES:

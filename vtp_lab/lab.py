@@ -35,7 +35,7 @@ from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.recordings import catalogue, read_recordings
 from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
-from vtp_lab.sessions import DEFAULT_SESSION_GAP
+from vtp_lab.sessions import DEFAULT_SESSION_GAP, checked_gap
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, MATERIALISED, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, open_store
 from vtp_lab.tables import TABLES
@@ -99,9 +99,7 @@ class Lab:
         self.path = str(path)
         self.max_clock_skew = max_clock_skew
         partitions_for(events=0, budget=memory_budget)  # a bad budget is an error now, not at the first refresh
-        if session_gap <= timedelta(0):
-            raise ValueError(f"session_gap={session_gap} must be positive, e.g. timedelta(minutes=30)")
-        self.session_gap = session_gap
+        self.session_gap = checked_gap(session_gap)  # a bad gap is an error now, not at the first derive
         self.store: Store = open_store(path, read_only=read_only)
         self._cache = DerivedCache(store=self.store, memory_budget=memory_budget, session_gap=session_gap)
 

@@ -362,14 +362,18 @@ def _checked(
     """Validate what ``read()`` makes, in groups of ``rows`` rows, while the next is read in another thread."""
     for batch in _grouped(read_ahead(read), rows):
         if not batch.rows.height:
-            yield _Checked(
-                batch.rows_read, batch.bytes_read, ANALYTICS_EVENTS.empty(), batch.malformed, None, batch.skipped
-            )
-            continue
-        valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew)
-        rejected = pl.concat([batch.malformed, valid.rejected])
+            accepted, rejected, origins = ANALYTICS_EVENTS.empty(), batch.malformed, None
+        else:
+            valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew)
+            accepted, rejected, origins = valid.accepted, pl.concat([batch.malformed, valid.rejected]), valid.origins
         yield _Checked(
-            batch.rows_read, batch.bytes_read, valid.accepted, rejected, valid.origins, batch.skipped, batch.identities
+            rows_read=batch.rows_read,
+            bytes_read=batch.bytes_read,
+            accepted=accepted,
+            rejected=rejected,
+            origins=origins,
+            skipped=batch.skipped,
+            identities=batch.identities,
         )
 
 
@@ -392,6 +396,7 @@ def _load_one(
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
+    known: pl.Series | None = None  # the ids of source_identities, read at the first batch that has any
     error = None
     done = 0
     read = partial(read_events, path, format=fmt, batch_rows=batch_rows)
@@ -400,7 +405,7 @@ def _load_one(
     try:
         for part in read_ahead(check):
             if part.identities is not None:
-                _record_identities(store, part.identities)
+                known = _record_identities(store, part.identities, known)
             result = store.append(part.accepted, part.rejected, origins=part.origins)
             if touched is not None and result.inserted:
                 touched.update(part.accepted["recording_id"].unique().to_list())
@@ -457,12 +462,17 @@ def _ledger_entry(report: FileReport, *, size: int, started: datetime) -> pl.Dat
     )
 
 
-def _record_identities(store: Store, identities: pl.DataFrame) -> None:
-    """Store the source identities not stored yet (before the events that use them, so none is ever missing)."""
-    stored = store.read("source_identities", columns=["id"])
-    fresh = identities.join(stored, on="id", how="anti")
+def _record_identities(store: Store, identities: pl.DataFrame, known: pl.Series | None) -> pl.Series:
+    """Store the source identities not stored yet (before the events that use them, so none is ever missing).
+
+    ``known`` is the ids stored so far in this load (None: read them); returns them with the new ones.
+    """
+    if known is None:
+        known = store.read("source_identities", columns=["id"])["id"]
+    fresh = identities.join(known.to_frame("id"), on="id", how="anti")
     if fresh.height:
         store.append_rows("source_identities", fresh)
+    return pl.concat([known, fresh["id"]])
 
 
 def load_files(

@@ -60,6 +60,7 @@ __all__ = [
     "DETAIL_COLUMNS",
     "SESSION_KEY",
     "Sessionized",
+    "checked_gap",
     "coverage",
     "cut_sessions",
     "playback_sessions",
@@ -478,6 +479,20 @@ DEFAULT_SESSION_GAP: Final = timedelta(minutes=30)
 """The inactivity that ends a session of events that came without one (spec section 1, "Other sources")."""
 
 
+def checked_gap(gap: timedelta) -> timedelta:
+    """``gap`` if it can end a session (positive), else a ``ValueError`` naming it and the fix.
+
+    Example:
+        >>> checked_gap(timedelta(0))
+        Traceback (most recent call last):
+        ...
+        ValueError: session_gap=0:00:00 must be positive, e.g. timedelta(minutes=30)
+    """
+    if gap <= timedelta(0):
+        raise ValueError(f"session_gap={gap} must be positive, e.g. timedelta(minutes=30)")
+    return gap
+
+
 def cut_sessions(events: pl.DataFrame, *, gap: timedelta = DEFAULT_SESSION_GAP) -> pl.DataFrame:
     """Events whose source gave no session (``session_id`` is :data:`NO_SESSION`) given one by an inactivity gap.
 
@@ -496,8 +511,7 @@ def cut_sessions(events: pl.DataFrame, *, gap: timedelta = DEFAULT_SESSION_GAP) 
         ['no-session@2026-09-01T10:00:00.000000Z', 'no-session@2026-09-01T10:00:00.000000Z',
          'no-session@2026-09-01T10:55:00.000000Z']
     """
-    if gap <= timedelta(0):
-        raise ValueError(f"session gap {gap} must be positive, e.g. timedelta(minutes=30)")
+    checked_gap(gap)
     lone = pl.col("session_id") == NO_SESSION
     if not events.select(lone.any()).item():
         return events

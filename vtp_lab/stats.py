@@ -365,8 +365,8 @@ def derive_partition(
         >>> derive_partition(ANALYTICS_EVENTS.empty()).session_details.height
         0
     """
-    frame = cut_sessions(events.collect() if isinstance(events, pl.LazyFrame) else events, gap=session_gap)
-    s = sessionize(frame, recordings=recordings)
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    s = sessionize(frame, recordings=recordings, session_gap=session_gap)
     quality_play = (
         s.segments.filter(pl.col("quality").is_not_null())
         .group_by("recording_id", "quality")
@@ -375,7 +375,7 @@ def derive_partition(
     )
     return Partial(
         session_details=s.details,
-        quality_events=quality_events(frame),
+        quality_events=quality_events(frame, session_gap=session_gap),
         features=_features(s),
         lectures=_lectures(s, quality_play),
         quality_play=quality_play,

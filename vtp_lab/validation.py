@@ -49,12 +49,13 @@ from vtp_lab.events import (
     METADATA_RULES,
     NIL_UUID,
     EventType,
+    Reason,
     derive_event_ids,
     jsonb_text,
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, is_canonical_uuid
 
-__all__ = ["Validated", "canonical_uuid", "cast_timestamps", "rules", "validate"]
+__all__ = ["Validated", "canonical_uuid", "cast_timestamps", "rejected_rows", "rules", "validate"]
 
 _REQUIRED: Final = ("event_type", "recording_id", "user_id", "session_id", "event_timestamp")
 _SPECIAL: Final = ("_raw", "_source", "_row")
@@ -538,6 +539,30 @@ def validate(
         inputs=frame,
         kept=kept if bad is None else kept.filter(~bad),
         source=source,
+    )
+
+
+def rejected_rows(
+    raw: pl.Series, rows: pl.Series, source: str | pl.Series, *, reason: Reason, field: pl.Series | None = None
+) -> pl.DataFrame:
+    """Quarantine rows for records a reader or an adapter turns away before validation, stamped now.
+
+    Example:
+        >>> rejected_rows(pl.Series(["{oops"]), pl.Series([3]), "a.ndjson", reason="malformed").row(0)[:4]
+        ('{oops', 'a.ndjson', 3, 'malformed')
+    """
+    n = raw.len()
+    return REJECTED_EVENTS.conform(
+        pl.DataFrame(
+            {
+                "raw": raw,
+                "source": source if isinstance(source, pl.Series) else pl.repeat(source, n, eager=True),
+                "row_number": rows.cast(pl.Int64),
+                "reason": pl.repeat(reason, n, eager=True, dtype=pl.String),
+                "field": field if field is not None else pl.repeat(None, n, eager=True, dtype=pl.String),
+                "rejected_at": pl.repeat(datetime.now(UTC), n, eager=True, dtype=pl.Datetime("us", "UTC")),
+            }
+        )
     )
 
 

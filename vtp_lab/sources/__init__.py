@@ -14,17 +14,17 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final, get_args
 
+from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.sources.caliper import CALIPER
 from vtp_lab.sources.edx import EDX
-from vtp_lab.sources.mapping import Adapted, Mapping, apply
+from vtp_lab.sources.mapping import Adapted, Mapping, SourceFormat, apply
 from vtp_lab.sources.xapi import XAPI
 
 __all__ = ["MAPPINGS", "SOURCE_FORMATS", "Adapted", "SourceFormat", "apply", "sniff"]
 
-SourceFormat = Literal["edx", "xapi", "caliper"]
-SOURCE_FORMATS: Final[tuple[SourceFormat, ...]] = ("edx", "xapi", "caliper")
+SOURCE_FORMATS: Final[tuple[SourceFormat, ...]] = get_args(SourceFormat)
 MAPPINGS: Final[dict[SourceFormat, Mapping]] = {"edx": EDX, "xapi": XAPI, "caliper": CALIPER}
 """Each source format's adapter."""
 
@@ -37,7 +37,7 @@ def _kind(keys: set[str]) -> SourceFormat | None:
         return "xapi"
     if {"sensor", "data"} <= keys or ({"action", "actor"} <= keys and keys & {"eventTime", "@context"}):
         return "caliper"
-    if {"event_type", "context"} <= keys and not keys & {"recording_id", "RecordingID"}:
+    if {"event_type", "context"} <= keys and not keys & set(FIELD_ALIASES["recording_id"]):
         return "edx"
     return None
 
@@ -53,5 +53,5 @@ def sniff(text: str) -> SourceFormat | None:
         ('edx', None)
     """
     body = text.lstrip().lstrip("[").lstrip()
-    first = body.split("\n", 1)[0] if body.startswith("{") and "}" in body.split("\n", 1)[0] else body
-    return _kind(set(_KEY.findall(first)))
+    line = body.split("\n", 1)[0]
+    return _kind(set(_KEY.findall(line if body.startswith("{") and "}" in line else body)))

@@ -31,17 +31,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 
 import duckdb
 import polars as pl
 
 from vtp_lab.duck import over
 from vtp_lab.events import NO_SESSION, EventType, uuid5_sql
-from vtp_lab.tables import REJECTED_EVENTS, SOURCE_IDENTITIES
+from vtp_lab.tables import SOURCE_IDENTITIES
+from vtp_lab.validation import rejected_rows
 
-__all__ = ["FIELDS", "Adapted", "Kind", "Mapping", "apply", "last_part", "seconds_sql"]
+__all__ = ["FIELDS", "Adapted", "Kind", "Mapping", "SourceFormat", "apply", "last_part", "seconds_sql"]
+
+SourceFormat = Literal["edx", "xapi", "caliper"]
+"""The source formats with an adapter."""
 
 FIELDS: Final = (
     "kind",
@@ -105,7 +108,7 @@ class Mapping:
         <EventType.PLAYBACK_PAUSED: 'playback_paused'>
     """
 
-    source: str
+    source: SourceFormat
     paths: dict[str, str]
     fields: dict[str, str]
     kinds: dict[str, Kind]
@@ -121,6 +124,7 @@ class Adapted:
     """A batch of source records mapped: raw events, rejections, skipped counts and identities.
 
     Example:
+        >>> from vtp_lab.tables import REJECTED_EVENTS
         >>> Adapted(rows=pl.DataFrame(), rejected=REJECTED_EVENTS.empty()).skipped
         {}
     """
@@ -291,19 +295,6 @@ def _identities(mapped: pl.DataFrame, source: str) -> pl.DataFrame:
     return SOURCE_IDENTITIES.conform(pl.concat(pairs).drop_nulls("id").unique(maintain_order=True))
 
 
-def _rejections(frame: pl.DataFrame, source: str, *, reason: str, field: pl.Expr) -> pl.DataFrame:
-    return REJECTED_EVENTS.conform(
-        frame.select(
-            pl.col("_raw").alias("raw"),
-            pl.lit(source).alias("source"),
-            pl.col("_row").cast(pl.Int64).alias("row_number"),
-            pl.lit(reason).alias("reason"),
-            field.alias("field"),
-            pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("rejected_at"),
-        )
-    )
-
-
 def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
     """Map a batch of record texts (``_raw``, ``_row``) through ``mapping``; ``source`` names the file.
 
@@ -337,11 +328,11 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
     mapped = out.filter(pl.col("mapped"))
     lacking = mapped.filter(pl.col("lacking"))
     good = mapped.filter(~pl.col("lacking"))
-    named = pl.col("requires").replace_strict(mapping.source_fields, default=pl.col("requires"))
+    named = lacking["requires"].replace_strict(mapping.source_fields, default=lacking["requires"])
     rejected = pl.concat(
         [
-            _rejections(malformed, source, reason="malformed", field=pl.lit(None, pl.String)),
-            _rejections(lacking, source, reason="missing_field", field=named),
+            rejected_rows(malformed["_raw"], malformed["_row"], source, reason="malformed"),
+            rejected_rows(lacking["_raw"], lacking["_row"], source, reason="missing_field", field=named),
         ]
     ).sort("row_number")
     rows = good.select(

@@ -17,19 +17,18 @@ Example:
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
 import polars as pl
 
 from vtp_lab.events import EventType
+from vtp_lab.sources.mapping import SourceFormat
 from vtp_lab.sources.xapi import PROFILE
 
 __all__ = ["SITE", "as_source", "expressible"]
 
 SITE: Final = "https://vtp.example"
 """The made-up site whose IRIs name the synthetic xAPI and Caliper actors, videos, courses and sessions."""
-
-_Source = Literal["edx", "xapi", "caliper"]
 
 _META: Final = pl.Struct(
     {
@@ -46,7 +45,7 @@ _META: Final = pl.Struct(
 )
 
 _E = EventType
-_KINDS: Final[dict[_Source, dict[str, str]]] = {
+_KINDS: Final[dict[SourceFormat, dict[str, str]]] = {
     "edx": {
         _E.RECORDING_STARTED: "load_video",
         _E.PLAYBACK_STARTED: "play_video",
@@ -81,7 +80,7 @@ _KINDS: Final[dict[_Source, dict[str, str]]] = {
 """What each platform event becomes in each source (engagement actions by their ``action``); others are left out."""
 
 
-def _kind(events: pl.DataFrame, fmt: _Source) -> pl.DataFrame:
+def _kind(events: pl.DataFrame, fmt: SourceFormat) -> pl.DataFrame:
     """``events`` with their metadata parsed (``m``), their course, and ``kind``: the source's name (null: left out)."""
     table = {str(k): v for k, v in _KINDS[fmt].items()}
     m = pl.col("metadata").str.json_decode(_META)
@@ -225,7 +224,7 @@ def _caliper(ev: pl.DataFrame) -> pl.Series:
 _WRITERS: Final = {"edx": _edx, "xapi": _xapi, "caliper": _caliper}
 
 
-def as_source(events: pl.DataFrame, fmt: _Source) -> pl.Series:
+def as_source(events: pl.DataFrame, fmt: SourceFormat) -> pl.Series:
     r"""Events of the contract as ``fmt``'s records (JSON texts, one per event the source can say), in time order.
 
     Example:
@@ -238,7 +237,7 @@ def as_source(events: pl.DataFrame, fmt: _Source) -> pl.Series:
     return _WRITERS[fmt](ev).rename("record")
 
 
-def expressible(events: pl.DataFrame, fmt: _Source) -> pl.DataFrame:
+def expressible(events: pl.DataFrame, fmt: SourceFormat) -> pl.DataFrame:
     """The platform events reduced to what ``fmt`` carries: what loading :func:`as_source`'s records gives back.
 
     Example:
@@ -249,7 +248,7 @@ def expressible(events: pl.DataFrame, fmt: _Source) -> pl.DataFrame:
     """
     ev = _kind(events, fmt)
     m = pl.col("m").struct
-    kept: dict[_Source, list[str]] = {
+    kept: dict[SourceFormat, list[str]] = {
         "edx": ["position", "from_position", "to_position", "playback_rate", "duration", "course_id", "action"],
         "xapi": [
             "position",
