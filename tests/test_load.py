@@ -467,3 +467,5 @@ def test_grouped_batches_keep_every_row_even_of_batches_without_columns():
     assert [g.rows_read for g in vtp_lab.load._grouped(iter([empty, bad]), 5)] == [1]
     groups = list(vtp_lab.load._grouped(iter([empty, rows, bad, rows]), 4))
     assert [(g.rows.height, g.malformed.height, g.bytes_read) for g in groups] == [(3, 1, 2), (3, 0, 3)]
+    cut = list(vtp_lab.load._grouped(iter([rows, rows, bad, rows]), 4))  # whole groups of 4 parsed rows, then the rest
+    assert [(g.rows.height, g.malformed.height) for g in cut] == [(4, 0), (4, 1), (1, 0)]

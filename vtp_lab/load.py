@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -320,40 +320,68 @@ class _Checked:
 
 
 def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
-    """Batches joined until they hold ``rows`` rows, so that each validation and append is large.
+    """Batches joined, then cut, so that each validation and append holds ``rows`` parsed rows (the last fewer).
 
     A reader's chunk of 32 MiB holds about 100,000 lines, fewer than a DuckDB row group
     (:data:`ROW_GROUP_ROWS`); larger appends and validations cost less per row
-    (docs/performance.md). When reading fails, what was read before the fault is still
-    handed on, then the error.
+    (docs/performance.md), and an append of whole row groups writes them once, where
+    the rest of a row group goes through the write-ahead log too. Cut to ``rows``, the
+    working memory of a validation is that of ``rows`` rows, whatever the reader's
+    chunk. When reading fails, what was read before the fault is still handed on, then
+    the error.
     """
-    group: list[RawBatch] = []
-
-    def joined() -> RawBatch:
-        if len(group) == 1:
-            return group[0]
-        frames = [g.rows for g in group if g.rows.width]  # a reader's empty batch has no columns
-        identities = [g.identities for g in group if g.identities is not None]
-        return RawBatch(
-            rows=pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(),
-            malformed=pl.concat([g.malformed for g in group]),
-            bytes_read=group[-1].bytes_read,
-            skipped=_summed(g.skipped for g in group),
-            identities=pl.concat(identities).unique(maintain_order=True) if identities else None,
-        )
-
+    pending: list[RawBatch] = []
     try:
         for batch in batches:
-            group.append(batch)
-            if sum(g.rows_read for g in group) >= rows:
-                yield joined()
-                group = []
+            pending.append(batch)
+            if sum(g.rows_read for g in pending) >= rows:
+                *pieces, rest = _cut(_joined(pending), rows)
+                yield from pieces
+                pending = [rest] if rest.rows.height else []
     except Exception:
-        if group:
-            yield joined()
+        if pending:
+            yield _joined(pending)
         raise
-    if group:
-        yield joined()
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(group: list[RawBatch]) -> RawBatch:
+    """The batches of ``group`` as one."""
+    if len(group) == 1:
+        return group[0]
+    frames = [g.rows for g in group if g.rows.width]  # a reader's empty batch has no columns
+    identities = [g.identities for g in group if g.identities is not None]
+    return RawBatch(
+        rows=pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(),
+        malformed=pl.concat([g.malformed for g in group]),
+        bytes_read=group[-1].bytes_read,
+        skipped=_summed(g.skipped for g in group),
+        identities=pl.concat(identities).unique(maintain_order=True) if identities else None,
+    )
+
+
+def _cut(batch: RawBatch, rows: int) -> list[RawBatch]:
+    """``batch`` as pieces of ``rows`` parsed rows (one piece if it holds fewer), then the rest of its rows.
+
+    The first piece keeps the malformed rows, skipped counts and identities.
+
+    Example:
+        >>> from vtp_lab.tables import REJECTED_EVENTS
+        >>> ev = RawBatch(rows=pl.DataFrame({"x": range(5)}), malformed=REJECTED_EVENTS.empty(), bytes_read=9)
+        >>> [p.rows.height for p in _cut(ev, 2)]
+        [2, 2, 1]
+    """
+    height = batch.rows.height
+    full = height - height % rows if height >= rows else height
+
+    def rows_from(start: int, length: int) -> RawBatch:
+        return RawBatch(
+            rows=batch.rows.slice(start, length), malformed=batch.malformed.clear(), bytes_read=batch.bytes_read
+        )
+
+    first = replace(batch, rows=batch.rows.slice(0, min(rows, full)))
+    return [first, *(rows_from(start, rows) for start in range(rows, full, rows)), rows_from(full, height - full)]
 
 
 def _checked(

@@ -54,6 +54,9 @@ def _for_insert(frame: pl.DataFrame) -> pa.Table:
     return arrow(frame, batch_rows=ROW_GROUP_ROWS, uuids=_UUID_COLUMNS)
 
 
+_APPEND_MEMORY: Final = 256 * 1024 * 1024
+"""DuckDB's memory limit while a file store appends: the blocks written need no cache, which grows with the load."""
+
 _STATE: Final = "vtp_lab_state"
 """DuckDB's table of vtp_lab's own state (not a table of the mirror): the derived tables' data version."""
 
@@ -61,8 +64,9 @@ _STATE: Final = "vtp_lab_state"
 class DuckDBStore(Store):
     """The tables in one DuckDB database file (or in memory with ``":memory:"``).
 
-    ``memory_limit`` bounds DuckDB's cache of the file (it spills beyond it), so long
-    loads stay in bounded memory.
+    ``memory_limit`` bounds DuckDB's cache of the file (it spills beyond it); an append
+    lowers it to :data:`_APPEND_MEMORY` while it runs, so a long load's memory does not
+    grow with what it has written.
 
     Example:
         >>> s = DuckDBStore(":memory:")
@@ -173,7 +177,8 @@ class DuckDBStore(Store):
         table = _for_insert(own.batch)
         canonical = table.schema.field("id").type == pa.uuid()  # every id was in the stored spelling
         probe = own.hashes if canonical else None  # only hashes of ids in the stored spelling are comparable
-        with self._lock:  # held until the hashes include this batch (re-entered by the transaction)
+        memory = _APPEND_MEMORY if self.path != ":memory:" else None  # an in-memory store's blocks are its data
+        with self._lock, base._memory_limit(self.con, memory):  # lock held until the hashes include this batch
             stored = self._stored_id_hashes()
             kept = None
             insert = f"INSERT INTO analytics_events SELECT * FROM (SELECT {as_uuid} FROM batch) b"
