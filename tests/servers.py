@@ -60,6 +60,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PASSWORD_ROLE = "vtp_password"
+"""The one role :func:`running_postgres` asks a password of (every other is trusted); create it to use it."""
+
+
 @contextlib.contextmanager
 def running_postgres() -> Iterator[str]:
     """Start a server in a temporary folder on a free loopback port; yield its connection string."""
@@ -76,6 +80,11 @@ def running_postgres() -> Iterator[str]:
     try:
         subprocess.run(
             [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True
+        )
+        hba = data / "pg_hba.conf"  # trust, but a password for the role PASSWORD_ROLE (wrong-password tests)
+        hba.write_text(
+            f"local all all trust\nhost all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
+            "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
         )
         opts = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1"
         subprocess.run(

@@ -27,6 +27,7 @@ LAYERS = {
     "recordings": 3,
     "collect": 3,
     "store": 3,
+    "postgres": 3,
     "load": 4,
     "export": 4,
     "sessions": 4,

@@ -18,13 +18,15 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
 from vtp_lab.errors import VtpLabError
+from vtp_lab.events import parse_timestamp
 from vtp_lab.io import FORMATS
 from vtp_lab.lab import Lab
+from vtp_lab.postgres import DEFAULT_OVERLAP, redacted
 from vtp_lab.reports import REPORT_KINDS
 from vtp_lab.sources import SOURCE_FORMATS
 from vtp_lab.tables import TABLES
@@ -39,6 +41,8 @@ examples:
   vtp-lab load tracking.log statements.json      edX, xAPI and Caliper load like any dump
   vtp-lab load dumps/*.ndjson.gz --recordings recordings.csv
   vtp-lab load export.csv --store lake/ --max-rejected 100
+  vtp-lab load postgresql://ana@db/vtp           the platform's events table; again: only what is new
+  vtp-lab publish postgresql://ana@db/vtp        the derived tables upserted into the server's schema 005
   vtp-lab export --to out/ --format csv          CSV for PostgreSQL's COPY
   vtp-lab info --store lake/
   vtp-lab report engagement --course COURSE_ID -o engagement.html
@@ -67,6 +71,25 @@ def _at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return whole_number
+
+
+def _timestamp(text: str) -> datetime:
+    """An argparse type: a time (ISO 8601; naive is UTC), else a usage error naming the value."""
+    value = parse_timestamp(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time; give ISO 8601, e.g. 2026-09-01T00:00:00Z")
+    return value
+
+
+def _hours(text: str) -> timedelta:
+    """An argparse type: hours, zero or more, else a usage error naming the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} hours is not zero or more")
+    return timedelta(hours=value)
 
 
 def _store_path(args: argparse.Namespace) -> str:
@@ -132,7 +155,8 @@ def _data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     load.add_argument(
         "files",
         nargs="+",
-        help="NDJSON, JSON, CSV or Parquet files, edX logs, xAPI or Caliper exports; plain, .gz or .zst",
+        help="NDJSON, JSON, CSV or Parquet files, edX logs, xAPI or Caliper exports (plain, .gz or .zst), "
+        "or postgresql:// URIs (the password from ~/.pgpass or $PGPASSWORD)",
     )
     load.add_argument("--recordings", type=Path, help="a recordings catalogue (CSV or Parquet) to load too")
     load.add_argument("--format", choices=FORMATS, help="default: from each file's content and name")
@@ -143,6 +167,24 @@ def _data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="store nothing and exit 1 when more than N rows are rejected",
     )
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.add_argument(
+        "--table", default="analytics_events", help="a server's events table or SCHEMA.TABLE (default analytics_events)"
+    )
+    load.add_argument(
+        "--since", type=_timestamp, metavar="TIME", help="read a server's events from this time (default: what is new)"
+    )
+    load.add_argument(
+        "--overlap",
+        type=_hours,
+        default=DEFAULT_OVERLAP,
+        metavar="HOURS",
+        help="hours before the last load of a server read again, for late events (default 24)",
+    )
+
+    publish = _command(sub, "publish", "upsert the derived tables into a PostgreSQL server's schema-005 tables")
+    publish.add_argument("url", help="postgresql:// URI (the password from ~/.pgpass or $PGPASSWORD)")
+    publish.add_argument("--tables", nargs="+", help="default: the five derived tables")
+    publish.add_argument("--schema", help="the server's schema holding them (default: the search path)")
 
     export = _command(sub, "export", "export the tables: Parquet (hive-partitioned) or CSV for PostgreSQL's COPY")
     export.add_argument("--to", required=True, type=Path, help="output directory")
@@ -314,6 +356,9 @@ def _load(args: argparse.Namespace) -> int:
                 format=args.format,
                 progress=False if args.no_progress else None,
                 max_rejected=args.max_rejected,
+                table=args.table,
+                since=args.since,
+                overlap=args.overlap,
             )
         except RejectionLimitError as exc:
             print(exc.report)
@@ -341,6 +386,13 @@ def _export(args: argparse.Namespace) -> int:
             written = lab.export_parquet(args.to, tables=args.tables)
     for path in written:
         print(path)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    with _open_lab(args, read_only=True) as lab:
+        written = lab.publish(args.url, tables=args.tables, schema=args.schema)
+    print(f"published to {redacted(args.url)}: " + ", ".join(f"{name} {rows:,}" for name, rows in written.items()))
     return 0
 
 
@@ -405,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synth": _synth,
         "load": _load,
         "export": _export,
+        "publish": _publish,
         "info": _info,
         "report": _report,
         "serve": _serve,

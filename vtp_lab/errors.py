@@ -8,6 +8,7 @@ The tree::
     │   └── StoreLockedError         another process holds the store's writer lock
     ├── RejectionLimitError          a load rejected more rows than its limit: nothing was stored
     ├── NotFoundError                no recording, user or course has that id (LookupError too)
+    ├── PostgresError                a PostgreSQL server refused or failed (no password in the message)
     └── InputFormatError             a file or option vtp_lab cannot read (ValueError too)
 
 Every error keeps its inputs as attributes, so a notebook can inspect them.
@@ -26,6 +27,7 @@ __all__ = [
     "EventValidationError",
     "InputFormatError",
     "NotFoundError",
+    "PostgresError",
     "RejectionLimitError",
     "StoreError",
     "StoreLockedError",
@@ -97,6 +99,17 @@ class InputFormatError(VtpLabError, ValueError):
     Example:
         >>> InputFormatError("unknown format 'xml'; use one of ndjson, json, csv, parquet").args[0][:20]
         "unknown format 'xml'"
+    """
+
+
+class PostgresError(VtpLabError):
+    """A PostgreSQL server could not be reached, or refused or failed a read or a write; nothing half done stays.
+
+    The message names the server by its URI without the password, and never holds one.
+
+    Example:
+        >>> PostgresError("cannot connect to postgresql://ana@db/vtp: password authentication failed").args[0][:17]
+        'cannot connect to'
     """
 
 

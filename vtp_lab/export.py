@@ -4,6 +4,7 @@
   (zstd; polars, DuckDB, pyarrow and Spark read the folder as is, with ``event_date``
   from the path; an empty events table is one ``data.parquet``) and ``DIR/<table>/data.parquet``
   for the other tables.
+- :func:`publish` upserts the derived tables into a PostgreSQL server's schema-005 tables.
 - :func:`export_csv` writes ``DIR/<table>.csv`` in the column order of
   ``schema/postgres/005_analytics_schema.sql``, as ``COPY <table> FROM ... CSV HEADER``
   takes it: timestamps as PostgreSQL text, JSON as text, UUID arrays as ``{a,b}``,
@@ -32,10 +33,14 @@ import polars as pl
 import pyarrow.dataset as pa_ds
 
 from vtp_lab.errors import InputFormatError
+from vtp_lab.postgres import upsert
 from vtp_lab.store import Store
 from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, TABLES
 
-__all__ = ["export_csv", "export_parquet"]
+__all__ = ["PUBLISHED", "export_csv", "export_parquet", "publish"]
+
+PUBLISHED: Final = tuple(t.name for t in ANALYTICS_TABLES if t is not ANALYTICS_EVENTS)
+"""The tables :func:`publish` writes by default: the five derived from the events."""
 
 
 def _names(names: str | Sequence[str]) -> list[str]:
@@ -208,3 +213,29 @@ def export_csv(
         _postgres_text(_read(store, path.stem, fresh)).write_csv(path, quote_style="non_numeric", null_value="")
         _record(root, [path])
     return paths
+
+
+def publish(
+    store: Store,
+    url: str,
+    *,
+    tables: str | Sequence[str] | None = None,
+    schema: str | None = None,
+    fresh: Mapping[str, pl.DataFrame] | None = None,
+) -> dict[str, int]:
+    """Upsert the derived tables (default :data:`PUBLISHED`) into a server's schema-005 tables; rows written per table.
+
+    One transaction for them all: publishing twice leaves one copy of each row, and a
+    publish that fails (or is killed) midway leaves the server's tables as they were
+    (:func:`vtp_lab.postgres.upsert`). ``schema`` names the server's schema holding them
+    (default: the connection's search path); ``fresh`` as for :func:`export_parquet`.
+
+    Example:
+        >>> from vtp_lab.store import open_store
+        >>> publish(open_store(":memory:"), "postgresql:///x", tables=["events"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        vtp_lab.errors.InputFormatError: no table 'events'; ...
+    """
+    names = _tables(tables, PUBLISHED)
+    return upsert(url, {name: _read(store, name, fresh) for name in names}, schema=schema)

@@ -63,6 +63,7 @@ __all__ = [
     "detect_format",
     "expand_paths",
     "format_of",
+    "parse_records",
     "read_documents",
     "read_events",
     "skip_reason",
@@ -593,14 +594,25 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
     return _split_parsed(rows.hstack(parsed).with_columns(pl.lit(source).alias("_source")))
 
 
+def parse_records(texts: pl.DataFrame, source: str, *, bytes_read: int) -> RawBatch:
+    """JSON texts (``_raw``) numbered by ``_row`` as a raw batch, each parsed as a line of an NDJSON dump is.
+
+    Example:
+        >>> texts = pl.DataFrame({"_raw": ['{"event_type": "buffer_end"}', "[1]"], "_row": [7, 8]})
+        >>> parse_records(texts, "t", bytes_read=0).malformed["row_number"].to_list()
+        [8]
+    """
+    good, bad = _json_objects(texts, source)
+    return RawBatch(rows=good, malformed=bad, bytes_read=bytes_read)
+
+
 def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     source = str(path)
     for lines, first, position in _lines(path):
         frame = lines.to_frame().with_row_index("_row", offset=first)
         frame = frame.filter(~_blank(lines))
         for start in range(0, max(frame.height, 1), batch_rows):
-            good, bad = _json_objects(frame.slice(start, batch_rows), source)
-            yield RawBatch(rows=good, malformed=bad, bytes_read=position)
+            yield parse_records(frame.slice(start, batch_rows), source, bytes_read=position)
 
 
 _WHOLE_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
@@ -656,9 +668,8 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         for texts in _array_elements(path):
             for start in range(0, texts.len(), batch_rows):
                 part = texts.slice(start, batch_rows).to_frame().with_row_index("_row", offset=read + 1)
-                good, bad = _json_objects(part, source)
                 read, text_bytes = read + part.height, text_bytes + int(part["_raw"].str.len_bytes().sum())
-                yield RawBatch(rows=good, malformed=bad, bytes_read=min(text_bytes, size))
+                yield parse_records(part, source, bytes_read=min(text_bytes, size))
     except _Unstreamable as exc:
         if not read and size <= _WHOLE_DOCUMENT_BYTES:
             yield from _json_document(path, batch_rows)

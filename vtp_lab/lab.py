@@ -28,10 +28,11 @@ from vtp_lab import reports
 from vtp_lab.collect import Collector, OnInvalid
 from vtp_lab.errors import EventValidationError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW, EventType, parse_event_type, parse_timestamp, parse_uuid
-from vtp_lab.export import export_csv, export_parquet
+from vtp_lab.export import export_csv, export_parquet, publish
 from vtp_lab.io import Format
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
+from vtp_lab.postgres import DEFAULT_OVERLAP
 from vtp_lab.recordings import catalogue, read_recordings
 from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
@@ -121,11 +122,17 @@ class Lab:
         format: Format | None = None,
         progress: bool | None = None,
         max_rejected: int | None = None,
+        table: str = "analytics_events",
+        since: datetime | None = None,
+        overlap: timedelta = DEFAULT_OVERLAP,
     ) -> LoadReport:
-        """Load dumps (files, globs, directories; NDJSON, JSON, CSV, Parquet; plain, .gz or .zst).
+        """Load dumps (files, globs, directories; NDJSON, JSON, CSV, Parquet; plain, .gz or .zst) or PostgreSQL tables.
 
         With ``max_rejected``, a load that rejects more rows stores nothing and raises
-        :class:`~vtp_lab.errors.RejectionLimitError`.
+        :class:`~vtp_lab.errors.RejectionLimitError`. A ``postgresql://`` URI reads the
+        server's events ``table``; a later load of it reads only what is new, from the
+        last load's watermark less ``overlap`` (or from ``since``), see
+        :func:`~vtp_lab.load.load_files`.
 
         Example:
             >>> report = Lab(":memory:").load("data/events.ndjson.gz", progress=False)
@@ -140,6 +147,9 @@ class Lab:
             max_clock_skew=self.max_clock_skew,
             touched=self._cache.touched,
             max_rejected=max_rejected,
+            table=table,
+            since=since,
+            overlap=overlap,
         )
         return report
 
@@ -171,6 +181,17 @@ class Lab:
         return export_parquet(
             self.store, directory, tables=tables, partition_by=partition_by, fresh=self._cache.fresh_tables()
         )
+
+    def publish(self, url: str, tables: str | Sequence[str] | None = None, schema: str | None = None) -> dict[str, int]:
+        """Upsert the derived tables into a PostgreSQL server's schema-005 tables (see :func:`vtp_lab.export.publish`).
+
+        Example:
+            >>> Lab(":memory:").publish("postgresql://nobody@127.0.0.1:1/none")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            vtp_lab.errors.PostgresError: cannot connect to postgresql://nobody@127.0.0.1:1/none: ...
+        """
+        return publish(self.store, url, tables=tables, schema=schema, fresh=self._cache.fresh_tables())
 
     def export_csv(self, directory: str | Path, tables: str | Sequence[str] | None = None) -> list[Path]:
         """Write the tables as CSV for PostgreSQL's COPY (see :func:`vtp_lab.export.export_csv`).

@@ -40,10 +40,11 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 
 from vtp_lab.duck import ROW_GROUP_ROWS
-from vtp_lab.errors import InputFormatError, RejectionLimitError
+from vtp_lab.errors import InputFormatError, PostgresError, RejectionLimitError
 from vtp_lab.events import DEFAULT_MAX_CLOCK_SKEW
 from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_paths, read_events, skip_reason
-from vtp_lab.store import Origins, Store
+from vtp_lab.postgres import DEFAULT_OVERLAP, PostgresSource, is_postgres, read_table, server_state
+from vtp_lab.store import Filter, Origins, Store
 from vtp_lab.tables import ANALYTICS_EVENTS
 from vtp_lab.validation import validate
 
@@ -405,20 +406,48 @@ def _checked(
         )
 
 
-def _load_one(
+@dataclass(frozen=True, kw_only=True)
+class _Stream:
+    """A file or a table to load: how to read it, and how the report and the ledger name it."""
+
+    source: str
+    format: str
+    read: Callable[[], Iterator[RawBatch]]
+    size: int
+    watermark: datetime | None = None
+
+
+def _load_one(store: Store, path: Path, *, fmt: Format, batch_rows: int, **options: Any) -> FileReport:
+    skipped = skip_reason(path, fmt)
+    if skipped is not None:
+        return FileReport(source=str(path), format=fmt, skipped=skipped)
+    read = partial(read_events, path, format=fmt, batch_rows=batch_rows)
+    stream = _Stream(source=str(path), format=fmt, read=read, size=path.stat().st_size)
+    return _load_stream(store, stream, batch_rows=batch_rows, **options)
+
+
+def _table_stream(store: Store, source: PostgresSource, *, overlap: timedelta) -> _Stream:
+    """A server's events table to read: from ``since``, else from the last load's watermark less ``overlap``."""
+    now, size = server_state(source)
+    since = source.since
+    if since is None:
+        last = store.read("loads", [Filter(column="source", op="==", value=source.name)], columns=["watermark"])
+        watermark = last["watermark"].max()
+        since = watermark - overlap if isinstance(watermark, datetime) else None
+    read = partial(read_table, replace(source, since=since))
+    return _Stream(source=source.name, format="postgresql", read=read, size=size, watermark=now)
+
+
+def _load_stream(
     store: Store,
-    path: Path,
+    stream: _Stream,
     *,
-    fmt: Format,
     bar: Any,
     max_clock_skew: timedelta,
     batch_rows: int,
     touched: set[str] | None,
     budget: _Budget,
 ) -> FileReport:
-    skipped = skip_reason(path, fmt)
-    if skipped is not None:
-        return FileReport(source=str(path), format=fmt, skipped=skipped)
     started = datetime.now(UTC)
     clock = time.perf_counter()
     counts: Counter[str] = Counter()
@@ -427,9 +456,8 @@ def _load_one(
     known: pl.Series | None = None  # the ids of source_identities, read at the first batch that has any
     error = None
     done = 0
-    read = partial(read_events, path, format=fmt, batch_rows=batch_rows)
     rows = min(batch_rows, ROW_GROUP_ROWS)
-    check = partial(_checked, read, source=str(path), max_clock_skew=max_clock_skew, rows=rows)
+    check = partial(_checked, stream.read, source=stream.source, max_clock_skew=max_clock_skew, rows=rows)
     try:
         for part in read_ahead(check):
             if part.identities is not None:
@@ -447,13 +475,12 @@ def _load_one(
             if budget.spend(result.rejected_by_reason):
                 error = f"stopped: more than max_rejected={budget.limit:,} rows rejected"
                 break
-    except (InputFormatError, OSError, EOFError, ValueError, pl.exceptions.PolarsError) as exc:
+    except (InputFormatError, PostgresError, OSError, EOFError, ValueError, pl.exceptions.PolarsError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    size = path.stat().st_size
-    bar.update(max(0, size - done))  # the file is done, whatever its reader could say of its position
+    bar.update(max(0, stream.size - done))  # it is done, whatever its reader could say of its position
     report = FileReport(
-        source=str(path),
-        format=fmt,
+        source=stream.source,
+        format=stream.format,
         rows_read=counts["rows"],
         accepted=counts["accepted"],
         rejected=counts["rejected"],
@@ -464,12 +491,15 @@ def _load_one(
         skipped_records=kinds.total(),
         skipped_by_type=dict(kinds.most_common()),
     )
-    store.append_rows("loads", _ledger_entry(report, size=size, started=started))
+    watermark = stream.watermark if error is None else None  # a load cut short does not move it
+    store.append_rows("loads", _ledger_entry(report, size=stream.size, started=started, watermark=watermark))
     return report
 
 
-def _ledger_entry(report: FileReport, *, size: int, started: datetime) -> pl.DataFrame:
-    """The load ledger's row for one file's load, finished now."""
+def _ledger_entry(
+    report: FileReport, *, size: int, started: datetime, watermark: datetime | None = None
+) -> pl.DataFrame:
+    """The load ledger's row for one file's (or table's) load, finished now."""
     return pl.DataFrame(
         {
             "load_id": [str(uuid.uuid4())],
@@ -486,6 +516,7 @@ def _ledger_entry(report: FileReport, *, size: int, started: datetime) -> pl.Dat
             "error": [report.error],
             "skipped_records": [report.skipped_records],
             "skipped_by_type": [json.dumps(report.skipped_by_type)],
+            "watermark": pl.Series([watermark], dtype=pl.Datetime("us", "UTC")),
         }
     )
 
@@ -513,14 +544,24 @@ def load_files(
     batch_rows: int = 250_000,
     touched: set[str] | None = None,
     max_rejected: int | None = None,
+    table: str = "analytics_events",
+    since: datetime | None = None,
+    overlap: timedelta = DEFAULT_OVERLAP,
 ) -> LoadReport:
-    """Load files, globs or directories into ``store``; return the report.
+    """Load files, globs or directories, and PostgreSQL tables, into ``store``; return the report.
 
     A file that cannot be read to the end keeps what was stored before the fault and
     says why in its report (``error``); the other files still load. ``touched``, when
     given, receives the ids of the recordings that got new events. With ``max_rejected``,
     the load is all or nothing: once more rows than that are rejected it stops, stores
     none of its rows (nor its ledger entries) and raises :class:`RejectionLimitError`.
+
+    A ``postgresql://`` URI reads the server's ``table`` (see :mod:`vtp_lab.postgres`):
+    the rows whose ``event_timestamp`` is at or after ``since`` if given, else at or after
+    the last complete load's watermark (the server's clock when it began) less
+    ``overlap``, else every row. Rows read again are duplicates, so late events (inserted
+    after a load, with an event time up to ``overlap`` before it) are loaded and nothing
+    is stored twice.
 
     Example:
         >>> from vtp_lab.store import open_store
@@ -533,19 +574,30 @@ def load_files(
         checked_format(format)
     if max_rejected is not None and max_rejected < 0:
         raise InputFormatError(f"max_rejected={max_rejected} is negative; give 0 or more, or None for no limit")
-    files = expand_paths(*paths)
+    if overlap < timedelta(0):
+        raise InputFormatError(f"overlap={overlap} is negative; give how far before the last load to read again")
+    files = expand_paths(*(p for p in paths if not is_postgres(p)))
+    tables = [
+        _table_stream(store, PostgresSource(url=str(p), table=table, since=since), overlap=overlap)
+        for p in paths
+        if is_postgres(p)
+    ]
     clock = time.perf_counter()
-    bar = _progress_bar(sum(p.stat().st_size for p in files), progress)
+    bar = _progress_bar(sum(p.stat().st_size for p in files) + sum(t.size for t in tables), progress)
     budget = _Budget(max_rejected)
-    load = partial(
-        _load_one, store, bar=bar, max_clock_skew=max_clock_skew, batch_rows=batch_rows, touched=touched, budget=budget
-    )
+    options = {"bar": bar, "max_clock_skew": max_clock_skew, "batch_rows": batch_rows, "touched": touched}
+
+    def load_all() -> tuple[FileReport, ...]:
+        loads = [partial(_load_one, store, path, fmt=format or detect_format(path)) for path in files]
+        loads += [partial(_load_stream, store, stream) for stream in tables]
+        return tuple(load(**options, budget=budget) for load in loads if not budget.over)
+
     try:
         if max_rejected is None:
-            reports = tuple(load(path, fmt=format or detect_format(path)) for path in files)
+            reports = load_all()
         else:
             with store.all_or_nothing():
-                reports = tuple(load(path, fmt=format or detect_format(path)) for path in files if not budget.over)
+                reports = load_all()
                 budget.check(LoadReport(files=reports, seconds=time.perf_counter() - clock))
     finally:
         bar.close()

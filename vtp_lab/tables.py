@@ -487,7 +487,7 @@ REJECTED_EVENTS: Final = Table(
 
 LOADS: Final = Table(
     name="loads",
-    doc="The load ledger: one row per file loaded, with what became of its rows.",
+    doc="The load ledger: one row per file or table loaded, what became of its rows, and a table's watermark.",
     columns=(
         _uuid("load_id"),
         Column(name="source", kind="text", nullable=False),
@@ -503,6 +503,7 @@ LOADS: Final = Table(
         Column(name="error", kind="text"),
         Column(name="skipped_records", kind="bigint"),
         Column(name="skipped_by_type", kind="json"),
+        _ts("watermark"),
     ),
 )
 

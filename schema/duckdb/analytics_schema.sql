@@ -109,7 +109,8 @@ CREATE TABLE IF NOT EXISTS loads (
     finished_at TIMESTAMPTZ NOT NULL,
     error VARCHAR,
     skipped_records BIGINT,
-    skipped_by_type JSON
+    skipped_by_type JSON,
+    watermark TIMESTAMPTZ
 );
 
 CREATE TABLE IF NOT EXISTS source_identities (
