@@ -63,10 +63,10 @@ __all__ = [
     "detect_format",
     "expand_paths",
     "format_of",
-    "parse_records",
     "read_documents",
     "read_events",
     "skip_reason",
+    "typed_rows",
     "write_events",
 ]
 
@@ -594,25 +594,14 @@ def _json_objects(texts: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Da
     return _split_parsed(rows.hstack(parsed).with_columns(pl.lit(source).alias("_source")))
 
 
-def parse_records(texts: pl.DataFrame, source: str, *, bytes_read: int) -> RawBatch:
-    """JSON texts (``_raw``) numbered by ``_row`` as a raw batch, each parsed as a line of an NDJSON dump is.
-
-    Example:
-        >>> texts = pl.DataFrame({"_raw": ['{"event_type": "buffer_end"}', "[1]"], "_row": [7, 8]})
-        >>> parse_records(texts, "t", bytes_read=0).malformed["row_number"].to_list()
-        [8]
-    """
-    good, bad = _json_objects(texts, source)
-    return RawBatch(rows=good, malformed=bad, bytes_read=bytes_read)
-
-
 def _ndjson(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     source = str(path)
     for lines, first, position in _lines(path):
         frame = lines.to_frame().with_row_index("_row", offset=first)
         frame = frame.filter(~_blank(lines))
         for start in range(0, max(frame.height, 1), batch_rows):
-            yield parse_records(frame.slice(start, batch_rows), source, bytes_read=position)
+            good, bad = _json_objects(frame.slice(start, batch_rows), source)
+            yield RawBatch(rows=good, malformed=bad, bytes_read=position)
 
 
 _WHOLE_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
@@ -668,8 +657,9 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         for texts in _array_elements(path):
             for start in range(0, texts.len(), batch_rows):
                 part = texts.slice(start, batch_rows).to_frame().with_row_index("_row", offset=read + 1)
+                good, bad = _json_objects(part, source)
                 read, text_bytes = read + part.height, text_bytes + int(part["_raw"].str.len_bytes().sum())
-                yield parse_records(part, source, bytes_read=min(text_bytes, size))
+                yield RawBatch(rows=good, malformed=bad, bytes_read=min(text_bytes, size))
     except _Unstreamable as exc:
         if not read and size <= _WHOLE_DOCUMENT_BYTES:
             yield from _json_document(path, batch_rows)
@@ -878,24 +868,48 @@ def _csv(path: Path, batch_rows: int) -> Iterator[RawBatch]:
 _UUID_SPELLINGS: Final = frozenset(k for name in ("id", "recording_id", "user_id") for k in FIELD_ALIASES[name])
 
 
+_UUID_GROUPS: Final = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+"""Where a UUID's hex digits are cut by dashes in its canonical text."""
+
+
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Columns as other engines write them, in the forms validation reads.
 
-    Ids as 16-byte binary UUIDs (Spark, PostgreSQL's binary exports) become their hex
-    text; metadata as a map or a struct becomes a JSON object's text.
+    Ids as 16-byte binary UUIDs (Spark, PostgreSQL) become their canonical text (other
+    binaries their hex, which validation rejects); metadata as a map or a struct becomes
+    a JSON object's text.
 
     Example:
         >>> f = pl.DataFrame({"id": [bytes(range(16))], "metadata": [{"position": 5}]})
         >>> _as_text(f).row(0)
-        ('000102030405060708090a0b0c0d0e0f', '{"position":5}')
+        ('00010203-0405-0607-0809-0a0b0c0d0e0f', '{"position":5}')
     """
     fixes = []
     for name, dtype in frame.schema.items():
         if name in _UUID_SPELLINGS and dtype == pl.Binary:
-            fixes.append(pl.col(name).bin.encode("hex"))
+            hexed = pl.col(name).bin.encode("hex")
+            dashed = pl.concat_str([hexed.str.slice(a, b - a) for a, b in _UUID_GROUPS], separator="-")
+            fixes.append(pl.when(pl.col(name).bin.size() == 16).then(dashed).otherwise(hexed).alias(name))
         elif name in FIELD_ALIASES["metadata"] and isinstance(dtype, pl.Map | pl.Struct):
             fixes.append(pl.when(pl.col(name).is_not_null()).then(_json_value(pl.col(name))).alias(name))
     return frame.with_columns(fixes) if fixes else frame
+
+
+def typed_rows(batch: pa.RecordBatch | pa.Table, rows: pl.Series, *, source: str, bytes_read: int) -> RawBatch:
+    """Typed columns (Parquet's, a database's) numbered by ``rows`` as a raw batch, in the forms validation reads.
+
+    An Arrow extension column (a database's UUID or JSON) is read as its storage: a
+    16-byte UUID becomes its canonical text, JSON its text (see :func:`_as_text`).
+
+    Example:
+        >>> batch = pa.table({"id": [bytes(range(16))], "event_type": ["buffer_end"]})
+        >>> typed_rows(batch, pl.Series([4]), source="t", bytes_read=0).rows.row(0)
+        ('00010203-0405-0607-0809-0a0b0c0d0e0f', 'buffer_end', 4, 't')
+    """
+    plain = [c.storage if isinstance(c.type, pa.BaseExtensionType) else c for c in batch.columns]
+    frame = _as_text(cast(pl.DataFrame, pl.from_arrow(pa.table(plain, names=batch.schema.names))))
+    frame = frame.with_columns(rows.cast(pl.Int64).alias("_row"), pl.lit(source).alias("_source"))
+    return RawBatch(rows=frame, malformed=REJECTED_EVENTS.empty(), bytes_read=bytes_read)
 
 
 def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
@@ -907,15 +921,9 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         ) from None
     number, size = 1, path.stat().st_size
     for i, batch in enumerate(file.iter_batches(batch_size=batch_rows)):
-        frame = _as_text(cast(pl.DataFrame, pl.from_arrow(batch)))
-        frame = frame.with_columns(
-            pl.int_range(number, number + frame.height, dtype=pl.Int64).alias("_row"),
-            pl.lit(str(path)).alias("_source"),
-        )
-        number += frame.height
-        yield RawBatch(
-            rows=frame, malformed=REJECTED_EVENTS.empty(), bytes_read=size * (i + 1) // max(file.num_row_groups, 1)
-        )
+        rows = pl.int_range(number, number + batch.num_rows, dtype=pl.Int64, eager=True)
+        number += batch.num_rows
+        yield typed_rows(batch, rows, source=str(path), bytes_read=size * (i + 1) // max(file.num_row_groups, 1))
 
 
 def _source_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:

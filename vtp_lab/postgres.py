@@ -6,11 +6,11 @@ database, password) comes from the standard ``PG*`` variables and ``~/.pgpass``,
 ``psql``. A password never appears in a report, the ledger or an error: vtp_lab names a
 server by :func:`redacted`.
 
-Reading streams ``COPY``-fast Arrow batches (the driver reads the result by binary
-``COPY``): each row as its JSON text (``row_to_json``), parsed and validated as a line of an
-NDJSON dump is, numbered by its place in the table (``ctid``: block * 65536 + item), so a
-row quarantined twice is kept once. Publishing stages each table with the driver's bulk
-ingestion (binary ``COPY``) and upserts it on the table's key, every table in one transaction.
+Reading streams Arrow batches (the driver reads the result by binary ``COPY``), typed as
+the server holds them and validated as a Parquet file's rows are, each numbered by its
+place in the table (``ctid``: block * 65536 + item), so a row quarantined twice is kept
+once. Publishing stages each table with the driver's bulk ingestion (binary ``COPY``) and
+upserts it on the table's key, every table in one transaction.
 
 Example:
     >>> redacted("postgresql://ana:s3cret@db.example.org:5432/vtp?sslmode=require")
@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from vtp_lab.errors import PostgresError
-from vtp_lab.io import RawBatch, parse_records
+from vtp_lab.io import RawBatch, typed_rows
 from vtp_lab.tables import TABLES, Table
 
 __all__ = [
@@ -173,8 +173,9 @@ def server_state(source: PostgresSource) -> tuple[datetime, int]:
 def read_table(source: PostgresSource) -> Iterator[RawBatch]:
     """The table's rows (with ``event_timestamp`` at or after ``since``) as raw batches, streamed.
 
-    Each row is its JSON text, parsed as an NDJSON line is; its row number is its place in
-    the table (``ctid``). The batches are the driver's (about 16 MB each).
+    The columns come as the server types them (UUIDs, ``TIMESTAMPTZ``, ``JSONB`` as its
+    text) and are validated as a Parquet file's are; a row's number is its place in the
+    table, from its ``ctid``: ``block * 65536 + item``. The batches are the driver's.
 
     Example:
         >>> next(read_table(PostgresSource(url="postgresql://nobody@127.0.0.1:1/none")))  # doctest: +ELLIPSIS
@@ -182,8 +183,7 @@ def read_table(source: PostgresSource) -> Iterator[RawBatch]:
         ...
         vtp_lab.errors.PostgresError: cannot connect to ...
     """
-    place = "((t.ctid::text::point)[0] * 65536 + (t.ctid::text::point)[1])::bigint"
-    query = f"SELECT row_to_json(t)::text AS _raw, {place} AS _row FROM {quoted(source.table)} AS t"
+    query = f"SELECT t.*, t.ctid::text AS {_CTID} FROM {quoted(source.table)} AS t"
     params: tuple[Any, ...] = ()
     if source.since is not None:
         query, params = query + " WHERE t.event_timestamp >= $1", (source.since,)
@@ -191,10 +191,15 @@ def read_table(source: PostgresSource) -> Iterator[RawBatch]:
     with _connected(source.url) as con, con.cursor() as cur:
         cur.execute(query, params or None)
         for batch in cur.fetch_record_batch():
-            texts = pl.DataFrame(pa.table(batch))
-            read += int(texts["_raw"].str.len_bytes().sum())
-            yield parse_records(texts, source.name, bytes_read=read)
+            read += batch.nbytes
+            place = pl.Series(batch.column(_CTID)).str.extract_groups(r"^\((\d+),(\d+)\)$").struct
+            rows = place.field("1").cast(pl.Int64) * 65536 + place.field("2").cast(pl.Int64)
+            yield typed_rows(batch.drop_columns([_CTID]), rows, source=source.name, bytes_read=read)
         con.rollback()
+
+
+_CTID: Final = "_vtp_lab_ctid"
+"""The name the row's ``ctid`` (its place in the table) is read under."""
 
 
 def _staged(frame: pl.DataFrame, table: Table) -> pa.Table:
