@@ -90,7 +90,7 @@ def _secrets(url: str) -> list[str]:
 
 def _message(exc: BaseException, url: str) -> str:
     """The driver's message on one line, without the URL's or the environment's password."""
-    text = " ".join(str(exc).split()).removeprefix("IO: ").removeprefix("[libpq] ")
+    text = " ".join(str(exc).split()).removeprefix("IO: ").removeprefix("[libpq] ").removeprefix("Failed to connect: ")
     for secret in _secrets(url):
         text = text.replace(secret, "***")
     return text
