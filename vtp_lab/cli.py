@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
+import polars as pl
+
 from vtp_lab.errors import VtpLabError
 from vtp_lab.events import parse_timestamp
 from vtp_lab.io import FORMATS
@@ -45,6 +47,7 @@ examples:
   vtp-lab publish postgresql://ana@db/vtp        the derived tables upserted into the server's schema 005
   vtp-lab export --to out/ --format csv          CSV for PostgreSQL's COPY
   vtp-lab info --store lake/
+  vtp-lab sql "SELECT quality, count(*) FROM playback_sessions GROUP BY ALL" [-o out.csv]
   vtp-lab report engagement --course COURSE_ID -o engagement.html
   vtp-lab report student --user USER_ID --format md
   vtp-lab serve --store lab.duckdb --token "$TOKEN"    the HTTP API on 127.0.0.1:8750
@@ -193,8 +196,11 @@ def _data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _output_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """What the store tells: info, report, serve."""
+    """What the store tells: info, sql, report, serve."""
     _command(sub, "info", "what the store holds: tables, row counts, date range, rejections by reason")
+    sql = _command(sub, "sql", "one read-only SQL SELECT (DuckDB's dialect) over every table")
+    sql.add_argument("query", help='e.g. "SELECT quality, count(*) FROM playback_sessions GROUP BY ALL"')
+    sql.add_argument("-o", "--output", type=Path, help="write the result here (.csv or .parquet) instead of printing")
 
     report = _command(sub, "report", "write one of the six reports (HTML opens offline, Markdown or JSON)")
     report.add_argument("kind", choices=REPORT_KINDS)
@@ -389,6 +395,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sql(args: argparse.Namespace) -> int:
+    if args.output and args.output.suffix not in (".csv", ".parquet"):
+        raise _Usage(f"cannot write {args.output}; name it .csv or .parquet")
+    with _open_lab(args, read_only=True) as lab:
+        result = lab.sql(args.query)
+    if args.output is None:
+        width = shutil.get_terminal_size().columns
+        with pl.Config(tbl_rows=40, tbl_cols=-1, fmt_str_lengths=40, tbl_width_chars=width):
+            print(result)
+        return 0
+    if args.output.suffix == ".csv":
+        result.write_csv(args.output)
+    else:
+        result.write_parquet(args.output)
+    print(f"wrote {result.height:,} rows to {args.output}")
+    return 0
+
+
 def _publish(args: argparse.Namespace) -> int:
     with _open_lab(args, read_only=True) as lab:
         written = lab.publish(args.url, tables=args.tables, schema=args.schema)
@@ -459,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _export,
         "publish": _publish,
         "info": _info,
+        "sql": _sql,
         "report": _report,
         "serve": _serve,
     }

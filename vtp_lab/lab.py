@@ -39,6 +39,7 @@ from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.sessions import DEFAULT_SESSION_GAP, checked_gap
 from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, MATERIALISED, Derived, derive
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, open_store
+from vtp_lab.store.base import Params
 from vtp_lab.tables import TABLES
 from vtp_lab.validation import validate
 
@@ -202,6 +203,23 @@ class Lab:
             6
         """
         return export_csv(self.store, directory, tables=tables, fresh=self._cache.fresh_tables())
+
+    def sql(self, query: str, params: Params = None) -> pl.DataFrame:
+        """One read-only SQL ``SELECT`` (DuckDB's dialect) over every table, as a polars frame.
+
+        The tables, each under its name: ``analytics_events``, the five derived tables
+        (fresh), ``recordings``, ``rejected_events``, ``loads`` and ``source_identities``.
+        ``params`` fill ``?`` (a list) or ``$name`` (a dict) placeholders. Any statement
+        but one ``SELECT`` is refused before it runs, on both stores.
+
+        Example:
+            >>> lab = Lab(":memory:")
+            >>> lab.sql("SELECT count(*) AS n FROM playback_sessions JOIN recordings USING (recording_id)")["n"].item()
+            0
+            >>> lab.sql("SELECT count(*) AS n FROM analytics_events WHERE event_type = $t", {"t": "buffer_end"}).height
+            1
+        """
+        return self.store.sql(query, params, frames=self._cache.fresh_tables())
 
     def loads(self) -> pl.DataFrame:
         """The load ledger: one row per file loaded, with its counts and any error.

@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+import duckdb
 import polars as pl
 
-from vtp_lab.errors import StoreError
+from vtp_lab.errors import InputFormatError, StoreError
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
 
-__all__ = ["AppendResult", "Filter", "Origins", "Store", "data_version"]
+__all__ = ["AppendResult", "Filter", "Origins", "Params", "Store", "data_version"]
 
 Op = Literal["==", ">=", "<", "in"]
 
@@ -144,6 +145,16 @@ class Store(Protocol):
         """Replace the recordings catalogue."""
         ...
 
+    def sql(
+        self, query: str, params: Params = None, *, frames: Mapping[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
+        """One read-only ``SELECT`` over the store's tables (each under its name), as a polars frame.
+
+        ``params`` fill ``?`` (a sequence) or ``$name`` (a mapping) placeholders; ``frames``
+        are read in place of the stored tables of their names (derived tables computed anew).
+        """
+        ...
+
     def append_rows(self, table: str, frame: pl.DataFrame) -> None:
         """Append rows to a small table as they are."""
         ...
@@ -231,6 +242,39 @@ def _memory_limit(con: Any, memory: int | None) -> Iterator[None]:
         yield
     finally:
         con.execute(f"SET memory_limit = '{before}'")
+
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+"""Values for a query's placeholders: a sequence for ``?``, a mapping for ``$name``."""
+
+
+def _select(con: Any, query: str, params: Params, frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Run ``query`` on ``con`` if it is one ``SELECT``, ``frames`` registered over the tables of their names.
+
+    Anything else (several statements, a write, DDL) is refused before it runs, with an
+    :class:`InputFormatError` saying what it is; a query DuckDB cannot run raises one
+    with DuckDB's message and the table names.
+    """
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise InputFormatError(f"cannot read the query: {_first_line(exc)}") from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        raise InputFormatError(
+            f"sql() runs one SELECT and never writes; this is {' then '.join(kinds) or 'no statement'}. "
+            "Load events with load() or a collector; the derived tables are computed for you"
+        )
+    for name, frame in frames.items():
+        con.register(name, frame)
+    try:
+        return con.sql(query, params=params).pl()
+    except duckdb.Error as exc:
+        raise InputFormatError(f"{_first_line(exc)}; the tables are {', '.join(TABLES)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _parts(folder: Path) -> list[Path]:

@@ -241,6 +241,22 @@ class DuckDBStore(Store):
             frame = self.con.sql(sql, params=[p for ps in params for p in ps]).pl()
         return spec.conform(frame).select(wanted)
 
+    def sql(
+        self, query: str, params: base.Params = None, *, frames: Mapping[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
+        """One read-only ``SELECT`` over the tables (see :meth:`Store.sql`), on a cursor of the store's database.
+
+        Example:
+            >>> DuckDBStore().sql("SELECT count(*) AS n FROM analytics_events WHERE user_id = ?", ["u"])["n"].item()
+            0
+        """
+        with self._lock:
+            cursor = self.con.cursor()
+            try:
+                return base._select(cursor, query, params, frames or {})
+            finally:
+                cursor.close()
+
     def count(self, table: str) -> int:
         """Rows in ``table``.
 

@@ -351,6 +351,29 @@ class ParquetLake(Store):
             scan = scan.filter(f.expr())
         return spec.conform(scan.select(wanted).collect()).select(wanted)
 
+    def sql(
+        self, query: str, params: base.Params = None, *, frames: Mapping[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
+        """One read-only ``SELECT`` over the tables (see :meth:`Store.sql`): each a view of its committed files.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetLake(tempfile.mkdtemp()).sql("SELECT count(*) AS n FROM loads")["n"].item()
+            0
+        """
+        empty = {}
+        with over() as con:
+            for name, spec in TABLES.items():
+                files = [str(f) for f in self._files(name)]
+                if files:
+                    con.execute(
+                        f"CREATE TEMP VIEW {name} AS SELECT * FROM "
+                        f"read_parquet({files!r}, hive_partitioning = false, union_by_name = true)"
+                    )
+                else:
+                    empty[name] = spec.empty()
+            return base._select(con, query, params, {**empty, **(frames or {})})
+
     def count(self, table: str) -> int:
         """Rows in ``table``, from the committed files' footers.
 
