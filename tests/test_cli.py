@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
+
+from vtp_lab.io import write_events
+from vtp_lab.synth import semester
 
 
 def run(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess[str]:
@@ -132,3 +136,37 @@ def test_help_shows_examples():
     out = run("--help")
     assert out.returncode == 0
     assert "examples:" in out.stdout
+
+
+def on_a_terminal(argv: list[str], *, columns: int) -> str:
+    """What ``argv`` writes on a pseudo-terminal of ``columns`` columns (0: one nobody sized), stdout and stderr."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        os.execv(sys.executable, [sys.executable, "-m", "vtp_lab.cli", *argv])
+    out = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        out.append(data)
+    os.waitpid(pid, 0)
+    return b"".join(out).decode(errors="replace")
+
+
+@pytest.mark.parametrize("columns", [80, 0])
+def test_load_shows_a_progress_bar_on_a_terminal_and_none_when_piped(tmp_path, columns):
+    dump = write_events(semester(courses=1, lectures_per_course=2, students=8).events, tmp_path / "d.ndjson")
+    argv = ["load", str(dump), "--store", str(tmp_path / f"t{columns}.duckdb")]
+    shown = on_a_terminal(argv, columns=columns)
+    assert "loading: 100%" in shown and "rows read" in shown
+    piped = run(*argv[:-1], str(tmp_path / "p.duckdb"))
+    assert piped.returncode == 0 and "loading" not in piped.stderr + piped.stdout

@@ -312,7 +312,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
     with _open_lab(args) as lab:
         lab.load_recordings(catalogue)
-        report = lab.load(dump, progress=False)
+        report = lab.load(dump)
         print(report)
         lab.refresh()
         print()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import queue
 import sys
 import threading
@@ -300,11 +301,18 @@ def read_ahead(produce: Callable[[], Iterator[_T]], *, depth: int = 1) -> Iterat
 
 
 def _progress_bar(total: int, progress: bool | None) -> Any:
+    """A bar of the bytes loaded: in a notebook, or on a terminal (stderr), or wherever ``progress`` is True.
+
+    A terminal that reports no width (a pseudo-terminal nobody sized) gets 80 columns:
+    tqdm would draw a bar of width 0 there, which shows nothing.
+    """
     from tqdm.auto import tqdm
 
     in_notebook = "ipykernel" in sys.modules
     disable = not progress if progress is not None else not (in_notebook or sys.stderr.isatty())
-    return tqdm(total=total, unit="B", unit_scale=True, desc="loading", disable=disable, leave=False)
+    unsized = not in_notebook and sys.stderr.isatty() and not os.get_terminal_size(sys.stderr.fileno()).columns
+    columns = 80 if unsized else None
+    return tqdm(total=total, unit="B", unit_scale=True, desc="loading", disable=disable, leave=False, ncols=columns)
 
 
 @dataclass(frozen=True)
