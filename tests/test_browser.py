@@ -72,3 +72,32 @@ def test_dashboard_in_chromium(voila, tmp_path):
     assert before != after
     assert "sessions" in after
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_api_docs_render_with_the_network_off(tmp_path):
+    """``/docs`` in Chromium with every request beyond the server refused: Swagger UI still lists the routes."""
+    _needed()
+    from playwright.sync_api import sync_playwright
+    from servers import running_vtp_server
+
+    with running_vtp_server(tmp_path / "lab.duckdb") as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        elsewhere: list[str] = []
+
+        def local_only(route):
+            if route.request.url.startswith(server.url):
+                route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", local_only)
+        page.goto(server.url + "/docs", timeout=60_000)
+        page.wait_for_selector(".opblock", timeout=60_000)
+        routes = page.locator(".opblock-summary-path").all_inner_texts()
+        page.screenshot(path=str(tmp_path / "api-docs.png"), full_page=True)
+        browser.close()
+    assert not elsewhere, elsewhere
+    assert "/v1/events" in routes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -389,3 +390,13 @@ def test_a_lake_store_serves_the_same(tmp_path: Path, sem: pl.DataFrame) -> None
     reference = Lab(":memory:")
     reference.append(sem)
     assert status == 200 and json.loads(body) == as_json(reference.playback_sessions(recording_id=rec))
+
+
+def test_docs_page_loads_nothing_from_elsewhere(server: VtpServer) -> None:
+    status, headers, body = call(server, "/docs")
+    page = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "/openapi.json" in page
+    assert not re.findall(r"""(?:src|href)=["']https?://""", page), "an asset from another site"
+    status, headers, script = call(server, "/docs/assets/swagger-ui-bundle.js")
+    assert status == 200 and len(script) > 100_000

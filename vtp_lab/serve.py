@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.resources
 import io
 import json
 import os
@@ -45,12 +46,14 @@ try:
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.middleware.cors import CORSMiddleware
+    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError('the HTTP API needs FastAPI and uvicorn: pip install "vtp-lab[serve]"') from exc
+    raise ImportError('the HTTP API needs its extra: pip install "vtp-lab[serve]"') from exc
 
 __all__ = ["DEFAULT_LINGER", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "ApiError", "create_app", "serve"]
 
@@ -282,7 +285,10 @@ def create_app(
         version="1",
         summary="Playback events in; sessions, statistics, reports and real-time metrics out.",
         lifespan=lifespan,
+        docs_url=None,  # served by _offline_docs, not from a CDN
+        redoc_url=None,
     )
+    _offline_docs(app)
     _install_errors(app)
     if cors_origins:
         app.add_middleware(
@@ -294,6 +300,26 @@ def create_app(
     _collection_routes(app, lab, token=token, max_body_bytes=max_body_bytes)
     _query_routes(app, lab)
     return app
+
+
+_DOCS_ASSETS: Final = "/docs/assets"
+"""Where ``/docs`` finds Swagger UI's script and style: those fastapi-offline installs (Swagger UI 5), not a CDN."""
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI over ``/openapi.json``, with every asset served here, so it works offline."""
+    assets = importlib.resources.files("fastapi_offline") / "static"
+    app.mount(_DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="vtp_lab API",
+            swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon.png",
+        )
 
 
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
