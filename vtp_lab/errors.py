@@ -10,6 +10,7 @@ The tree::
     ├── NotFoundError                no recording, user or course has that id (LookupError too)
     ├── PostgresError                a PostgreSQL server refused or failed (no password in the message)
     └── InputFormatError             a file or option vtp_lab cannot read (ValueError too)
+        └── AmbiguousNameError       a title prefix that names several courses or lectures
 
 Every error keeps its inputs as attributes, so a notebook can inspect them.
 
@@ -24,6 +25,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousNameError",
     "EventValidationError",
     "InputFormatError",
     "NotFoundError",
@@ -159,3 +161,20 @@ class NotFoundError(VtpLabError, LookupError):
         )
         hint = f"; did you mean {' or '.join(repr(m) for m in self.matches)}?" if self.matches else ";"
         super().__init__(f"no {kind} {value!r}{scope}{hint} See {where} for them all")
+
+
+class AmbiguousNameError(InputFormatError):
+    """A title prefix given for an id names several courses or lectures; ``matches`` lists them (title and id).
+
+    Example:
+        >>> e = AmbiguousNameError(kind="lecture", value="intro", matches=["Intro (6ba7...)", "Intro II (0f3c...)"])
+        >>> str(e)
+        "'intro' names 2 lectures: Intro (6ba7...), Intro II (0f3c...); give more of the title, or the id"
+    """
+
+    def __init__(self, *, kind: str, value: str, matches: list[str]) -> None:
+        self.kind = kind
+        self.value = value
+        self.matches = matches
+        shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+        super().__init__(f"{value!r} names {len(matches)} {kind}s: {shown}; give more of the title, or the id")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -33,7 +33,7 @@ from vtp_lab.io import Format
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.postgres import DEFAULT_OVERLAP
-from vtp_lab.recordings import catalogue, read_recordings
+from vtp_lab.recordings import Named, catalogue, named_id, read_recordings
 from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.sessions import DEFAULT_SESSION_GAP, checked_gap
@@ -284,13 +284,53 @@ class Lab:
         filters = [*_uuid_filter("recording_id", recording_id), *_uuid_filter("user_id", user_id)]
         if course_id is not None:
             (course,) = (f.value for f in _uuid_filter("course_id", course_id))
-            recordings = catalogue(
-                self.store.read("analytics_events", [Filter(column="event_type", op="==", value="recording_started")]),
-                self.store.read("recordings"),
-            )
-            ids = recordings.filter(pl.col("course_id") == course)["recording_id"].to_list()
+            ids = self._catalogue().filter(pl.col("course_id") == course)["recording_id"].to_list()
             filters.append(Filter(column="recording_id", op="in", value=ids))
         return self.store.read("analytics_events", filters)
+
+    def _catalogue(self) -> pl.DataFrame:
+        """The recordings catalogue with the recordings only ``recording_started`` events describe."""
+        started = [Filter(column="event_type", op="==", value="recording_started")]
+        return catalogue(self.store.read("analytics_events", started), self.store.read("recordings"))
+
+    def _named(self, kind: Named, value: str | None) -> str | None:
+        """The id of a course or lecture given by its id or a unique title prefix (see :func:`named_id`)."""
+        return None if value is None else named_id(kind, value, self._catalogue())
+
+    def courses(self) -> pl.DataFrame:
+        """Every course: its id, title (where the catalogue has ``course_title``), lectures and students.
+
+        Example:
+            >>> Lab(":memory:").courses().columns
+            ['course_id', 'course_title', 'lectures', 'students']
+        """
+        statistics = cast(pl.DataFrame, self.course_statistics())
+        students = statistics.select("course_id", pl.col("total_unique_students").alias("students"))
+        return (
+            self._catalogue()
+            .filter(pl.col("course_id").is_not_null())
+            .group_by("course_id")
+            .agg(pl.col("course_title").drop_nulls().first(), pl.len().cast(pl.Int64).alias("lectures"))
+            .join(students, on="course_id", how="left")
+            .sort("course_title", "course_id", nulls_last=True)
+        )
+
+    def lectures(self, *, course_id: str | None = None) -> pl.DataFrame:
+        """Every lecture (of one course: its id or title prefix): title, course, publication, viewers and views.
+
+        Example:
+            >>> Lab(":memory:").lectures().columns[:4]
+            ['recording_id', 'title', 'course_id', 'course_title']
+        """
+        stats = cast(pl.DataFrame, self.lecture_statistics()).select("recording_id", "unique_viewers", "total_viewers")
+        lectures = self._catalogue().join(stats, on="recording_id", how="left")
+        course = self._named("course", course_id)
+        if course is not None:
+            lectures = lectures.filter(pl.col("course_id") == course)
+        columns = ["recording_id", "title", "course_id", "course_title", "published_at", "duration_seconds"]
+        return lectures.select(*columns, "unique_viewers", "total_viewers").sort(
+            "course_title", "published_at", "title", nulls_last=True
+        )
 
     def derived(
         self, *, score: pl.Expr | None = None, attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD
@@ -349,6 +389,8 @@ class Lab:
     ) -> pl.DataFrame | pl.LazyFrame:
         """A derived table: from the filtered events when filtered or customised, else materialised (fresh)."""
         custom = score is not None or attendance_threshold != DEFAULT_ATTENDANCE_THRESHOLD
+        names: dict[str, Named] = {"recording_id": "lecture", "course_id": "course"}
+        filters = {k: self._named(names[k], v) if k in names else v for k, v in filters.items()}
         if custom or any(v is not None for v in filters.values()):
             events = self._filtered_events(
                 recording_id=filters.get("recording_id"),
@@ -530,7 +572,8 @@ class Lab:
         """
         reads = reports.entry(kind).reads
         data = {"derived": self.derived()} if reads == "derived" else {"audit": self._audit()}
-        return reports.build(kind, **data, course_id=course_id, user_id=user_id, recording_id=recording_id)
+        course, recording = self._named("course", course_id), self._named("lecture", recording_id)
+        return reports.build(kind, **data, course_id=course, user_id=user_id, recording_id=recording)
 
     def _audit(self) -> Audit:
         """What the compliance report reads: the ledger, the quarantine and every stored event's time."""

@@ -285,7 +285,8 @@ def _lectures(
             duration = float(rng.randint(20, 75) * 60)
             published = start + timedelta(weeks=week - 1, days=c % 5, hours=rng.randint(0, 8))
             title = f"Course {c + 1}, lecture {week}"
-            for name, value in zip(RECORDINGS.column_names, (rec, course, title, duration, published), strict=True):
+            row = (rec, course, title, duration, published, f"Course {c + 1}")
+            for name, value in zip(RECORDINGS.column_names, row, strict=True):
                 catalogue[name].append(value)
             hard = sorted(rng.uniform(0.1, 0.9) * duration for _ in range(rng.randint(1, 3)))
             lectures.append(_Lecture(course, rec, duration, published, hard))

@@ -294,7 +294,7 @@ class Table:
 
         Example:
             >>> RECORDINGS.conform(pl.DataFrame({"recording_id": ["x"]})).columns
-            ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at']
+            ['recording_id', 'course_id', 'title', 'duration_seconds', 'published_at', 'course_title']
         """
         exprs = [
             pl.col(c.name).cast(c.polars_dtype)
@@ -462,13 +462,14 @@ COURSE_STATISTICS: Final = Table(
 
 RECORDINGS: Final = Table(
     name="recordings",
-    doc="The recordings catalogue (spec section 2).",
+    doc="The recordings catalogue (spec section 2), with the course's title where the catalogue gives it.",
     columns=(
         _uuid("recording_id"),
         _uuid("course_id", nullable=True),
         Column(name="title", kind="text"),
         _num("duration_seconds"),
         _ts("published_at"),
+        Column(name="course_title", kind="text"),
     ),
 )
 

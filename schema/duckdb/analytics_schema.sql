@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS recordings (
     course_id UUID,
     title VARCHAR,
     duration_seconds DOUBLE,
-    published_at TIMESTAMPTZ
+    published_at TIMESTAMPTZ,
+    course_title VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS rejected_events (
