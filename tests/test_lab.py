@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from vtp_lab.errors import EventValidationError
+from vtp_lab.io import write_events
 from vtp_lab.lab import Lab
 from vtp_lab.store import DuckDBStore, ParquetLake
 from vtp_lab.synth import semester
@@ -95,3 +96,15 @@ def test_lab_renders_in_notebooks_and_terminals(sem):
     lab.append(sem.events)
     assert "events" in lab._repr_html_() and "<table>" in lab._repr_html_()
     assert repr(lab).startswith("Lab(':memory:', DuckDB: ")
+
+
+def test_frames_go_to_pandas_on_a_plain_install(tmp_path, sem):
+    """The README says frames work with pandas: pandas is a dependency, not only the Spark extra's."""
+    import importlib.metadata
+
+    requires = importlib.metadata.requires("vtp-lab") or []
+    assert any(r.startswith("pandas") and "extra" not in r for r in requires)
+    lab = Lab(":memory:")
+    lab.load(write_events(sem.events, tmp_path / "e.ndjson"), progress=False)
+    frame = lab.lecture_statistics().to_pandas()
+    assert len(frame) == lab.lecture_statistics().height and "avg_engagement_score" in frame.columns
