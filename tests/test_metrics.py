@@ -211,3 +211,31 @@ def test_realtime_by_hand() -> None:
     assert details["rebuffer_seconds"].item() == 4.0
     assert got.rebuffer_ratio == pytest.approx(4 / (details["play_time_seconds"].item() + 4))
     assert realtime(events, now=now, active_minutes=10).recordings["recording_id"].to_list() == [rec, other]
+
+
+def test_a_student_who_falls_behind_twice_is_at_risk_once():
+    from datetime import datetime, timedelta
+
+    from vtp_lab.metrics import at_risk_students
+
+    weeks = 5
+    rec = pl.DataFrame(
+        {
+            "recording_id": [f"l{w}" for w in range(weeks)],
+            "course_id": ["c"] * weeks,
+            "published_at": [datetime(2026, 9, 7) + timedelta(weeks=w) for w in range(weeks)],
+        }
+    )
+    low = [True, True, False, True, True]  # two runs of two weeks
+    rows = [("a", w, 80.0) for w in range(weeks)] + [("b", w, 75.0) for w in range(weeks)]
+    rows += [("c", w, 5.0 if low[w] else 90.0) for w in range(weeks)]
+    feats = pl.DataFrame(
+        {
+            "user_id": [u for u, _, _ in rows],
+            "recording_id": [f"l{w}" for _, w, _ in rows],
+            "engagement_score": [s for *_, s in rows],
+        }
+    )
+    risk = at_risk_students(feats, rec)
+    assert risk["user_id"].to_list() == ["c"]
+    assert risk["last_week"].item() == datetime(2026, 10, 5) and risk["weeks_below"].item() == 2  # the latest run

@@ -119,7 +119,7 @@ def test_scopes_and_bad_scopes(lab):
     rec = lab.recordings().filter(pl.col("course_id") == course)["recording_id"][0]
     one = lab.report("performance", course_id=course, recording_id=rec)
     assert one.tables["per_lecture"]["recording_id"].to_list() == [rec]
-    with pytest.raises(NotFoundError, match=r"no recording 'nope'; See lab\.recordings"):
+    with pytest.raises(NotFoundError, match=r"no lecture 'nope'; See lab\.lectures"):  # not an id: a title
         lab.report("performance", recording_id="nope")
     other = lab.recordings().filter(pl.col("course_id") != course)["course_id"][0]
     with pytest.raises(NotFoundError, match=f"no recording '{rec}' in course '{other}'"):

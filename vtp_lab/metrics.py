@@ -391,6 +391,9 @@ def at_risk_students(
             pl.col("cohort_median").mean().alias("mean_cohort_median"),
         )
         .filter(pl.col("weeks_below") >= weeks)
+        .sort("last_week")
+        .group_by("course_id", "user_id")
+        .last()  # the latest run: a student who fell behind twice is listed once
     )
     rule = f"weekly engagement < {below} x cohort median for {weeks} weeks running"
     return runs.drop("_run").with_columns(pl.lit(rule).alias("rule")).sort("course_id", "user_id", "last_week")

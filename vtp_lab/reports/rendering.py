@@ -42,6 +42,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _cell(value: Any) -> str:
+    """A table cell's text: a float to the digits its size warrants (1,523 / 83.3 / 0.529), the rest as JSON has it.
+
+    Example:
+        >>> [_cell(v) for v in (1523.44, 83.333, 0.5285191018518519, 0.0, 7, None)]
+        ['1,523', '83.3', '0.529', '0', '7', '']
+    """
+    value = _jsonable(value)
+    if isinstance(value, float):
+        size = abs(value)
+        return f"{value:,.0f}" if size >= 100 or size == 0 else f"{value:.1f}" if size >= 1 else f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class Report:
     """A report: what it covers, headline numbers, tables, charts.
@@ -132,10 +146,7 @@ class Report:
             head = frame.head(rows)
             lines.append("| " + " | ".join(head.columns) + " |")
             lines.append("|" + "---|" * len(head.columns))
-            lines += [
-                "| " + " | ".join("" if v is None else str(_jsonable(v)) for v in row) + " |"
-                for row in head.iter_rows()
-            ]
+            lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in head.iter_rows()]
             if frame.height > rows:
                 lines.append(f"\n({frame.height - rows:,} more rows)")
         return "\n".join(lines) + "\n"
@@ -161,10 +172,7 @@ class Report:
                 + "".join(f"<th>{esc(c)}</th>" for c in head.columns)
                 + "</tr>"
             )
-            parts += [
-                "<tr>" + "".join(f"<td>{esc('' if v is None else str(_jsonable(v)))}</td>" for v in row) + "</tr>"
-                for row in head.iter_rows()
-            ]
+            parts += ["<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>" for row in head.iter_rows()]
             parts.append("</table>" + (f"<p>({frame.height - rows:,} more rows)</p>" if frame.height > rows else ""))
         return "\n".join(parts)
 
