@@ -16,8 +16,10 @@ from vtp_lab.errors import NotFoundError, VtpLabError
 from vtp_lab.lab import Lab
 from vtp_lab.metrics import alerts
 from vtp_lab.reports import REPORT_KINDS, REPORTS, Report
+from vtp_lab.reports.builders import Audit, compliance
 from vtp_lab.stats import derive
 from vtp_lab.synth import semester
+from vtp_lab.tables import LOADS, RECORDINGS, REJECTED_EVENTS
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +226,66 @@ def test_reports_are_strict_json_when_sessions_played_nothing():
     for kind in REPORT_KINDS:
         if kind != "student":
             json.dumps(lab.report(kind).to_dict(), allow_nan=False)  # no NaN or infinity anywhere
+
+
+def test_compliance_says_who_watched_enough_in_time(tmp_path):
+    """By hand: one 100 s lecture, due 7 days after publication, 80% required.
+
+    Ana plays 0-90 s on day 1 (0.9: met); Ben plays 0-50 s on day 2 and 50-100 s on day 9
+    (0.5 by the deadline: missed, though he watched it all); Cy plays nothing.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from conftest import COURSE, REC
+
+    from vtp_lab.stats import ViewingRequirement, viewing_compliance
+
+    published = datetime(2026, 9, 1, 9, tzinfo=UTC)
+    users = {"ana": "6ba7b821-9dad-11d1-80b4-00c04fd430c8", "ben": "6ba7b822-9dad-11d1-80b4-00c04fd430c8"}
+    cy = "6ba7b823-9dad-11d1-80b4-00c04fd430c8"
+    plays = [("ana", 1, 0, 90), ("ben", 2, 0, 50), ("ben", 9, 50, 100)]
+    rows = []
+    for who, day, start, end in plays:
+        at = published + timedelta(days=day)
+        session = f"{who}-{day}"
+        rows.append(("playback_started", users[who], session, at, f'{{"position": {start}}}'))
+        rows.append(
+            ("playback_paused", users[who], session, at + timedelta(seconds=end - start), f'{{"position": {end}}}')
+        )
+    rows.append(("buffer_end", cy, "cy-1", published + timedelta(days=3), '{"position": 0}'))
+    events = pl.DataFrame(
+        {
+            "id": [f"6ba7b8{i:02d}-9dad-11d1-80b4-00c04fd430c8" for i in range(len(rows))],
+            "event_type": [r[0] for r in rows],
+            "recording_id": [REC] * len(rows),
+            "user_id": [r[1] for r in rows],
+            "session_id": [r[2] for r in rows],
+            "event_timestamp": [r[3] for r in rows],
+            "metadata": [r[4] for r in rows],
+        }
+    )
+    recordings = RECORDINGS.conform(
+        pl.DataFrame(
+            {"recording_id": [REC], "course_id": [COURSE], "title": ["Lecture 1"], "duration_seconds": [100.0]}
+        ).with_columns(pl.lit(published).alias("published_at"))
+    )
+    requirement = ViewingRequirement(coverage=0.8, within=timedelta(days=7))
+    viewing = viewing_compliance(events, recordings, requirement)
+    who = {v: k for k, v in {**users, "cy": cy}.items()}
+    assert {who[u]: (round(c, 3), m) for u, c, m in viewing.select("user_id", "coverage", "met").iter_rows()} == {
+        "ana": (0.9, True),
+        "ben": (0.5, False),
+        "cy": (0.0, False),
+    }
+    audit = Audit(
+        loads=LOADS.empty(),
+        rejected_events=REJECTED_EVENTS.empty(),
+        event_timestamps=events["event_timestamp"],
+        viewing=viewing,
+        requirement=requirement.describe(),
+    )
+    report = compliance(audit)
+    assert report.title == "Engagement compliance and audit trail"
+    assert report.tables["viewing_by_lecture"].select("students", "met").row(0) == (3, 1)
+    assert sorted(who[u] for u in report.tables["viewing_missed"]["user_id"]) == ["ben", "cy"]
+    assert "within 7 days" in report.to_markdown()

@@ -31,6 +31,7 @@ from vtp_lab.lab import Lab
 from vtp_lab.postgres import DEFAULT_OVERLAP, redacted
 from vtp_lab.reports import REPORT_KINDS
 from vtp_lab.sources import SOURCE_FORMATS
+from vtp_lab.stats import ViewingRequirement
 from vtp_lab.tables import TABLES
 
 __all__ = ["main"]
@@ -204,9 +205,18 @@ def _output_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     report = _command(sub, "report", "write one of the six reports (HTML opens offline, Markdown or JSON)")
     report.add_argument("kind", choices=REPORT_KINDS)
-    report.add_argument("--course", help="a course id (default: every course)")
+    report.add_argument("--course", help="a course id or a unique beginning of its title (default: every course)")
     report.add_argument("--user", help="a user id (the student report needs it)")
-    report.add_argument("--recording", help="a recording id (performance and quality reports)")
+    report.add_argument("--recording", help="a lecture's id or title beginning (performance and quality reports)")
+    report.add_argument(
+        "--coverage",
+        type=float,
+        metavar="SHARE",
+        help="compliance: the share of each lecture a student must watch (e.g. 0.8), with --within-days",
+    )
+    report.add_argument(
+        "--within-days", type=float, default=7.0, metavar="DAYS", help="compliance: days after publication (default 7)"
+    )
     report.add_argument("-o", "--output", type=Path, help="output file (default: <kind>-report.<format> here)")
     report.add_argument("--format", choices=("html", "md", "json"), help="default: from the output name, else html")
 
@@ -449,7 +459,14 @@ def _report(args: argparse.Namespace) -> int:
         raise _Usage(f"cannot tell the format of {args.output}; name it .html, .md or .json, or pass --format")
     output = args.output or Path(f"{args.kind}-report.{fmt}")
     with _open_lab(args, read_only=True) as lab:
-        report = lab.report(args.kind, course_id=args.course, user_id=args.user, recording_id=args.recording)
+        requirement = (
+            ViewingRequirement(coverage=args.coverage, within=timedelta(days=args.within_days))
+            if args.coverage is not None
+            else None
+        )
+        report = lab.report(
+            args.kind, course_id=args.course, user_id=args.user, recording_id=args.recording, requirement=requirement
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
         report.to_html(output)

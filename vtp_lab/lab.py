@@ -37,7 +37,15 @@ from vtp_lab.recordings import Named, catalogue, named_id, read_recordings
 from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.sessions import DEFAULT_SESSION_GAP, checked_gap
-from vtp_lab.stats import DEFAULT_ATTENDANCE_THRESHOLD, DEFAULT_SCORE, MATERIALISED, Derived, derive
+from vtp_lab.stats import (
+    DEFAULT_ATTENDANCE_THRESHOLD,
+    DEFAULT_SCORE,
+    MATERIALISED,
+    Derived,
+    ViewingRequirement,
+    derive,
+    viewing_compliance,
+)
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, open_store
 from vtp_lab.store.base import Params
 from vtp_lab.tables import TABLES
@@ -563,22 +571,35 @@ class Lab:
         course_id: str | None = None,
         user_id: str | None = None,
         recording_id: str | None = None,
+        requirement: ViewingRequirement | None = None,
     ) -> Report:
         """One of the six reports (see :mod:`vtp_lab.reports`); ``student`` needs ``user_id``.
+
+        The compliance report, given a viewing ``requirement``, says which students met it
+        for each lecture (:func:`~vtp_lab.stats.viewing_compliance`), beside the audit trail.
 
         Example:
             >>> Lab(":memory:").report("compliance").headline["loads"]
             0
         """
         reads = reports.entry(kind).reads
-        data = {"derived": self.derived()} if reads == "derived" else {"audit": self._audit()}
+        data = {"derived": self.derived()} if reads == "derived" else {"audit": self._audit(requirement)}
         course, recording = self._named("course", course_id), self._named("lecture", recording_id)
         return reports.build(kind, **data, course_id=course, user_id=user_id, recording_id=recording)
 
-    def _audit(self) -> Audit:
-        """What the compliance report reads: the ledger, the quarantine and every stored event's time."""
-        times = self.store.read("analytics_events", columns=["event_timestamp"])["event_timestamp"]
-        return Audit(loads=self.loads(), rejected_events=self.rejected_events(), event_timestamps=times)
+    def _audit(self, requirement: ViewingRequirement | None = None) -> Audit:
+        """What the compliance report reads: the ledger, the quarantine, every stored event's time (and viewing)."""
+        if requirement is None:
+            times = self.store.read("analytics_events", columns=["event_timestamp"])["event_timestamp"]
+            return Audit(loads=self.loads(), rejected_events=self.rejected_events(), event_timestamps=times)
+        events = self.store.read("analytics_events")
+        return Audit(
+            loads=self.loads(),
+            rejected_events=self.rejected_events(),
+            event_timestamps=events["event_timestamp"],
+            viewing=viewing_compliance(events, self._catalogue(), requirement),
+            requirement=requirement.describe(),
+        )
 
     def dashboard(self) -> Dashboard:
         """The ipywidgets dashboard (pickers, tiles, charts, alerts, a score panel); display it in a notebook.

@@ -51,6 +51,7 @@ __all__ = [
     "Derived",
     "Partial",
     "Scored",
+    "ViewingRequirement",
     "combine",
     "course_rows",
     "course_statistics",
@@ -61,6 +62,7 @@ __all__ = [
     "lecture_statistics",
     "quality_events",
     "score_rows",
+    "viewing_compliance",
     "weighted_score",
 ]
 
@@ -283,6 +285,70 @@ def engagement_features(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.D
         ['user_id', 'recording_id']
     """
     return _features(sessionize(events, recordings=recordings)).select(ENGAGEMENT_FEATURES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViewingRequirement:
+    """What a student must have watched of each lecture, and by when: ``coverage`` of it by ``published_at + within``.
+
+    Example:
+        >>> ViewingRequirement(coverage=0.8, within=timedelta(days=7)).describe()
+        'covered at least 80% of each lecture within 7 days of its publication'
+    """
+
+    coverage: float = 0.8
+    within: timedelta = timedelta(days=7)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.coverage <= 1 or self.within <= timedelta(0):
+            raise ValueError(
+                f"coverage={self.coverage} must be in (0, 1] and within={self.within} positive, "
+                "e.g. ViewingRequirement(coverage=0.8, within=timedelta(days=7))"
+            )
+
+    def describe(self) -> str:
+        """The requirement in words, for reports."""
+        days = self.within / timedelta(days=1)
+        return f"covered at least {self.coverage:.0%} of each lecture within {days:g} days of its publication"
+
+
+def viewing_compliance(
+    events: pl.DataFrame, recordings: pl.DataFrame, requirement: ViewingRequirement = ViewingRequirement()
+) -> pl.DataFrame:
+    """Per student of a course and lecture of it with a publication time: whether the student met ``requirement``.
+
+    A student of a course is one with a viewing event on any of its lectures. A lecture's
+    ``coverage`` counts only what was played before its deadline (``due_at``): events
+    after it are left out before sessions are cut, so a session across the deadline
+    counts up to it. Columns: ``course_id, recording_id, title, user_id, due_at, coverage, met``.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
+        >>> v = viewing_compliance(sem.events, sem.recordings)
+        >>> v.height == 2 * 3, v.columns[-2:]
+        (True, ['coverage', 'met'])
+    """
+    required = recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
+        "recording_id", "course_id", "title", (pl.col("published_at") + requirement.within).alias("due_at")
+    )
+    lectures = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
+    viewing = events.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value)  # not who recorded it
+    students = viewing.join(lectures, on="recording_id").select("course_id", "user_id").unique()
+    in_time = (
+        events.join(required.select("recording_id", "due_at"), on="recording_id")
+        .filter(pl.col("event_timestamp") < pl.col("due_at"))
+        .drop("due_at")
+    )
+    covered = engagement_features(in_time, recordings=recordings).select("user_id", "recording_id", "coverage")
+    return (
+        students.join(required, on="course_id")
+        .join(covered, on=["user_id", "recording_id"], how="left")
+        .with_columns(pl.col("coverage").fill_null(0.0))
+        .with_columns((pl.col("coverage") >= requirement.coverage).alias("met"))
+        .select("course_id", "recording_id", "title", "user_id", "due_at", "coverage", "met")
+        .sort("course_id", "due_at", "recording_id", "user_id")
+    )
 
 
 def _json_text(expr: pl.Expr) -> pl.Expr:

@@ -69,6 +69,10 @@ class Audit:
     loads: pl.DataFrame
     rejected_events: pl.DataFrame
     event_timestamps: pl.Series
+    viewing: pl.DataFrame | None = None
+    """Per student and lecture, whether the viewing requirement was met (:func:`vtp_lab.stats.viewing_compliance`)."""
+    requirement: str = ""
+    """The requirement in words."""
 
 
 def _scoped(
@@ -458,7 +462,10 @@ class ComplianceReport(Report):
 
 
 def compliance(audit: Audit) -> ComplianceReport:
-    """The audit trail: every load with its counts, rejections by reason, the dates covered and the gaps.
+    """Engagement compliance (who met the viewing requirement, when given) and the audit trail.
+
+    The audit trail: every load with its counts, rejections by reason, the dates covered
+    and the gaps.
 
     Example:
         >>> import vtp_lab as vl
@@ -499,7 +506,7 @@ def compliance(audit: Audit) -> ComplianceReport:
     last = events["event_timestamp"].max() if events.height else None
     return ComplianceReport(
         kind="compliance",
-        title="Data compliance and audit trail",
+        title=f"{'Engagement' if audit.viewing is not None else 'Data'} compliance and audit trail",
         scope={},
         headline={
             "loads": loads.height,
@@ -512,12 +519,37 @@ def compliance(audit: Audit) -> ComplianceReport:
             "last_event": last,
             "days_without_events": int(gaps["days"].sum()) if gaps.height else 0,
         },
-        tables={"loads": ledger, "rejected_by_reason": by_reason, "gaps": gaps},
-        notes=tuple(
-            f"{row['source']}: {row['error']}"
-            for row in loads.filter(pl.col("error").is_not_null()).iter_rows(named=True)
+        tables={**_viewing_tables(audit.viewing), "loads": ledger, "rejected_by_reason": by_reason, "gaps": gaps},
+        notes=(
+            *((f"Viewing requirement: {audit.requirement}.",) if audit.viewing is not None else ()),
+            *(
+                f"{row['source']}: {row['error']}"
+                for row in loads.filter(pl.col("error").is_not_null()).iter_rows(named=True)
+            ),
         ),
     )
+
+
+def _viewing_tables(viewing: pl.DataFrame | None) -> dict[str, pl.DataFrame]:
+    """The engagement compliance tables: per lecture, per student, and each requirement a student missed."""
+    if viewing is None:
+        return {}
+    per_lecture = (
+        viewing.group_by("course_id", "recording_id", "title", "due_at")
+        .agg(pl.len().alias("students"), pl.col("met").sum().alias("met"))
+        .with_columns((100 * pl.col("met") / pl.col("students")).alias("met_percent"))
+        .sort("course_id", "due_at", "recording_id")
+    )
+    per_student = (
+        viewing.group_by("course_id", "user_id")
+        .agg(pl.len().alias("required"), pl.col("met").sum().alias("met"))
+        .with_columns((pl.col("required") - pl.col("met")).alias("missed"))
+        .sort("missed", "course_id", "user_id", descending=[True, False, False])
+    )
+    missed = viewing.filter(~pl.col("met")).select(
+        "user_id", "course_id", "title", "recording_id", "due_at", "coverage"
+    )
+    return {"viewing_by_lecture": per_lecture, "viewing_by_student": per_student, "viewing_missed": missed}
 
 
 ReportBuilder = Callable[..., Report]
