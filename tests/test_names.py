@@ -68,3 +68,12 @@ def test_info_lists_courses_and_lectures(lab, capsys):
     assert main(["info", "--store", str(lab)]) == 0
     out = capsys.readouterr().out
     assert "Course 1" in out and "Course 2, lecture 11" in out and "unique beginning of its title" in out
+
+
+def test_the_dashboard_picks_courses_and_lectures_by_title(lab):
+    with Lab(lab, read_only=True) as ro:
+        dashboard = ro.dashboard()
+    labels = [label for label, _ in dashboard.course.options]
+    assert labels == ["(all)", "Course 1", "Course 2"]
+    dashboard.course.value = dashboard.course.options[1][1]
+    assert [label for label, _ in dashboard.lecture.options][1:3] == ["Course 1, lecture 1", "Course 1, lecture 2"]

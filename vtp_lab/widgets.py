@@ -70,8 +70,14 @@ class Dashboard:
         self.derived: Derived = source.derived()
         self._alerts = self.derived.alerts()
         cat = self.derived.recordings
-        courses = sorted(c for c in cat["course_id"].drop_nulls().unique().to_list())
-        self.course = w.Dropdown(options=[(_ALL, _ALL), *((c, c) for c in courses)], value=_ALL, description="course")
+        courses = (
+            cat.filter(pl.col("course_id").is_not_null())
+            .group_by("course_id")
+            .agg(pl.col("course_title").drop_nulls().first())
+            .sort("course_title", "course_id", nulls_last=True)
+        )
+        labelled = [(title or course, course) for course, title in courses.iter_rows()]  # a title where known
+        self.course = w.Dropdown(options=[(_ALL, _ALL), *labelled], value=_ALL, description="course")
         self.lecture = w.Dropdown(options=[(_ALL, _ALL)], value=_ALL, description="lecture")
         self.student = w.Dropdown(options=[(_ALL, _ALL)], value=_ALL, description="student")
         self.tiles = w.HTML()
@@ -116,7 +122,9 @@ class Dashboard:
         return cat["recording_id"].to_list()
 
     def _refresh_lectures(self) -> None:
-        titles = self.derived.recordings.filter(pl.col("recording_id").is_in(self._recordings())).sort("title")
+        titles = self.derived.recordings.filter(pl.col("recording_id").is_in(self._recordings())).sort(
+            "published_at", "title", nulls_last=True
+        )  # in the course's order, not the titles' ("lecture 10" after "lecture 9")
         self.lecture.options = [
             (_ALL, _ALL),
             *[(t or r, r) for t, r in titles.select("title", "recording_id").iter_rows()],
