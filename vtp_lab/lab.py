@@ -303,7 +303,10 @@ class Lab:
 
     def _named(self, kind: Named, value: str | None) -> str | None:
         """The id of a course or lecture given by its id or a unique title prefix (see :func:`named_id`)."""
-        return None if value is None else named_id(kind, value, self._catalogue())
+        if value is None:
+            return None
+        canonical = parse_uuid(value)  # an id needs no catalogue read
+        return canonical if canonical is not None else named_id(kind, value, self._catalogue())
 
     def courses(self) -> pl.DataFrame:
         """Every course: its id, title (where the catalogue has ``course_title``), lectures and students.
