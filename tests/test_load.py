@@ -469,3 +469,14 @@ def test_grouped_batches_keep_every_row_even_of_batches_without_columns():
     assert [(g.rows.height, g.malformed.height, g.bytes_read) for g in groups] == [(3, 1, 2), (3, 0, 3)]
     cut = list(vtp_lab.load._grouped(iter([rows, rows, bad, rows]), 4))  # whole groups of 4 parsed rows, then the rest
     assert [(g.rows.height, g.malformed.height) for g in cut] == [(4, 0), (4, 1), (1, 0)]
+
+
+def test_the_text_report_fits_an_80_column_terminal(tmp_path, sem):
+    broken = sem.events.head(50).with_columns(pl.lit("teleported").alias("event_type"))
+    long_name = tmp_path / ("a-rather-long-folder-name-for-exports" * 2) / "events-of-the-autumn-term.ndjson"
+    long_name.parent.mkdir()
+    report = Lab(":memory:").load(write_events(pl.concat([sem.events, broken]), long_name), progress=False)
+    text = str(report)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "rejected by reason" in text and "unknown_event_type 50" in text
+    assert text.splitlines()[-1].startswith("rows read")

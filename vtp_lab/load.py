@@ -27,6 +27,7 @@ import json
 import os
 import queue
 import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import polars as pl
 
@@ -90,6 +91,19 @@ class FileReport:
 
 
 _HEAD = ("file", "format", "rows read", "accepted", "rejected", "duplicates", "skipped", "rejected by reason")
+
+_WIDTH: Final = 80
+"""The terminal width the text report fits."""
+
+
+def _tail(source: str, width: int = 30) -> str:
+    """A file's name as the text report shows it: its end, if it is long.
+
+    Example:
+        >>> _tail("/data/exports/2026/autumn/analytics_events_part_0001.ndjson.gz")
+        '..._events_part_0001.ndjson.gz'
+    """
+    return source if len(source) <= width else "..." + source[-(width - 3) :]
 
 
 @dataclass(frozen=True)
@@ -187,27 +201,36 @@ class LoadReport:
         return rows
 
     def __str__(self) -> str:
-        rows = [tuple(f"{v:,}" if isinstance(v, int) else v for v in r) for r in self._rows()]
-        head = _HEAD
-        widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+        """The report for a terminal of 80 columns: a table of counts, then each file's rejections by reason."""
+        rows = self._rows()
+        shown = [0, 1, 2, 3, 4, 5, *([6] if any(r[6] for r in rows) else [])]  # skipped: only where a source has any
+        head = ["file", "format", "read", "accepted", "rejected", "duplicates", "skipped"]
+
+        def text(value: object, i: int) -> str:
+            return _tail(str(value)) if i == 0 else f"{value:,}" if isinstance(value, int) else str(value)
+
+        cells = [[head[i] for i in shown]] + [[text(r[i], i) for i in shown] for r in rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(shown))]
         lines = [
-            "  ".join(
-                str(v).rjust(w) if 1 < i < len(head) - 1 else str(v).ljust(w)
-                for i, (v, w) in enumerate(zip(r, widths, strict=True))
-            )
-            for r in [head, *rows]
+            "  ".join(v.rjust(w) if i > 1 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True)))
+            for c in cells
         ]
         lines.insert(1, "-" * len(lines[0]))
+        for r in rows:
+            if r[7] != "-":
+                lines += textwrap.wrap(f"rejected by reason, {_tail(r[0])}: {r[7]}", _WIDTH, subsequent_indent="  ")
         balanced = self.rows_read == self.accepted + self.rejected + self.duplicates + self.skipped_records
         skipped = f" + skipped {self.skipped_records:,}" if self.skipped_records else ""
-        lines.append(
+        lines += textwrap.wrap(
             f"rows read {self.rows_read:,} {'=' if balanced else '!='} accepted {self.accepted:,} + rejected "
-            f"{self.rejected:,} + duplicates {self.duplicates:,}{skipped}   ({self.seconds:.1f} s)"
+            f"{self.rejected:,} + duplicates {self.duplicates:,}{skipped} ({self.seconds:.1f} s)",
+            _WIDTH,
         )
         if self.skipped_by_type:
             kinds = ", ".join(f"{k} {v:,}" for k, v in list(self.skipped_by_type.items())[:8])
             more = len(self.skipped_by_type) - 8
-            lines.append(f"skipped (not playback events): {kinds}" + (f" and {more} more types" if more > 0 else ""))
+            line = f"skipped (not playback events): {kinds}" + (f" and {more} more types" if more > 0 else "")
+            lines += textwrap.wrap(line, _WIDTH, subsequent_indent="  ")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
