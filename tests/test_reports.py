@@ -289,3 +289,18 @@ def test_compliance_says_who_watched_enough_in_time(tmp_path):
     assert report.tables["viewing_by_lecture"].select("students", "met").row(0) == (3, 1)
     assert sorted(who[u] for u in report.tables["viewing_missed"]["user_id"]) == ["ben", "cy"]
     assert "within 7 days" in report.to_markdown()
+
+
+def test_html_reports_are_print_ready_with_a_footer(tmp_path):
+    import vtp_lab
+
+    sem = semester(courses=1, lectures_per_course=2, students=5, seed=2)
+    lab = Lab(tmp_path / "print.duckdb")
+    lab.append(sem.events)
+    lab.load_recordings(sem.recordings)
+    course = lab.recordings()["course_id"][0]
+    page = lab.report("engagement", course_id=course).to_html()
+    assert "@media print" in page and f"<p class='scope'>course {course}</p>" in page
+    footer = page[page.index("<footer>") :]
+    assert lab.path in footer and f"vtp_lab {vtp_lab.__version__}" in footer and "docs/metrics.md" in footer
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # nothing remote

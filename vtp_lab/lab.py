@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -588,7 +589,8 @@ class Lab:
         reads = reports.entry(kind).reads
         data = {"derived": self.derived()} if reads == "derived" else {"audit": self._audit(requirement)}
         course, recording = self._named("course", course_id), self._named("lecture", recording_id)
-        return reports.build(kind, **data, course_id=course, user_id=user_id, recording_id=recording)
+        built = reports.build(kind, **data, course_id=course, user_id=user_id, recording_id=recording)
+        return dataclasses.replace(built, source=self.path)
 
     def _audit(self, requirement: ViewingRequirement | None = None) -> Audit:
         """What the compliance report reads: the ledger, the quarantine, every stored event's time (and viewing)."""

@@ -56,6 +56,20 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_STYLE: Final = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#222;line-height:1.4}"
+    "h1{margin-bottom:.2em}p.scope{color:#555;margin-top:0}h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
+    "table{border-collapse:collapse;margin:.8em 0;font-size:.92em}"
+    "td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}"
+    "th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}"
+    "table.headline th{width:16em}figure{margin:1em 0}figure svg{max-width:100%;height:auto}"
+    "footer{margin-top:2.5em;padding-top:.6em;border-top:1px solid #ddd;color:#666;font-size:.85em}"
+    "@media print{body{margin:0;max-width:none}h2{break-after:avoid}tr,figure{break-inside:avoid}"
+    "tr:nth-child(even) td{background:none}}"
+)
+"""The HTML reports' style: readable tables, charts that fit the page, and a print layout (no remote fonts)."""
+
+
 @dataclass(frozen=True)
 class Report:
     """A report: what it covers, headline numbers, tables, charts.
@@ -76,6 +90,8 @@ class Report:
     charts: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    source: str = ""
+    """Where the data came from (the Lab's store), for the page's footer."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tables as lists of rows).
@@ -90,6 +106,7 @@ class Report:
             "title": self.title,
             "scope": self.scope,
             "generated_at": self.generated_at.isoformat(),
+            "source": self.source,
             "headline": {k: _jsonable(v) for k, v in self.headline.items()},
             "notes": list(self.notes),
             "tables": {
@@ -116,6 +133,7 @@ class Report:
             charts=data.get("charts", {}),
             notes=tuple(data.get("notes", ())),
             generated_at=datetime.fromisoformat(data["generated_at"]) if "generated_at" in data else datetime.now(UTC),
+            source=data.get("source", ""),
         )
 
     def _headline_rows(self) -> list[tuple[str, str]]:
@@ -153,7 +171,8 @@ class Report:
 
     def _html_body(self, *, charts: bool, rows: int = 20) -> str:
         esc = html.escape
-        parts = [f"<h1>{esc(self.title)}</h1>", "<table class='headline'>"]
+        scope = ", ".join(f"{k.removesuffix('_id')} {v}" for k, v in self.scope.items() if v) or "everything stored"
+        parts = [f"<h1>{esc(self.title)}</h1>", f"<p class='scope'>{esc(scope)}</p>", "<table class='headline'>"]
         parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self._headline_rows()]
         parts.append("</table>")
         if self.notes:
@@ -183,19 +202,25 @@ class Report:
             >>> "<script src" in Report(kind="quality", title="Q", scope={}, headline={}, tables={}).to_html()
             False
         """
-        style = (
-            "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
-            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}"
-            "table.headline th{background:#f4f4f4}"
-        )
         page = (
             f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-            f"<style>{style}</style></head><body>{self._html_body(charts=True)}</body></html>"
+            f"<style>{_STYLE}</style></head><body>{self._html_body(charts=True)}{self._footer()}</body></html>"
         )
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(page, encoding="utf-8")
         return page
+
+    def _footer(self) -> str:
+        """The page's last line: when, from what, and which version of the definitions (``docs/metrics.md``)."""
+        from vtp_lab import __version__
+
+        source = f" from {self.source}" if self.source else ""
+        return (
+            f"<footer>Generated {self.generated_at:%Y-%m-%d %H:%M} UTC{html.escape(source)} by vtp_lab "
+            f"{__version__}; the measures follow vtp_lab {__version__}'s definitions (docs/metrics.md, "
+            "docs/sessions.md).</footer>"
+        )
 
     def __str__(self) -> str:
         width = max((len(k) for k, _ in self._headline_rows()), default=0)
