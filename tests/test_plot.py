@@ -65,3 +65,22 @@ def test_quality_mix_is_a_share(charts, data):
     _, d, _ = data
     rows = next(iter(charts["quality_mix"].to_dict()["datasets"].values()))
     assert sum(r["sessions"] for r in rows) == d.playback_sessions.filter(pl.col("quality").is_not_null()).height
+
+
+def test_a_session_without_quality_is_unknown_not_null_in_the_legend():
+    from vtp_lab.plot import qoe_against_completion
+
+    d = pl.DataFrame(
+        {
+            "fatal_errors": [0, 0],
+            "rebuffer_ratio": [0.0, 0.1],
+            "time_weighted_bitrate": [2800.0, None],
+            "buffer_events": [0, 1],
+            "play_time_seconds": [60.0, 30.0],
+            "completion_rate": [50.0, 20.0],
+            "quality": ["720p", None],
+        }
+    )
+    values = qoe_against_completion(d).to_dict()["datasets"]
+    qualities = {row["quality"] for rows in values.values() for row in rows}
+    assert qualities == {"720p", "unknown"}

@@ -172,7 +172,9 @@ def qoe_against_completion(details: pl.DataFrame) -> Any:
     """
     alt = _alt()
     frame = (
-        qoe(details).filter(pl.col("completion_rate").is_not_null()).select("qoe_score", "completion_rate", "quality")
+        qoe(details)
+        .filter(pl.col("completion_rate").is_not_null())
+        .select("qoe_score", "completion_rate", pl.col("quality").fill_null("unknown"))  # no "null" in the legend
     )
     return (
         alt.Chart(frame, title="QoE and completion")

@@ -84,7 +84,16 @@ class Dashboard:
         self.charts = w.HTML()
         self.alerts_table = w.HTML()
         self.weights = {
-            name: w.FloatSlider(value=value, min=0, max=1, step=0.05, description=name.replace("_", " "))
+            name: w.FloatSlider(
+                value=value,
+                min=0,
+                max=1,
+                step=0.05,
+                description=name.replace("_", " "),
+                readout_format=".2f",
+                style={"description_width": "8em"},  # "time on task" whole, not "time on ta..."
+                layout=w.Layout(width="26em"),
+            )
             for name, value in DEFAULT_WEIGHTS.items()
         }
         self.expression = w.Text(placeholder='e.g. 100 * pl.col("coverage")', description="expression")
