@@ -77,3 +77,12 @@ def test_the_dashboard_picks_courses_and_lectures_by_title(lab):
     assert labels == ["(all)", "Course 1", "Course 2"]
     dashboard.course.value = dashboard.course.options[1][1]
     assert [label for label, _ in dashboard.lecture.options][1:3] == ["Course 1, lecture 1", "Course 1, lecture 2"]
+
+
+def test_reports_show_titles_beside_ids(lab):
+    with Lab(lab, read_only=True) as ro:
+        report = ro.report("engagement", course_id="Course 1")
+    lectures = report.tables["lectures"]
+    at = lectures.columns.index("recording_id")
+    assert lectures.columns[at + 1] == "title" and lectures["title"].str.starts_with("Course 1, lecture").all()
+    assert "Course 1, lecture 1" in report.to_markdown()

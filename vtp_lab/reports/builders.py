@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -623,4 +624,41 @@ def build(
     data: Any = derived if found.reads == "derived" else audit
     if data is None:
         raise ValueError(f"the {kind} report reads the {found.reads} tables: pass {found.reads}=...")
-    return found.builder(data, **{key: given[key] for key in found.scope})
+    report = found.builder(data, **{key: given[key] for key in found.scope})
+    return _titled(report, derived.recordings) if derived is not None else report
+
+
+def _titled(report: Report, recordings: pl.DataFrame) -> Report:
+    """``report`` with the lecture's title beside each ``recording_id`` and the course's beside each ``course_id``.
+
+    Example:
+        >>> from vtp_lab.tables import RECORDINGS
+        >>> cat = RECORDINGS.conform(pl.DataFrame({"recording_id": ["r"], "title": ["Intro"]}))
+        >>> t = {"t": pl.DataFrame({"recording_id": ["r"]})}
+        >>> r = Report(kind="quality", title="q", scope={}, headline={}, tables=t)
+        >>> _titled(r, cat).tables["t"].columns
+        ['recording_id', 'title']
+    """
+    names = {
+        "recording_id": ("title", recordings.select("recording_id", "title").unique("recording_id")),
+        "course_id": (
+            "course_title",
+            recordings.group_by("course_id").agg(pl.col("course_title").drop_nulls().first()),
+        ),
+    }
+    tables = {}
+    for name, frame in report.tables.items():
+        titled = frame
+        for key, (title, titles) in names.items():
+            titled = _beside(titled, key, title, titles)
+        tables[name] = titled
+    return dataclasses.replace(report, tables=tables)
+
+
+def _beside(frame: pl.DataFrame, key: str, title: str, titles: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``titles``' ``title`` right after its ``key`` column (as it was if it has none, or no title)."""
+    if key not in frame.columns or title in frame.columns or not titles[title].is_not_null().any():
+        return frame
+    at = frame.columns.index(key) + 1
+    joined = frame.join(titles, on=key, how="left", maintain_order="left")
+    return joined.select(*frame.columns[:at], title, *frame.columns[at:])
