@@ -39,7 +39,7 @@ def main() -> None:
         page.wait_for_timeout(3000)
         page.screenshot(path=str(images / "dashboard.png"), full_page=False)
         page.goto(report.as_uri())
-        page.screenshot(path=str(images / "report.png"), full_page=False)
+        page.screenshot(path=str(images / "report.png"), full_page=True)  # the whole page, charts included
         browser.close()
     print(images / "dashboard.png", images / "report.png")
 

@@ -101,3 +101,42 @@ def test_api_docs_render_with_the_network_off(tmp_path):
         browser.close()
     assert not elsewhere, elsewhere
     assert "/v1/events" in routes
+
+
+ARTIFACTS = ROOT / "build" / "screenshots"
+"""Where the browser tests keep their screenshots (git-ignored; CI can keep the folder)."""
+
+
+@pytest.mark.slow
+def test_every_report_renders_whole_in_chromium():
+    """The six HTML reports in Chromium: nothing wider than the page, every chart inside it; screenshots kept."""
+    _needed()
+    from playwright.sync_api import sync_playwright
+
+    from vtp_lab.lab import Lab
+    from vtp_lab.synth import semester
+
+    sem = semester(courses=2, lectures_per_course=4, students=30, seed=3)
+    lab = Lab(":memory:")
+    lab.append(sem.events)
+    lab.load_recordings(sem.recordings)
+    user = lab.engagement_metrics()["user_id"][0]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for kind in ("student", "attendance", "engagement", "performance", "quality", "compliance"):
+            html_path = ARTIFACTS / f"report-{kind}.html"
+            lab.report(kind, user_id=user if kind == "student" else None).to_html(html_path)
+            page.goto(html_path.as_uri())
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the {kind} report is {overflow}px wider than the page"
+            outside = page.evaluate(
+                "() => [...document.querySelectorAll('figure svg')].filter(s => s.getBoundingClientRect().right"
+                " > window.innerWidth).length"
+            )
+            assert outside == 0, f"a chart of the {kind} report runs off the page"
+            assert page.locator("footer").inner_text().startswith("Generated")
+            page.screenshot(path=str(ARTIFACTS / f"report-{kind}.png"), full_page=True)
+        browser.close()
+    assert len(list(ARTIFACTS.glob("report-*.png"))) == 6

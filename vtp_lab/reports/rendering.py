@@ -59,7 +59,7 @@ def _cell(value: Any) -> str:
 _STYLE: Final = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#222;line-height:1.4}"
     "h1{margin-bottom:.2em}p.scope{color:#555;margin-top:0}h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
-    "table{border-collapse:collapse;margin:.8em 0;font-size:.92em}"
+    "table{border-collapse:collapse;margin:.8em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}"
     "td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}"
     "th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}"
     "table.headline th{width:16em}figure{margin:1em 0}figure svg{max-width:100%;height:auto}"
