@@ -143,6 +143,8 @@ def quality_mix_over_time(sessions: pl.DataFrame) -> Any:
 def engagement_by_week(weekly: pl.DataFrame) -> Any:
     """Mean engagement score per week, one line per course (from :func:`vtp_lab.metrics.weekly_engagement`).
 
+    A ``course_title`` column, where given, names the lines instead of the course ids.
+
     Example:
         >>> w = pl.DataFrame({"course_id": ["c"], "week": [__import__("datetime").datetime(2026, 9, 1)],
         ...     "engagement_score": [60.0]})
@@ -150,13 +152,14 @@ def engagement_by_week(weekly: pl.DataFrame) -> Any:
         'line'
     """
     alt = _alt()
+    course = pl.coalesce("course_title", "course_id") if "course_title" in weekly.columns else pl.col("course_id")
     return (
-        alt.Chart(weekly.select("course_id", "week", "engagement_score"), title="Engagement by week")
+        alt.Chart(weekly.select(course.alias("course"), "week", "engagement_score"), title="Engagement by week")
         .mark_line(point=True)
         .encode(
             x=alt.X("week:T", title="week"),
             y=alt.Y("engagement_score:Q", title="mean engagement score", scale=alt.Scale(domain=[0, 100])),
-            color=alt.Color("course_id:N", title="course"),
+            color=alt.Color("course:N", title="course"),
         )
     )
 

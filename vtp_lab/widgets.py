@@ -112,7 +112,8 @@ class Dashboard:
                 self.expression,
                 self.apply,
                 self.score_status,
-            ]
+            ],
+            layout=w.Layout(flex="0 0 28em", min_width="28em"),  # the sliders' readouts whole, beside the charts
         )
         self.widget = w.VBox(
             [
@@ -230,7 +231,10 @@ class Dashboard:
 
         charts = [completion_distribution(details), qoe_against_completion(details)]
         if self.student.value == _ALL and self.lecture.value == _ALL:
-            charts.append(engagement_by_week(weekly_engagement(feats, self.derived.recordings)))
+            recordings = self.derived.recordings
+            titles = recordings.group_by("course_id").agg(pl.col("course_title").drop_nulls().first())
+            weekly = weekly_engagement(feats, recordings).join(titles, on="course_id", how="left")
+            charts.append(engagement_by_week(weekly))
         return "".join(
             f"<div style='display:inline-block'>{vl_convert.vegalite_to_svg(c.to_dict())}</div>" for c in charts
         )
