@@ -293,8 +293,6 @@ _LISTED: Final = 40
 
 
 def _statistics_text(lab: Lab) -> str:
-    import polars as pl
-
     titles = lab.recordings().select("recording_id", "title")
     lectures = lab.lecture_statistics()
     courses = lab.course_statistics()

@@ -34,7 +34,7 @@ from vtp_lab.io import Format
 from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.postgres import DEFAULT_OVERLAP
-from vtp_lab.recordings import Named, catalogue, named_id, read_recordings
+from vtp_lab.recordings import Named, catalogue, course_titles, named_id, read_recordings
 from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.sessions import DEFAULT_SESSION_GAP, checked_gap
@@ -304,10 +304,7 @@ class Lab:
 
     def _named(self, kind: Named, value: str | None) -> str | None:
         """The id of a course or lecture given by its id or a unique title prefix (see :func:`named_id`)."""
-        if value is None:
-            return None
-        canonical = parse_uuid(value)  # an id needs no catalogue read
-        return canonical if canonical is not None else named_id(kind, value, self._catalogue())
+        return None if value is None else named_id(kind, value, self._catalogue)
 
     def courses(self) -> pl.DataFrame:
         """Every course: its id, title (where the catalogue has ``course_title``), lectures and students.
@@ -318,13 +315,12 @@ class Lab:
         """
         statistics = cast(pl.DataFrame, self.course_statistics())
         students = statistics.select("course_id", pl.col("total_unique_students").alias("students"))
+        cat = self._catalogue()
+        lectures = cat.group_by("course_id").agg(pl.len().cast(pl.Int64).alias("lectures"))
         return (
-            self._catalogue()
-            .filter(pl.col("course_id").is_not_null())
-            .group_by("course_id")
-            .agg(pl.col("course_title").drop_nulls().first(), pl.len().cast(pl.Int64).alias("lectures"))
-            .join(students, on="course_id", how="left")
-            .sort("course_title", "course_id", nulls_last=True)
+            course_titles(cat)
+            .join(lectures, on="course_id", maintain_order="left")
+            .join(students, on="course_id", how="left", maintain_order="left")
         )
 
     def lectures(self, *, course_id: str | None = None) -> pl.DataFrame:
@@ -594,16 +590,15 @@ class Lab:
 
     def _audit(self, requirement: ViewingRequirement | None = None) -> Audit:
         """What the compliance report reads: the ledger, the quarantine, every stored event's time (and viewing)."""
-        if requirement is None:
-            times = self.store.read("analytics_events", columns=["event_timestamp"])["event_timestamp"]
-            return Audit(loads=self.loads(), rejected_events=self.rejected_events(), event_timestamps=times)
-        events = self.store.read("analytics_events")
+        events = self.store.read("analytics_events", columns=None if requirement else ["event_timestamp"])
         return Audit(
             loads=self.loads(),
             rejected_events=self.rejected_events(),
             event_timestamps=events["event_timestamp"],
-            viewing=viewing_compliance(events, self._catalogue(), requirement),
-            requirement=requirement.describe(),
+            viewing=None
+            if requirement is None
+            else viewing_compliance(events, self._catalogue(), requirement, session_gap=self.session_gap),
+            requirement="" if requirement is None else requirement.describe(),
         )
 
     def dashboard(self) -> Dashboard:

@@ -332,9 +332,9 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
     from tqdm.auto import tqdm
 
     in_notebook = "ipykernel" in sys.modules
-    disable = not progress if progress is not None else not (in_notebook or sys.stderr.isatty())
-    unsized = not in_notebook and sys.stderr.isatty() and not os.get_terminal_size(sys.stderr.fileno()).columns
-    columns = 80 if unsized else None
+    on_terminal = not in_notebook and sys.stderr.isatty()
+    disable = not progress if progress is not None else not (in_notebook or on_terminal)
+    columns = 80 if on_terminal and not os.get_terminal_size(sys.stderr.fileno()).columns else None
     return tqdm(total=total, unit="B", unit_scale=True, desc="loading", disable=disable, leave=False, ncols=columns)
 
 

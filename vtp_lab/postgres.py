@@ -170,6 +170,10 @@ def server_state(source: PostgresSource) -> tuple[datetime, int]:
     return now, int(size or 0)
 
 
+_CTID: Final = "_vtp_lab_ctid"
+"""The name the row's ``ctid`` (its place in the table) is read under."""
+
+
 def read_table(source: PostgresSource) -> Iterator[RawBatch]:
     """The table's rows (with ``event_timestamp`` at or after ``since``) as raw batches, streamed.
 
@@ -196,10 +200,6 @@ def read_table(source: PostgresSource) -> Iterator[RawBatch]:
             rows = place.field("1").cast(pl.Int64) * 65536 + place.field("2").cast(pl.Int64)
             yield typed_rows(batch.drop_columns([_CTID]), rows, source=source.name, bytes_read=read)
         con.rollback()
-
-
-_CTID: Final = "_vtp_lab_ctid"
-"""The name the row's ``ctid`` (its place in the table) is read under."""
 
 
 def _staged(frame: pl.DataFrame, table: Table) -> pa.Table:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Literal
 
@@ -23,14 +24,43 @@ from vtp_lab.metadata import METADATA_TYPES, metadata_columns
 from vtp_lab.tables import RECORDINGS
 from vtp_lab.validation import canonical_uuid, cast_timestamps
 
-__all__ = ["CATALOGUE_KEYS", "Named", "catalogue", "catalogue_of_parsed", "named_id", "read_recordings"]
+__all__ = [
+    "CATALOGUE_KEYS",
+    "Named",
+    "catalogue",
+    "catalogue_of_parsed",
+    "course_titles",
+    "named_id",
+    "read_recordings",
+]
 
 Named = Literal["course", "lecture"]
 """What a title names: a course (``course_title``) or a lecture, that is a recording (``title``)."""
 
 
-def named_id(kind: Named, value: str, recordings: pl.DataFrame) -> str:
+def course_titles(recordings: pl.DataFrame) -> pl.DataFrame:
+    """Each course of the catalogue once, with its title where a row gives one (``course_id, course_title``).
+
+    Sorted by title, then id; courses without a title last.
+
+    Example:
+        >>> cat = RECORDINGS.conform(pl.DataFrame({"recording_id": ["r1", "r2"], "course_id": ["c", "c"],
+        ...                                        "course_title": [None, "Statistics"]}))
+        >>> course_titles(cat).rows()
+        [('c', 'Statistics')]
+    """
+    return (
+        recordings.filter(pl.col("course_id").is_not_null())
+        .group_by("course_id")
+        .agg(pl.col("course_title").drop_nulls().first())
+        .sort("course_title", "course_id", nulls_last=True)
+    )
+
+
+def named_id(kind: Named, value: str, recordings: Callable[[], pl.DataFrame]) -> str:
     """The id ``value`` stands for: itself if it is a UUID, else that of the one title it begins (in any case).
+
+    ``recordings`` gives the catalogue, read only for a title.
 
     A title equal to ``value`` wins over longer ones it begins ("Lecture 1" over
     "Lecture 10"); several otherwise raise :class:`AmbiguousNameError` listing them, none
@@ -39,14 +69,14 @@ def named_id(kind: Named, value: str, recordings: pl.DataFrame) -> str:
     Example:
         >>> cat = RECORDINGS.conform(pl.DataFrame({"recording_id": ["6ba7b811-9dad-11d1-80b4-00c04fd430c8"],
         ...                                        "title": ["Intro to statistics"]}))
-        >>> named_id("lecture", "intro", cat)
+        >>> named_id("lecture", "intro", lambda: cat)
         '6ba7b811-9dad-11d1-80b4-00c04fd430c8'
     """
     canonical = parse_uuid(value)
     if canonical is not None:
         return canonical
     column, title = ("course_id", "course_title") if kind == "course" else ("recording_id", "title")
-    names = recordings.select(pl.col(column).alias("id"), pl.col(title).alias("title")).drop_nulls().unique()
+    names = recordings().select(pl.col(column).alias("id"), pl.col(title).alias("title")).drop_nulls().unique()
     wanted = value.strip().lower()
     lowered = pl.col("title").str.to_lowercase()
     matches = names.filter(lowered.str.starts_with(wanted)).sort("title", "id")

@@ -273,18 +273,24 @@ def _features(s: Sessionized) -> pl.DataFrame:
     ).drop("_g")
 
 
-def engagement_features(events: pl.DataFrame | pl.LazyFrame, *, recordings: pl.DataFrame | None = None) -> pl.DataFrame:
+def engagement_features(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    recordings: pl.DataFrame | None = None,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
+) -> pl.DataFrame:
     """Per (user, recording) with sessions: the features a score may use (:data:`ENGAGEMENT_FEATURES`).
 
     ``coverage`` is the union of the content played over all the user's sessions of the
-    recording, divided by its duration (null when unknown).
+    recording, divided by its duration (null when unknown); ``session_gap`` as for
+    :func:`vtp_lab.sessions.sessionize`.
 
     Example:
         >>> from vtp_lab.tables import ANALYTICS_EVENTS
         >>> engagement_features(ANALYTICS_EVENTS.empty()).columns[:2]
         ['user_id', 'recording_id']
     """
-    return _features(sessionize(events, recordings=recordings)).select(ENGAGEMENT_FEATURES)
+    return _features(sessionize(events, recordings=recordings, session_gap=session_gap)).select(ENGAGEMENT_FEATURES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,14 +319,19 @@ class ViewingRequirement:
 
 
 def viewing_compliance(
-    events: pl.DataFrame, recordings: pl.DataFrame, requirement: ViewingRequirement = ViewingRequirement()
+    events: pl.DataFrame,
+    recordings: pl.DataFrame,
+    requirement: ViewingRequirement = ViewingRequirement(),
+    *,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
 ) -> pl.DataFrame:
     """Per student of a course and lecture of it with a publication time: whether the student met ``requirement``.
 
     A student of a course is one with a viewing event on any of its lectures. A lecture's
     ``coverage`` counts only what was played before its deadline (``due_at``): events
     after it are left out before sessions are cut, so a session across the deadline
-    counts up to it. Columns: ``course_id, recording_id, title, user_id, due_at, coverage, met``.
+    counts up to it (``session_gap`` cuts the sessions of events that came without one).
+    Columns: ``course_id, recording_id, title, user_id, due_at, coverage, met``.
 
     Example:
         >>> from vtp_lab.synth import semester
@@ -340,7 +351,8 @@ def viewing_compliance(
         .filter(pl.col("event_timestamp") < pl.col("due_at"))
         .drop("due_at")
     )
-    covered = engagement_features(in_time, recordings=recordings).select("user_id", "recording_id", "coverage")
+    features = engagement_features(in_time, recordings=recordings, session_gap=session_gap)
+    covered = features.select("user_id", "recording_id", "coverage")
     return (
         students.join(required, on="course_id")
         .join(covered, on=["user_id", "recording_id"], how="left")

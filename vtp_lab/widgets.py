@@ -22,6 +22,7 @@ import polars as pl
 
 from vtp_lab.metrics import qoe, weekly_engagement
 from vtp_lab.plot import completion_distribution, engagement_by_week, qoe_against_completion
+from vtp_lab.recordings import course_titles
 from vtp_lab.stats import DEFAULT_SCORE, DEFAULT_WEIGHTS, Derived, derive, weighted_score
 
 __all__ = ["Dashboard", "Source"]
@@ -69,14 +70,8 @@ class Dashboard:
         self.source = source
         self.derived: Derived = source.derived()
         self._alerts = self.derived.alerts()
-        cat = self.derived.recordings
-        courses = (
-            cat.filter(pl.col("course_id").is_not_null())
-            .group_by("course_id")
-            .agg(pl.col("course_title").drop_nulls().first())
-            .sort("course_title", "course_id", nulls_last=True)
-        )
-        labelled = [(title or course, course) for course, title in courses.iter_rows()]  # a title where known
+        self._course_titles = course_titles(self.derived.recordings)
+        labelled = [(title or course, course) for course, title in self._course_titles.iter_rows()]  # a title if any
         self.course = w.Dropdown(options=[(_ALL, _ALL), *labelled], value=_ALL, description="course")
         self.lecture = w.Dropdown(options=[(_ALL, _ALL)], value=_ALL, description="lecture")
         self.student = w.Dropdown(options=[(_ALL, _ALL)], value=_ALL, description="student")
@@ -231,10 +226,8 @@ class Dashboard:
 
         charts = [completion_distribution(details), qoe_against_completion(details)]
         if self.student.value == _ALL and self.lecture.value == _ALL:
-            recordings = self.derived.recordings
-            titles = recordings.group_by("course_id").agg(pl.col("course_title").drop_nulls().first())
-            weekly = weekly_engagement(feats, recordings).join(titles, on="course_id", how="left")
-            charts.append(engagement_by_week(weekly))
+            weekly = weekly_engagement(feats, self.derived.recordings)
+            charts.append(engagement_by_week(weekly.join(self._course_titles, on="course_id", how="left")))
         return "".join(
             f"<div style='display:inline-block'>{vl_convert.vegalite_to_svg(c.to_dict())}</div>" for c in charts
         )

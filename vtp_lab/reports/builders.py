@@ -27,6 +27,7 @@ import polars as pl
 from vtp_lab.errors import NotFoundError
 from vtp_lab.metrics import at_risk_students, attendance_categories, lecture_attendance, qoe_summary, week_of
 from vtp_lab.plot import bars, line
+from vtp_lab.recordings import course_titles
 from vtp_lab.reports.rendering import REPORT_KINDS, Report, ReportKind
 from vtp_lab.stats import Derived
 
@@ -641,10 +642,7 @@ def _titled(report: Report, recordings: pl.DataFrame) -> Report:
     """
     names = {
         "recording_id": ("title", recordings.select("recording_id", "title").unique("recording_id")),
-        "course_id": (
-            "course_title",
-            recordings.group_by("course_id").agg(pl.col("course_title").drop_nulls().first()),
-        ),
+        "course_id": ("course_title", course_titles(recordings)),
     }
     tables = {}
     for name, frame in report.tables.items():

@@ -50,6 +50,11 @@ def _staged(root: Path, final: Path) -> Path:
     return root / "_staging" / final.name.replace(".parquet", f"-{final.parent.name}.parquet")
 
 
+def _scan(files: list[str]) -> str:
+    """SQL reading a table's committed files (the folders' names are not columns; files of older schemas fit)."""
+    return f"read_parquet({files!r}, hive_partitioning = false, union_by_name = true)"
+
+
 class ParquetLake(Store):
     """The tables as Parquet files in a directory, hive-partitioned by event date.
 
@@ -366,10 +371,7 @@ class ParquetLake(Store):
             for name, spec in TABLES.items():
                 files = [str(f) for f in self._files(name)]
                 if files:
-                    con.execute(
-                        f"CREATE TEMP VIEW {name} AS SELECT * FROM "
-                        f"read_parquet({files!r}, hive_partitioning = false, union_by_name = true)"
-                    )
+                    con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {_scan(files)}")
                 else:
                     empty[name] = spec.empty()
             return base._select(con, query, params, {**empty, **(frames or {})})
@@ -438,8 +440,7 @@ class ParquetLake(Store):
         if not files:
             return []
         with over() as con, base._memory_limit(con, memory):
-            source = f"read_parquet({files!r}, hive_partitioning = false)"
-            con.execute(base._spill_sql(source, table, by=by, parts=parts, folder=folder))
+            con.execute(base._spill_sql(_scan(files), table, by=by, parts=parts, folder=folder))
         return base._parts(folder)
 
     def derived_version(self) -> str | None:
