@@ -194,3 +194,10 @@ def copy_csv_exports(con: object, schema: str, written: list[Path]) -> None:
     for path in written:
         with con.cursor().copy(f"COPY {path.stem} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:  # type: ignore[attr-defined]
             copy.write(path.read_bytes())
+
+
+def url_of(dsn: str, *, user: str = "postgres", password: str | None = None, dbname: str | None = None) -> str:
+    """The fixture's key=value connection string as a postgresql:// URI (of database ``dbname`` if given)."""
+    kv = dict(part.split("=", 1) for part in dsn.split())
+    secret = f":{password}" if password else ""
+    return f"postgresql://{user}{secret}@{kv['host']}:{kv['port']}/{dbname or kv['dbname']}"

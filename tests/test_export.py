@@ -63,6 +63,10 @@ def test_csv_export_round_trips_through_postgresql(tmp_path, lab, postgres):
             for chunk in copy:
                 out.write(chunk)
         assert con.execute("SELECT count(*) FROM analytics_events").fetchone() == (lab.events().height,)
+        served = dict(con.execute("SELECT recording_id::text, quality_distribution FROM lecture_statistics").fetchall())
+    typed = lab.lecture_statistics().select("recording_id", "quality_distribution").rows()
+    assert served == {r: {q["quality"]: q["seconds"] for q in qs} for r, qs in typed}  # the typed column, as JSONB
+    assert all(len(qs) > 1 for _, qs in typed)
     (tmp_path / "from_postgres.csv").write_bytes(out.getvalue())
     again = Lab(":memory:")
     report = again.load(tmp_path / "from_postgres.csv", progress=False)

@@ -108,3 +108,5 @@ def test_frames_go_to_pandas_on_a_plain_install(tmp_path, sem):
     lab.load(write_events(sem.events, tmp_path / "e.ndjson"), progress=False)
     frame = lab.lecture_statistics().to_pandas()
     assert len(frame) == lab.lecture_statistics().height and "avg_engagement_score" in frame.columns
+    seconds = frame["quality_distribution"].iloc[0]  # typed, not JSON text: a list of quality/seconds pairs
+    assert {"quality", "seconds"} <= set(seconds[0]) and seconds[0]["seconds"] >= seconds[-1]["seconds"]

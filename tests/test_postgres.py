@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REC, ROOT, USER
-from servers import PASSWORD_ROLE, copy_csv_exports
+from servers import PASSWORD_ROLE, copy_csv_exports, url_of
 
 from vtp_lab.cli import main
 from vtp_lab.errors import PostgresError
@@ -26,13 +26,6 @@ from vtp_lab.postgres import INSTALL, PostgresSource, server_state
 from vtp_lab.synth import semester
 
 psycopg = pytest.importorskip("psycopg")
-
-
-def url_of(dsn: str, *, user: str = "postgres", password: str | None = None) -> str:
-    """The fixture's key=value connection string as a postgresql:// URI."""
-    kv = dict(part.split("=", 1) for part in dsn.split())
-    secret = f":{password}" if password else ""
-    return f"postgresql://{user}{secret}@{kv['host']}:{kv['port']}/{kv['dbname']}"
 
 
 @pytest.fixture(scope="module")

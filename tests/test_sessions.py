@@ -296,4 +296,4 @@ def test_completion_and_quality_seconds_on_exactly_half_round_up():
     rows = [event(0, 0, "playback_started", {"position": 0}), event(1, 1, "playback_paused", {"position": 1})]
     assert session_details(frame(rows), recordings=recordings(160.0))["completion_rate"].item() == 0.63  # 0.625
     lectures = derive(frame([event(0, 0, "playback_started", {"quality": "720p"}), event(1, 2.5, "session_ended", {})]))
-    assert json.loads(lectures.lecture_statistics["quality_distribution"].item()) == {"720p": 3}
+    assert lectures.lecture_statistics["quality_distribution"].to_list() == [[{"quality": "720p", "seconds": 3}]]

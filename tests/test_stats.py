@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import polars as pl
@@ -45,7 +44,7 @@ def test_lecture_statistics_of_the_worked_example():
     row = derive(worked_events(), recordings=recordings()).lecture_statistics.row(0, named=True)
     assert (row["total_viewers"], row["unique_viewers"], row["average_watch_time"]) == (2, 1, 305.0)
     assert row["average_completion_rate"] == pytest.approx((68.33 + 33.33) / 2)
-    assert json.loads(row["quality_distribution"]) == {"1080p": 396, "720p": 260}
+    assert row["quality_distribution"] == [{"quality": "1080p", "seconds": 396}, {"quality": "720p", "seconds": 260}]
     assert (row["buffer_events_total"], row["avg_engagement_score"]) == (1, pytest.approx(100.0))
     assert row["id"] == lecture_statistics_id(REC)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+import duckdb
 import polars as pl
 import pytest
 
 from vtp_lab.errors import StoreError
+from vtp_lab.lab import Lab
 from vtp_lab.store import DuckDBStore, Filter, ParquetLake, open_store
 from vtp_lab.synth import semester
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES
+from vtp_lab.tables import ANALYTICS_EVENTS, QUALITY_SECONDS, REJECTED_EVENTS, TABLES
 from vtp_lab.validation import validate
 
 
@@ -256,3 +258,21 @@ def test_a_batch_of_many_chunks_is_inserted_as_one_and_fills_whole_row_groups(tm
         "SELECT sum(count) FROM pragma_storage_info('analytics_events') WHERE column_path = '[0]' GROUP BY row_group_id"
     ).fetchall()
     assert sorted(int(n) for (n,) in sizes) == [300_000 - 2 * 122_880, 122_880, 122_880]  # a row group: 122,880 rows
+
+
+def test_a_store_of_an_older_derived_layout_recomputes_its_derived_tables(tmp_path, sem):
+    path = tmp_path / "old.duckdb"
+    with Lab(path) as lab:
+        lab.append(sem.events)
+        want = lab.lecture_statistics().sort("recording_id")
+        events = lab.events().height
+    con = duckdb.connect(str(path))  # as vtp_lab before quality_distribution was typed: JSON text, no layout
+    q = "quality_distribution"
+    con.execute(f"ALTER TABLE lecture_statistics ALTER {q} TYPE JSON USING to_json({q})")
+    con.execute("DELETE FROM vtp_lab_state WHERE key = 'derived_layout'")
+    con.close()
+    with Lab(path) as lab:
+        got = lab.lecture_statistics().sort("recording_id")
+        assert got.schema["quality_distribution"] == QUALITY_SECONDS
+        assert got.equals(want)
+        assert lab.events().height == events  # the events are untouched

@@ -35,11 +35,11 @@ import pyarrow.dataset as pa_ds
 from vtp_lab.errors import InputFormatError
 from vtp_lab.postgres import upsert
 from vtp_lab.store import Store
-from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, TABLES
+from vtp_lab.tables import ANALYTICS_EVENTS, ANALYTICS_TABLES, DERIVED_TABLES, TABLES, Table
 
 __all__ = ["PUBLISHED", "export_csv", "export_parquet", "publish"]
 
-PUBLISHED: Final = tuple(t.name for t in ANALYTICS_TABLES if t is not ANALYTICS_EVENTS)
+PUBLISHED: Final = tuple(t.name for t in DERIVED_TABLES)
 """The tables :func:`publish` writes by default: the five derived from the events."""
 
 
@@ -172,8 +172,9 @@ def export_parquet(
     return written
 
 
-def _postgres_text(frame: pl.DataFrame) -> pl.DataFrame:
+def _postgres_text(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
     """Columns as PostgreSQL's CSV input reads them."""
+    frame = table.mirror_text(frame)
     exprs = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
@@ -210,7 +211,8 @@ def export_csv(
     _claim(root, paths)
     root.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        _postgres_text(_read(store, path.stem, fresh)).write_csv(path, quote_style="non_numeric", null_value="")
+        text = _postgres_text(_read(store, path.stem, fresh), TABLES[path.stem])
+        text.write_csv(path, quote_style="non_numeric", null_value="")
         _record(root, [path])
     return paths
 

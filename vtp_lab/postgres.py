@@ -204,7 +204,7 @@ def read_table(source: PostgresSource) -> Iterator[RawBatch]:
 
 def _staged(frame: pl.DataFrame, table: Table) -> pa.Table:
     """``frame``'s columns of ``table`` for the driver's ingestion: text where PostgreSQL casts (UUID, JSONB)."""
-    return frame.select(c.name for c in table.columns).to_arrow(compat_level=pl.CompatLevel.oldest())
+    return table.mirror_text(frame.select(c.name for c in table.columns)).to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
 def _key(table: Table) -> tuple[str, ...]:

@@ -54,6 +54,7 @@ SPARK_TYPES: Final[Mapping[str, str]] = {
     "varchar": "string",
     "text": "string",
     "json": "string",
+    "quality_secs": "array<struct<quality:string,seconds:bigint>>",
     "timestamptz": "timestamp",
     "integer": "int",
     "bigint": "bigint",
@@ -225,19 +226,21 @@ def derive(
     return {name: _to_spark(spark, getattr(derived, name), TABLES[name]) for name in MATERIALISED}
 
 
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with plain strings and lists at every depth (Spark reads no large or view types)."""
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
+        return pa.list_(_plain(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([field.with_type(_plain(field.type)) for field in kind])
+    return kind
+
+
 def _to_spark(spark: SparkSession, frame: pl.DataFrame, table: Table) -> DataFrame:
     """A polars frame of ``table`` as a Spark DataFrame of the mirror's types (Spark reads no large or view strings)."""
     arrow = table.conform(frame).to_arrow()
-    plain = pa.schema(
-        [
-            f.with_type(pa.string())
-            if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
-            else f.with_type(pa.list_(pa.string()))
-            if pa.types.is_large_list(f.type) or pa.types.is_list_view(f.type)
-            else f
-            for f in arrow.schema
-        ]
-    )
+    plain = pa.schema([f.with_type(_plain(f.type)) for f in arrow.schema])
     if not arrow.num_rows:  # Spark cannot make a DataFrame of an empty Arrow table
         return spark.createDataFrame([], schema=_ddl(table))
     return spark.createDataFrame(arrow.cast(plain), schema=_ddl(table))

@@ -39,7 +39,14 @@ from vtp_lab.sessions import (
     run_starts,
     sessionize,
 )
-from vtp_lab.tables import COURSE_STATISTICS, ENGAGEMENT_METRICS, LECTURE_STATISTICS, PLAYBACK_SESSIONS, QUALITY_EVENTS
+from vtp_lab.tables import (
+    COURSE_STATISTICS,
+    ENGAGEMENT_METRICS,
+    LECTURE_STATISTICS,
+    PLAYBACK_SESSIONS,
+    QUALITY_EVENTS,
+    QUALITY_SECONDS,
+)
 
 __all__ = [
     "DEFAULT_ATTENDANCE_THRESHOLD",
@@ -363,11 +370,6 @@ def viewing_compliance(
     )
 
 
-def _json_text(expr: pl.Expr) -> pl.Expr:
-    """A string's content escaped for a JSON string literal (backslashes and quotes)."""
-    return expr.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-
-
 def _score(features: pl.DataFrame, score: pl.Expr) -> pl.Series:
     if not isinstance(score, pl.Expr):
         raise TypeError(
@@ -641,11 +643,10 @@ def _lectures(s: Sessionized, quality_play: pl.DataFrame) -> pl.DataFrame:
     cat = s.catalogue.select("recording_id", "course_id", "duration_seconds")
     d = s.details
     quality_seconds = (
-        quality_play.with_columns(round_half_up(pl.col("play_seconds")).cast(pl.Int64).alias("q"))
+        quality_play.with_columns(round_half_up(pl.col("play_seconds")).cast(pl.Int64).alias("seconds"))
+        .sort("seconds", "quality", descending=[True, False])
         .group_by("recording_id", maintain_order=True)
-        .agg(
-            pl.concat_str([pl.lit('"'), _json_text(pl.col("quality")), pl.lit('":'), "q"]).str.join(",").alias("pairs")
-        )
+        .agg(pl.struct("quality", "seconds").alias("quality_distribution"))
     )
     lectures = (
         d.group_by("recording_id")
@@ -662,7 +663,7 @@ def _lectures(s: Sessionized, quality_play: pl.DataFrame) -> pl.DataFrame:
         .join(quality_seconds, on="recording_id", how="left")
     )
     return lectures.with_columns(
-        pl.concat_str([pl.lit("{"), pl.col("pairs").fill_null(""), pl.lit("}")]).alias("quality_distribution"),
+        pl.col("quality_distribution").fill_null(pl.lit([], QUALITY_SECONDS)),
         (pl.col("_rewatched") / (pl.col("total_viewers") * pl.col("duration_seconds"))).alias("rewatch_fraction"),
     )
 

@@ -15,11 +15,16 @@ varchar(n)     VARCHAR(n)          VARCHAR      string              String
 text           TEXT                VARCHAR      string              String
 timestamptz    TIMESTAMPTZ         TIMESTAMPTZ  timestamp[us, UTC]  Datetime(us, UTC)
 json           JSONB               JSON         string              String
+quality_secs   JSONB (an object)   STRUCT[]     list<struct>        List(Struct)
 integer        INTEGER             INTEGER      int32               Int32
 bigint         BIGINT              BIGINT       int64               Int64
 double         DOUBLE PRECISION    DOUBLE       float64             Float64
 uuid[]         UUID[]              UUID[]       list<string>        List(String)
 =============  ==================  ===========  ==================  ==================
+
+``quality_secs`` is play seconds per quality, typed in frames and in the stores (a list
+of ``quality, seconds`` structs, :data:`QUALITY_SECONDS`), and the JSON object
+``{"720p": 396}`` where PostgreSQL's JSONB column needs text (:meth:`Table.mirror_text`).
 
 Example:
     >>> from vtp_lab.tables import ANALYTICS_EVENTS
@@ -43,11 +48,13 @@ __all__ = [
     "ANALYTICS_EVENTS",
     "ANALYTICS_TABLES",
     "COURSE_STATISTICS",
+    "DERIVED_TABLES",
     "ENGAGEMENT_METRICS",
     "LECTURE_STATISTICS",
     "LOADS",
     "PLAYBACK_SESSIONS",
     "QUALITY_EVENTS",
+    "QUALITY_SECONDS",
     "RECORDINGS",
     "REJECTED_EVENTS",
     "SOURCE_IDENTITIES",
@@ -58,14 +65,32 @@ __all__ = [
     "Kind",
     "Table",
     "is_canonical_uuid",
+    "json_string",
     "schema_sql",
 ]
 
-Kind = Literal["uuid", "varchar", "text", "timestamptz", "json", "integer", "bigint", "double", "uuid[]"]
+Kind = Literal[
+    "uuid", "varchar", "text", "timestamptz", "json", "quality_secs", "integer", "bigint", "double", "uuid[]"
+]
 """The closed set of column kinds; see the module docstring for the type mapping."""
 
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 """A canonical (lowercase, 8-4-4-4-12) UUID, the only form the tables store."""
+
+
+QUALITY_SECONDS: Final = pl.List(pl.Struct({"quality": pl.String(), "seconds": pl.Int64()}))
+"""The dtype of a ``quality_secs`` column: play seconds per quality, most played first."""
+
+
+def json_string(text: pl.Expr) -> pl.Expr:
+    r"""Each text as a JSON string literal, quotes included (backslashes and quotes escaped).
+
+    Example:
+        >>> print(pl.select(json_string(pl.lit('4K "HDR"'))).item())
+        "4K \"HDR\""
+    """
+    escaped = text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
 
 
 def is_canonical_uuid(text: pl.Expr) -> pl.Expr:
@@ -84,6 +109,7 @@ _POSTGRES: Final[dict[Kind, str]] = {
     "text": "TEXT",
     "timestamptz": "TIMESTAMPTZ",
     "json": "JSONB",
+    "quality_secs": "JSONB",
     "integer": "INTEGER",
     "bigint": "BIGINT",
     "double": "DOUBLE PRECISION",
@@ -95,6 +121,7 @@ _DUCKDB: Final[dict[Kind, str]] = {
     "text": "VARCHAR",
     "timestamptz": "TIMESTAMPTZ",
     "json": "JSON",
+    "quality_secs": 'STRUCT(quality VARCHAR, "seconds" BIGINT)[]',
     "integer": "INTEGER",
     "bigint": "BIGINT",
     "double": "DOUBLE",
@@ -106,6 +133,7 @@ _POLARS: Final[dict[Kind, pl.DataType]] = {
     "text": pl.String(),
     "timestamptz": pl.Datetime("us", "UTC"),
     "json": pl.String(),
+    "quality_secs": QUALITY_SECONDS,
     "integer": pl.Int32(),
     "bigint": pl.Int64(),
     "double": pl.Float64(),
@@ -304,6 +332,23 @@ class Table:
         ]
         return frame.select(exprs)
 
+    def mirror_text(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with each ``quality_secs`` column as the JSON object text PostgreSQL's JSONB column holds.
+
+        Example:
+            >>> q = pl.Series([[{"quality": "720p", "seconds": 396}, {"quality": "480p", "seconds": 12}]])
+            >>> LECTURE_STATISTICS.mirror_text(pl.DataFrame({"quality_distribution": q})).item()
+            '{"720p":396,"480p":12}'
+        """
+        pair = pl.concat_str(
+            [json_string(pl.element().struct.field("quality")), pl.lit(":"), pl.element().struct.field("seconds")]
+        )
+        return frame.with_columns(
+            pl.concat_str([pl.lit("{"), pl.col(c.name).list.eval(pair).list.join(","), pl.lit("}")]).alias(c.name)
+            for c in self.columns
+            if c.kind == "quality_secs" and c.name in frame.columns
+        )
+
     def duckdb_ddl(self) -> str:
         """``CREATE TABLE IF NOT EXISTS`` for DuckDB (no indexes: zonemaps serve filters)."""
         cols = ",\n".join(f"    {c.name} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
@@ -435,7 +480,7 @@ LECTURE_STATISTICS: Final = Table(
         _int("unique_viewers"),
         _num("average_watch_time", nullable=False),
         _num("average_completion_rate"),
-        Column(name="quality_distribution", kind="json", nullable=False),
+        Column(name="quality_distribution", kind="quality_secs", nullable=False),
         _int("buffer_events_total"),
         _num("avg_engagement_score", nullable=False),
     ),
@@ -528,6 +573,9 @@ ANALYTICS_TABLES: Final = (
     COURSE_STATISTICS,
 )
 """The six tables of the platform's PostgreSQL analytics schema."""
+
+DERIVED_TABLES: Final = ANALYTICS_TABLES[1:]
+"""The five tables computed from the events (sessions, quality events, engagement, lecture and course statistics)."""
 
 TABLES: Final = {t.name: t for t in (*ANALYTICS_TABLES, RECORDINGS, REJECTED_EVENTS, LOADS, SOURCE_IDENTITIES)}
 """Every table vtp_lab stores, by name."""

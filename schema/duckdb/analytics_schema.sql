@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS lecture_statistics (
     unique_viewers INTEGER NOT NULL,
     average_watch_time DOUBLE NOT NULL,
     average_completion_rate DOUBLE,
-    quality_distribution JSON NOT NULL,
+    quality_distribution STRUCT(quality VARCHAR, "seconds" BIGINT)[] NOT NULL,
     buffer_events_total INTEGER NOT NULL,
     avg_engagement_score DOUBLE NOT NULL
 );

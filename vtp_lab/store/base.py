@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from vtp_lab.errors import InputFormatError, StoreError
-from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, TABLES, Table
+from vtp_lab.tables import ANALYTICS_EVENTS, DERIVED_TABLES, REJECTED_EVENTS, TABLES, Table
 
 __all__ = ["AppendResult", "Filter", "Origins", "Params", "Store", "data_version"]
 
@@ -440,8 +440,16 @@ def _digest(*parts: pl.Series) -> str:
     return h.hexdigest()[:20]
 
 
+DERIVED_LAYOUT: Final = hashlib.sha1(
+    "".join(t.duckdb_ddl() for t in DERIVED_TABLES).encode(), usedforsecurity=False
+).hexdigest()[:12]
+"""A hash of the derived tables' columns and types: derived tables of another layout are recomputed, not read."""
+
+
 def data_version(store: Store) -> str:
-    """What the derived tables depend on, as text: the stored events (append-only, so their count) and the catalogue.
+    """What the derived tables depend on, as text: the stored events, the catalogue and the tables' layout.
+
+    The events are append-only, so their count stands for them; the layout is :data:`DERIVED_LAYOUT`.
 
     Example:
         >>> from vtp_lab.store import DuckDBStore
@@ -449,4 +457,4 @@ def data_version(store: Store) -> str:
         '0:...'
     """
     recordings = store.read("recordings")
-    return f"{store.count('analytics_events')}:{_digest(*recordings.get_columns())}"
+    return f"{store.count('analytics_events')}:{_digest(*recordings.get_columns())}:{DERIVED_LAYOUT}"

@@ -28,7 +28,7 @@ from vtp_lab.duck import ROW_GROUP_ROWS, arrow, connect
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.store import base
 from vtp_lab.store.base import AppendResult, Filter, Rows, Store
-from vtp_lab.tables import ANALYTICS_EVENTS, TABLES
+from vtp_lab.tables import ANALYTICS_EVENTS, DERIVED_TABLES, TABLES
 
 __all__ = ["DuckDBStore"]
 
@@ -98,10 +98,20 @@ class DuckDBStore(Store):
         self._id_hashes: pl.Series | None = None  # see _stored_id_hashes
         if not read_only:
             self._create_tables()
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
 
     def _create_tables(self) -> None:
-        """Create the tables a new store lacks; give a store made by an older vtp_lab the columns added since."""
+        """Create the tables a new store lacks; give a store made by an older vtp_lab the columns added since.
+
+        Derived tables of another layout (:data:`~vtp_lab.store.base.DERIVED_LAYOUT`) are made
+        anew, empty: their data version no longer matches, so the next read recomputes them.
+        """
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        layout = self.con.execute(f"SELECT value FROM {_STATE} WHERE key = 'derived_layout'").fetchall()
+        if layout != [(base.DERIVED_LAYOUT,)]:
+            for table in DERIVED_TABLES:
+                self.con.execute(f"DROP TABLE IF EXISTS {table.name}")
+            self.con.execute(f"DELETE FROM {_STATE} WHERE key = 'derived_version'")
+            self.con.execute(f"INSERT OR REPLACE INTO {_STATE} VALUES ('derived_layout', ?)", [base.DERIVED_LAYOUT])
         found = self.con.execute(
             "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE schema_name = 'main' GROUP BY table_name"
         ).fetchall()
