@@ -122,3 +122,19 @@ def test_one_event_and_a_frame_derive_the_same_id_in_any_year():
     accepted = validate(frame).accepted
     singles = [Event.from_dict({**base, "event_timestamp": t, "metadata": json.loads(base["metadata"])}) for t in times]
     assert accepted["id"].to_list() == [e.id for e in singles]
+
+
+numbers = st.from_regex(r"\A-?(0|[1-9][0-9]{0,18})(\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?\Z")
+keys = st.sampled_from(["position", "quality", "a", "b", "B", "a:b", "é", "a\\b", "x y", ""])
+flat = st.dictionaries(keys, numbers | st.sampled_from(['"720p"', '"a:1"', '"a,b"', "true", "null", '"\\u00e9"']))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(flat, st.booleans(), st.sampled_from([(",", ":"), (", ", ": ")])), min_size=1, max_size=20))
+def test_raw_numbers_and_keys_in_any_order_match_python(rows):
+    """Raw numbers of any spelling (trailing zeros, 16+ digits, -0, exponents, tiny), keys in any order."""
+    texts = []
+    for members, ordered, (comma, colon) in rows:
+        pairs = sorted(members.items()) if ordered else list(members.items())
+        texts.append("{" + comma.join(f"{json.dumps(k, ensure_ascii=False)}{colon}{v}" for k, v in pairs) + "}")
+    assert canonical_json(pl.Series(texts, dtype=pl.String)).to_list() == [python(t) for t in texts]

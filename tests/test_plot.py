@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from vtp_lab import plot
+from vtp_lab.lab import Lab
 from vtp_lab.metrics import retention, weekly_engagement
 from vtp_lab.sessions import sessionize
 from vtp_lab.stats import derive
@@ -84,3 +85,17 @@ def test_a_session_without_quality_is_unknown_not_null_in_the_legend():
     values = qoe_against_completion(d).to_dict()["datasets"]
     qualities = {row["quality"] for rows in values.values() for row in rows}
     assert qualities == {"720p", "unknown"}
+
+
+def test_lectures_are_named_by_the_labs_lecture_list(data):
+    """``titles=lab.lectures()`` (more columns than the two it needs) names every lecture; one it lacks keeps its id."""
+    sem, d, _ = data
+    with Lab(":memory:") as lab:
+        lab.append(sem.events)
+        lab.load_recordings(sem.recordings)
+        lectures = lab.lectures()
+    heat = plot.attendance_heatmap(d.engagement_features, titles=lectures.slice(1)).to_dict()
+    shown = {row["recording_id"]: row["title"] for row in next(iter(heat["datasets"].values()))}
+    first = lectures.row(0, named=True)
+    assert shown.pop(first["recording_id"]) == first["recording_id"]
+    assert shown == dict(lectures.slice(1).select("recording_id", "title").iter_rows())

@@ -46,7 +46,8 @@ def _titled(frame: pl.DataFrame, titles: pl.DataFrame | None) -> pl.DataFrame:
     """``frame`` with a ``title`` per recording: from ``titles`` (``recording_id, title``), else the id."""
     if titles is None:
         return frame.with_columns(pl.col("recording_id").alias("title"))
-    return frame.join(titles, on="recording_id", how="left")
+    named = titles.select("recording_id", "title").unique("recording_id")
+    return frame.join(named, on="recording_id", how="left").with_columns(pl.coalesce("title", "recording_id"))
 
 
 def bars(frame: pl.DataFrame, *, x: str, y: str, title: str) -> Any:
@@ -74,7 +75,8 @@ def line(frame: pl.DataFrame, *, x: str, y: str, title: str) -> Any:
 def retention_curve(retention: pl.DataFrame, *, titles: pl.DataFrame | None = None) -> Any:
     """The drop-off curve: share of a lecture's viewers who played each segment, one line per lecture.
 
-    Takes :func:`vtp_lab.metrics.retention`'s frame (and optionally ``recording_id, title``).
+    Takes :func:`vtp_lab.metrics.retention`'s frame; ``titles=lab.lectures()`` (any frame of
+    ``recording_id, title``) names the lines by lecture title instead of id.
 
     Example:
         >>> f = pl.DataFrame({"recording_id": ["r", "r"], "bin_start": [0.0, 5.0], "retention": [1.0, 0.5]})
@@ -191,7 +193,7 @@ def qoe_against_completion(details: pl.DataFrame) -> Any:
 
 
 def attendance_heatmap(features: pl.DataFrame, *, titles: pl.DataFrame | None = None) -> Any:
-    """Students by lectures, coloured by coverage (blank: not watched).
+    """Students by lectures, coloured by coverage (blank: not watched); ``titles=lab.lectures()`` names the lectures.
 
     Example:
         >>> f = pl.DataFrame({"user_id": ["a"], "recording_id": ["r"], "coverage": [0.7]})
