@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +13,7 @@ from vtp_lab.errors import StoreError
 from vtp_lab.lab import Lab
 from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, partitions_for
 from vtp_lab.reports import build
-from vtp_lab.stats import MATERIALISED, derive
+from vtp_lab.stats import MATERIALISED, ViewingRequirement, derive, viewing_compliance, viewing_met, viewing_rows
 from vtp_lab.store import open_store
 from vtp_lab.synth import semester
 
@@ -63,6 +64,34 @@ def test_a_refresh_in_parts_gives_the_tables_of_one_frame(tmp_path, store):
         assert lab.report("engagement").headline == pytest.approx(build("engagement", derived=want).headline)
     scratch = [p for p in tmp_path.iterdir() if p.name.startswith(".vtp_lab-refresh-")]
     assert scratch == []  # the spilled parts are gone
+
+
+@pytest.mark.parametrize("store", ["lab.duckdb", "lake"])
+def test_viewing_compliance_in_parts_is_that_of_one_frame(tmp_path, store):
+    """The compliance report's viewing reads a part of the recordings at a time when the events exceed the budget."""
+    sem = semester(courses=2, lectures_per_course=4, students=15, seed=6)
+    requirement = ViewingRequirement(coverage=0.3, within=timedelta(days=10))
+    want = viewing_compliance(sem.events, sem.recordings, requirement)
+    budget = sem.events.height * BYTES_PER_EVENT * IN_FLIGHT // 5  # five parts
+    with Lab(tmp_path / store, memory_budget=budget) as lab:
+        lab.append(sem.events)
+        lab.load_recordings(sem.recordings)
+        assert lab._cache._partitions() == 5
+        steps: list[int] = []
+        cat = lab.recordings()
+
+        def step(events: pl.DataFrame) -> pl.DataFrame:
+            steps.append(events.height)
+            return viewing_rows(events, cat, requirement)
+
+        rows = lab._cache.over_parts(step)
+        got = lab.report("compliance", requirement=requirement).tables["viewing_missed"]
+        stored = lab.count("analytics_events")
+    assert 1 < len(steps) <= 5 and sum(steps) == stored  # every event in one part (a part may hold none)
+    assert_frame_equal(viewing_met(rows, cat, requirement), want)
+    assert 0 < want["met"].sum() < want.height
+    missed = want.filter(~pl.col("met")).select("user_id", "recording_id").sort("user_id", "recording_id")
+    assert got.select("user_id", "recording_id").sort("user_id", "recording_id").equals(missed)
 
 
 def test_every_recording_is_in_one_part_and_every_event_in_a_part(tmp_path):

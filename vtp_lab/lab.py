@@ -45,7 +45,8 @@ from vtp_lab.stats import (
     Derived,
     ViewingRequirement,
     derive,
-    viewing_compliance,
+    viewing_met,
+    viewing_rows,
 )
 from vtp_lab.store import AppendResult, DuckDBStore, Filter, Origins, Store, open_store
 from vtp_lab.store.base import Params
@@ -589,15 +590,22 @@ class Lab:
         return dataclasses.replace(built, source=self.path)
 
     def _audit(self, requirement: ViewingRequirement | None = None) -> Audit:
-        """What the compliance report reads: the ledger, the quarantine, every stored event's time (and viewing)."""
-        events = self.store.read("analytics_events", columns=None if requirement else ["event_timestamp"])
+        """What the compliance report reads: the ledger, the quarantine, every stored event's time (and viewing).
+
+        The viewing is computed a part of the recordings at a time (:meth:`DerivedCache.over_parts`).
+        """
+        viewing = None
+        if requirement is not None:
+            cat = self._catalogue()
+            rows = self._cache.over_parts(
+                lambda events: viewing_rows(events, cat, requirement, session_gap=self.session_gap)
+            )
+            viewing = viewing_met(rows, cat, requirement)
         return Audit(
             loads=self.loads(),
             rejected_events=self.rejected_events(),
-            event_timestamps=events["event_timestamp"],
-            viewing=None
-            if requirement is None
-            else viewing_compliance(events, self._catalogue(), requirement, session_gap=self.session_gap),
+            event_timestamps=self.store.read("analytics_events", columns=["event_timestamp"])["event_timestamp"],
+            viewing=viewing,
             requirement="" if requirement is None else requirement.describe(),
         )
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -117,13 +117,18 @@ class _Part:
     scored: Scored
 
 
+def _part_events(folder: Path) -> pl.DataFrame:
+    """The events of one spilled part."""
+    return ANALYTICS_EVENTS.conform(pl.read_parquet(folder / "*.parquet", hive_partitioning=False))
+
+
 def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame, session_gap: timedelta) -> _Part:
     """Stage 1 of one spilled part, scored: its large tables to files in ``out/<table>/``, the rest back.
 
     The default score reads one row at a time, so each part is scored alone
     (:func:`~vtp_lab.stats.score_rows`).
     """
-    events = ANALYTICS_EVENTS.conform(pl.read_parquet(events_folder / "*.parquet", hive_partitioning=False))
+    events = _part_events(events_folder)
     part = derive_partition(events, recordings=recordings, session_gap=session_gap)
     del events
     scored = score_rows(part.features, part.lectures, score=DEFAULT_SCORE)
@@ -254,6 +259,36 @@ class DerivedCache:
             self._memo = (key, result)
         return self._memo[1]
 
+    def over_parts(self, step: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+        """``step`` over the stored events a part of the recordings at a time, its results concatenated.
+
+        One part (every event at once) while the events fit the memory budget or the store
+        is in memory; else the parts of a partitioned refresh, one at a time, so memory
+        follows a part, not the store. ``step`` must give a frame of the same columns for any part.
+
+        Example:
+            >>> from vtp_lab.store import open_store
+            >>> DerivedCache(store=open_store(":memory:")).over_parts(lambda events: events.select(pl.len())).item()
+            0
+        """
+        if self._partitions() == 1 or _beside(self.store) is None:
+            return step(self.store.read("analytics_events"))
+        with self._spilled(self._partitions()) as (_, folders):
+            results = [step(_part_events(folder)) for folder in folders]
+        return pl.concat(results) if results else step(ANALYTICS_EVENTS.empty())
+
+    @contextmanager
+    def _spilled(self, parts: int) -> Iterator[tuple[Path, list[Path]]]:
+        """The stored events cut by recording into ``parts`` folders of a scratch folder (removed after): both."""
+        with _scratch(self.store) as scratch:
+            memory = max(self.memory_budget, _SPILL_FLOOR)  # DuckDB's partitioned write needs some to run at all
+            yield (
+                scratch,
+                self.store.spill(
+                    "analytics_events", by="recording_id", parts=parts, folder=scratch / "events", memory=memory
+                ),
+            )
+
     def _refresh_for_reading(self, kept: Path) -> None:
         """Bring the stored tables and what is kept beside them up to date, or say why a reader cannot."""
         if self.store.read_only:
@@ -317,11 +352,7 @@ class DerivedCache:
             self.store.replace_tables(tables, version=version)
             return {name: frame.height for name, frame in tables.items()}
         recordings = self.store.read("recordings")
-        spill_memory = max(self.memory_budget, _SPILL_FLOOR)  # DuckDB's partitioned write needs some to run at all
-        with _scratch(self.store) as scratch:
-            folders = self.store.spill(
-                "analytics_events", by="recording_id", parts=parts, folder=scratch / "events", memory=spill_memory
-            )
+        with self._spilled(parts) as (scratch, folders):
             out = scratch / "out"
             out.mkdir()
             with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:

@@ -70,6 +70,8 @@ __all__ = [
     "quality_events",
     "score_rows",
     "viewing_compliance",
+    "viewing_met",
+    "viewing_rows",
     "weighted_score",
 ]
 
@@ -338,7 +340,8 @@ def viewing_compliance(
     ``coverage`` counts only what was played before its deadline (``due_at``): events
     after it are left out before sessions are cut, so a session across the deadline
     counts up to it (``session_gap`` cuts the sessions of events that came without one).
-    Columns: ``course_id, recording_id, title, user_id, due_at, coverage, met``.
+    Columns: ``course_id, recording_id, title, user_id, due_at, coverage, met``. The same
+    as :func:`viewing_met` over :func:`viewing_rows` of parts of the recordings.
 
     Example:
         >>> from vtp_lab.synth import semester
@@ -347,22 +350,64 @@ def viewing_compliance(
         >>> v.height == 2 * 3, v.columns[-2:]
         (True, ['coverage', 'met'])
     """
-    required = recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
+    rows = viewing_rows(events, recordings, requirement, session_gap=session_gap)
+    return viewing_met(rows, recordings, requirement)
+
+
+def _required(recordings: pl.DataFrame, requirement: ViewingRequirement) -> pl.DataFrame:
+    """The lectures a requirement applies to (a course and a publication time), with their deadline ``due_at``."""
+    return recordings.filter(pl.col("course_id").is_not_null() & pl.col("published_at").is_not_null()).select(
         "recording_id", "course_id", "title", (pl.col("published_at") + requirement.within).alias("due_at")
     )
+
+
+def viewing_rows(
+    events: pl.DataFrame,
+    recordings: pl.DataFrame,
+    requirement: ViewingRequirement = ViewingRequirement(),
+    *,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
+) -> pl.DataFrame:
+    """Stage 1 of :func:`viewing_compliance`, on any part of the recordings' events: who viewed what, how much in time.
+
+    One row per user and lecture of a course that the user has a viewing event on:
+    ``course_id, user_id, recording_id, coverage`` (what was played before the deadline;
+    0 for a lecture without one, whose rows only name the course's students).
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
+        >>> viewing_rows(sem.events, sem.recordings).columns
+        ['course_id', 'user_id', 'recording_id', 'coverage']
+    """
     lectures = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
     viewing = events.filter(pl.col("event_type") != EventType.RECORDING_STARTED.value)  # not who recorded it
-    students = viewing.join(lectures, on="recording_id").select("course_id", "user_id").unique()
-    in_time = (
-        events.join(required.select("recording_id", "due_at"), on="recording_id")
-        .filter(pl.col("event_timestamp") < pl.col("due_at"))
-        .drop("due_at")
-    )
-    features = engagement_features(in_time, recordings=recordings, session_gap=session_gap)
-    covered = features.select("user_id", "recording_id", "coverage")
+    pairs = viewing.join(lectures, on="recording_id").select("course_id", "user_id", "recording_id").unique()
+    due = _required(recordings, requirement).select("recording_id", "due_at")
+    in_time = events.join(due, on="recording_id").filter(pl.col("event_timestamp") < pl.col("due_at")).drop("due_at")
+    covered = engagement_features(in_time, recordings=recordings, session_gap=session_gap)
+    return pairs.join(
+        covered.select("user_id", "recording_id", "coverage"), on=["user_id", "recording_id"], how="left"
+    ).with_columns(pl.col("coverage").fill_null(0.0))
+
+
+def viewing_met(
+    rows: pl.DataFrame, recordings: pl.DataFrame, requirement: ViewingRequirement = ViewingRequirement()
+) -> pl.DataFrame:
+    """Stage 2 of :func:`viewing_compliance`: every student of a course against every required lecture of it.
+
+    ``rows`` is :func:`viewing_rows` of one frame, or of each part of the recordings concatenated.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
+        >>> viewing_met(viewing_rows(sem.events, sem.recordings), sem.recordings)["met"].dtype
+        Boolean
+    """
+    students = rows.select("course_id", "user_id").unique()
     return (
-        students.join(required, on="course_id")
-        .join(covered, on=["user_id", "recording_id"], how="left")
+        students.join(_required(recordings, requirement), on="course_id")
+        .join(rows.select("user_id", "recording_id", "coverage"), on=["user_id", "recording_id"], how="left")
         .with_columns(pl.col("coverage").fill_null(0.0))
         .with_columns((pl.col("coverage") >= requirement.coverage).alias("met"))
         .select("course_id", "recording_id", "title", "user_id", "due_at", "coverage", "met")
