@@ -596,9 +596,9 @@ class Lab:
         """
         viewing = None
         if requirement is not None:
-            cat = self._catalogue()
+            cat, gap = self._catalogue(), self.session_gap
             rows = self._cache.over_parts(
-                lambda events: viewing_rows(events, cat, requirement, session_gap=self.session_gap)
+                lambda events: viewing_rows(events, recordings=cat, requirement=requirement, session_gap=gap)
             )
             viewing = viewing_met(rows, cat, requirement)
         return Audit(

@@ -350,7 +350,7 @@ def viewing_compliance(
         >>> v.height == 2 * 3, v.columns[-2:]
         (True, ['coverage', 'met'])
     """
-    rows = viewing_rows(events, recordings, requirement, session_gap=session_gap)
+    rows = viewing_rows(events, recordings=recordings, requirement=requirement, session_gap=session_gap)
     return viewing_met(rows, recordings, requirement)
 
 
@@ -363,9 +363,9 @@ def _required(recordings: pl.DataFrame, requirement: ViewingRequirement) -> pl.D
 
 def viewing_rows(
     events: pl.DataFrame,
+    *,
     recordings: pl.DataFrame,
     requirement: ViewingRequirement = ViewingRequirement(),
-    *,
     session_gap: timedelta = DEFAULT_SESSION_GAP,
 ) -> pl.DataFrame:
     """Stage 1 of :func:`viewing_compliance`, on any part of the recordings' events: who viewed what, how much in time.
@@ -377,7 +377,7 @@ def viewing_rows(
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
-        >>> viewing_rows(sem.events, sem.recordings).columns
+        >>> viewing_rows(sem.events, recordings=sem.recordings).columns
         ['course_id', 'user_id', 'recording_id', 'coverage']
     """
     lectures = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
@@ -401,7 +401,7 @@ def viewing_met(
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
-        >>> viewing_met(viewing_rows(sem.events, sem.recordings), sem.recordings)["met"].dtype
+        >>> viewing_met(viewing_rows(sem.events, recordings=sem.recordings), sem.recordings)["met"].dtype
         Boolean
     """
     students = rows.select("course_id", "user_id").unique()
