@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query", "over", "uuid_array"]
+__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query", "literal", "over", "uuid_array"]
 
 JsonParse = Callable[[str, str], str]
 """``parse(text, struct)``: the SQL that parses the JSON column ``text`` into the struct type ``struct``."""
@@ -32,6 +32,16 @@ _SCAN_BATCH_ROWS: Final = 16_384
 """Rows per Arrow record batch handed to DuckDB to scan (see :func:`arrow`)."""
 ROW_GROUP_ROWS: Final = 122_880
 """Rows in a DuckDB row group: an append of fewer goes through the write-ahead log, then again at the checkpoint."""
+
+
+def literal(text: str | Path) -> str:
+    """``text`` as a SQL string literal, its quotes doubled: for what DuckDB takes only as a literal (``COPY ... TO``).
+
+    Example:
+        >>> literal("/home/o'brien/lake")
+        "'/home/o''brien/lake'"
+    """
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def connect(

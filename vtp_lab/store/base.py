@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, Protocol
 import duckdb
 import polars as pl
 
+from vtp_lab.duck import literal
 from vtp_lab.errors import InputFormatError, StoreError
 from vtp_lab.tables import ANALYTICS_EVENTS, DERIVED_TABLES, REJECTED_EVENTS, TABLES, Table
 
@@ -225,7 +226,7 @@ def _spill_sql(source: str, table: str, *, by: str, parts: int, folder: Path) ->
     spec = _table(table)
     columns = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" if c.kind == "uuid" else c.name for c in spec.columns)
     return (
-        f"COPY (SELECT {columns}, hash(CAST({by} AS VARCHAR)) % {parts} AS _part FROM {source}) TO '{folder}' "
+        f"COPY (SELECT {columns}, hash(CAST({by} AS VARCHAR)) % {parts} AS _part FROM {source}) TO {literal(folder)} "
         "(FORMAT parquet, PARTITION_BY (_part), COMPRESSION snappy, OVERWRITE_OR_IGNORE)"  # read once: fast over small
     )
 

@@ -33,7 +33,7 @@ from typing import Any, Final
 import polars as pl
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import over
+from vtp_lab.duck import literal, over
 from vtp_lab.errors import StoreError, StoreLockedError
 from vtp_lab.store import base
 from vtp_lab.store.base import AppendResult, Filter, Rows, Store
@@ -52,7 +52,7 @@ def _staged(root: Path, final: Path) -> Path:
 
 def _scan(files: list[str]) -> str:
     """SQL reading a table's committed files (the folders' names are not columns; files of older schemas fit)."""
-    return f"read_parquet({files!r}, hive_partitioning = false, union_by_name = true)"
+    return f"read_parquet([{', '.join(literal(f) for f in files)}], hive_partitioning = false, union_by_name = true)"
 
 
 class ParquetLake(Store):
