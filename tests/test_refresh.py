@@ -13,6 +13,7 @@ from vtp_lab.errors import StoreError
 from vtp_lab.lab import Lab
 from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, partitions_for
 from vtp_lab.reports import build
+from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import MATERIALISED, ViewingRequirement, derive, viewing_compliance, viewing_met, viewing_rows
 from vtp_lab.store import open_store
 from vtp_lab.synth import semester
@@ -83,7 +84,7 @@ def test_viewing_compliance_in_parts_is_that_of_one_frame(tmp_path, store):
 
         def step(events: pl.DataFrame) -> pl.DataFrame:
             steps.append(events.height)
-            return viewing_rows(events, recordings=cat, requirement=requirement)
+            return viewing_rows(events, recordings=cat, requirement=requirement, session_gap=DEFAULT_SESSION_GAP)
 
         rows = lab._cache.over_parts(step)
         got = lab.report("compliance", requirement=requirement).tables["viewing_missed"]

@@ -362,11 +362,7 @@ def _required(recordings: pl.DataFrame, requirement: ViewingRequirement) -> pl.D
 
 
 def viewing_rows(
-    events: pl.DataFrame,
-    *,
-    recordings: pl.DataFrame,
-    requirement: ViewingRequirement = ViewingRequirement(),
-    session_gap: timedelta = DEFAULT_SESSION_GAP,
+    events: pl.DataFrame, *, recordings: pl.DataFrame, requirement: ViewingRequirement, session_gap: timedelta
 ) -> pl.DataFrame:
     """Stage 1 of :func:`viewing_compliance`, on any part of the recordings' events: who viewed what, how much in time.
 
@@ -377,7 +373,8 @@ def viewing_rows(
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
-        >>> viewing_rows(sem.events, recordings=sem.recordings).columns
+        >>> rule, gap = ViewingRequirement(), DEFAULT_SESSION_GAP
+        >>> viewing_rows(sem.events, recordings=sem.recordings, requirement=rule, session_gap=gap).columns
         ['course_id', 'user_id', 'recording_id', 'coverage']
     """
     lectures = recordings.filter(pl.col("course_id").is_not_null()).select("recording_id", "course_id")
@@ -401,7 +398,9 @@ def viewing_met(
     Example:
         >>> from vtp_lab.synth import semester
         >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
-        >>> viewing_met(viewing_rows(sem.events, recordings=sem.recordings), sem.recordings)["met"].dtype
+        >>> rule, gap = ViewingRequirement(), DEFAULT_SESSION_GAP
+        >>> rows = viewing_rows(sem.events, recordings=sem.recordings, requirement=rule, session_gap=gap)
+        >>> viewing_met(rows, sem.recordings)["met"].dtype
         Boolean
     """
     students = rows.select("course_id", "user_id").unique()
