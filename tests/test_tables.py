@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -15,7 +16,9 @@ from vtp_lab.tables import (
     ANALYTICS_EVENTS,
     ANALYTICS_TABLES,
     ENGAGEMENT_METRICS,
+    LECTURE_STATISTICS,
     PLAYBACK_SESSIONS,
+    QUALITY_SECONDS,
     RECORDINGS,
     TABLES,
     schema_sql,
@@ -179,3 +182,14 @@ def test_the_model_checks_every_column_rule_in_one_pass() -> None:
     rate = next(c for c in PLAYBACK_SESSIONS.columns if c.name == "completion_rate")
     assert rate.nullable
     assert pl.DataFrame({"completion_rate": [float("nan"), None, 0.5]}).select(rate.valid).to_series().all()
+
+
+def test_the_typed_quality_seconds_become_json_objects_for_postgresql_whatever_the_quality_text():
+    """Any quality the contract accepts (quotes, backslashes, line breaks, control characters) is valid JSON text."""
+    qualities = ['4K "HDR"', "a\\b", "a\r\nb", "\x01\x1f", "é\u2028", ""]
+    typed = pl.DataFrame(
+        {"quality_distribution": [[{"quality": q, "seconds": i} for i, q in enumerate(qualities)]]},
+        schema={"quality_distribution": QUALITY_SECONDS},
+    )
+    text = LECTURE_STATISTICS.mirror_text(typed).item()
+    assert json.loads(text) == {q: i for i, q in enumerate(qualities)}

@@ -52,7 +52,7 @@ from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.sources import MAPPINGS, SOURCE_FORMATS, SourceFormat, apply, sniff
 from vtp_lab.sources.writers import as_source
-from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS
+from vtp_lab.tables import ANALYTICS_EVENTS, RECORDINGS, REJECTED_EVENTS, json_value
 from vtp_lab.validation import rejected_rows
 
 __all__ = [
@@ -108,16 +108,6 @@ def format_of(path: str | Path) -> Format | None:
     return _SUFFIXES.get(suffixes[-1].lower()) if suffixes else None
 
 
-def _json_value(expr: pl.Expr) -> pl.Expr:
-    r"""Each value as JSON text (a string quoted and escaped, a map or struct an object), ``null`` for null.
-
-    Example:
-        >>> pl.select(_json_value(pl.lit('say "hi"'))).item()
-        '"say \\"hi\\""'
-    """
-    return pl.struct(expr.alias("v")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
-
-
 def _ndjson_lines(events: pl.DataFrame) -> pl.Series:
     scalars = [c for c in events.columns if c != "metadata"]
     text = events.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
@@ -126,7 +116,7 @@ def _ndjson_lines(events: pl.DataFrame) -> pl.Series:
         return text.select(head + "}").to_series()
     meta = pl.col("metadata")
     as_json = pl.when(meta.str.starts_with("{") | meta.str.starts_with("[")).then(meta)
-    value = pl.coalesce(as_json, _json_value(meta), pl.lit("null"))
+    value = pl.coalesce(as_json, json_value(meta), pl.lit("null"))
     return text.select(pl.concat_str([head, pl.lit(',"metadata":'), value, pl.lit("}")])).to_series()
 
 
@@ -891,7 +881,7 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
             dashed = pl.concat_str([hexed.str.slice(a, b - a) for a, b in _UUID_GROUPS], separator="-")
             fixes.append(pl.when(pl.col(name).bin.size() == 16).then(dashed).otherwise(hexed).alias(name))
         elif name in FIELD_ALIASES["metadata"] and isinstance(dtype, pl.Map | pl.Struct):
-            fixes.append(pl.when(pl.col(name).is_not_null()).then(_json_value(pl.col(name))).alias(name))
+            fixes.append(pl.when(pl.col(name).is_not_null()).then(json_value(pl.col(name))).alias(name))
     return frame.with_columns(fixes) if fixes else frame
 
 

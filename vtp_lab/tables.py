@@ -65,7 +65,7 @@ __all__ = [
     "Kind",
     "Table",
     "is_canonical_uuid",
-    "json_string",
+    "json_value",
     "schema_sql",
 ]
 
@@ -82,15 +82,14 @@ QUALITY_SECONDS: Final = pl.List(pl.Struct({"quality": pl.String(), "seconds": p
 """The dtype of a ``quality_secs`` column: play seconds per quality, most played first."""
 
 
-def json_string(text: pl.Expr) -> pl.Expr:
-    r"""Each text as a JSON string literal, quotes included (backslashes and quotes escaped).
+def json_value(expr: pl.Expr) -> pl.Expr:
+    r"""Each value as JSON text (strings quoted, control characters escaped; a struct an object), ``null`` for null.
 
     Example:
-        >>> print(pl.select(json_string(pl.lit('4K "HDR"'))).item())
-        "4K \"HDR\""
+        >>> print(pl.select(json_value(pl.lit('4K "HDR"\n'))).item())
+        "4K \"HDR\"\n"
     """
-    escaped = text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-    return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
+    return pl.struct(expr.alias("v")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
 
 
 def is_canonical_uuid(text: pl.Expr) -> pl.Expr:
@@ -341,7 +340,7 @@ class Table:
             '{"720p":396,"480p":12}'
         """
         pair = pl.concat_str(
-            [json_string(pl.element().struct.field("quality")), pl.lit(":"), pl.element().struct.field("seconds")]
+            [json_value(pl.element().struct.field("quality")), pl.lit(":"), pl.element().struct.field("seconds")]
         )
         return frame.with_columns(
             pl.concat_str([pl.lit("{"), pl.col(c.name).list.eval(pair).list.join(","), pl.lit("}")]).alias(c.name)
