@@ -7,10 +7,12 @@ import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
 
 import pytest
 from conftest import ROOT
-from servers import copy_csv_exports, url_of
+from servers import copy_csv_exports, running_vtp_server, unavailable, url_of
 
 from vtp_lab.cli import main
 from vtp_lab.lab import Lab
@@ -33,7 +35,8 @@ def test_the_notebook_example_runs_as_written(tmp_path):
         lab = scope.get("lab")
         if lab is not None:
             lab.close()  # type: ignore[attr-defined]
-    assert (tmp_path / "engagement.html").stat().st_size > 10_000
+    page = (tmp_path / "engagement.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Engagement" in page
     assert (tmp_path / "export" / "csv" / "analytics_events.csv").is_file()
 
 
@@ -83,3 +86,31 @@ def test_the_event_body_of_the_curl_example_is_accepted():
     frame = pl.DataFrame([{**e, "metadata": json.dumps(e["metadata"])} for e in events])
     checked = validate(frame)
     assert (checked.accepted.height, checked.rejected.height) == (len(events), 0)
+
+
+def test_the_http_examples_run_as_written_with_curl(tmp_path, monkeypatch):
+    """The HTTP API block: ``serve`` started as written (on a free port), each ``curl`` line run by the shell."""
+    if shutil.which("curl") is None:
+        unavailable("curl is not installed (apt install curl)")
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## HTTP API.*?```\n(.*?)```", readme, re.S)
+    assert block, "the README's HTTP block is gone"
+    commands = [line[2:] for line in block.group(1).splitlines() if line.startswith("$ ")]
+    assert commands[0] == "vtp-lab serve --token s3cret &" and len(commands) == 4
+    monkeypatch.chdir(tmp_path)
+    assert main(["synth", "-o", "events.json", "--courses", "1", "--lectures", "1", "--students", "2"]) == 0
+    recording = json.loads((tmp_path / "events.json").read_text())[0]["recording_id"]
+    with running_vtp_server(tmp_path / "lab.duckdb", "--token", "s3cret") as server:
+        outputs = []
+        for command in commands[1:]:
+            line = command.replace("http://127.0.0.1:8750", server.url).replace("RECORDING_ID", recording)
+            done = subprocess.run(
+                ["bash", "-c", line], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, f"{command}\n{done.stderr}"
+            outputs.append(done.stdout)
+    posted = json.loads(outputs[0])
+    assert posted["accepted"] > 0 and posted["accepted"] + posted["rejected"] + posted["duplicates"] > 0
+    assert json.loads(outputs[1])  # the lecture's statistics
+    page = (tmp_path / "engagement.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Engagement" in page
