@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 
+import polars as pl
 import pytest
 from conftest import ROOT
 from servers import copy_csv_exports, running_vtp_server, unavailable, url_of
@@ -61,7 +62,7 @@ def test_the_command_lines_run_in_order_as_written(tmp_path, postgres, monkeypat
     monkeypatch.delenv("VTP_LAB_STORE", raising=False)
     lines = command_lines((ROOT / "README.md").read_text())
     assert len(lines) == 12 and lines[-1].startswith("vtp-lab serve")
-    for line in lines[:-1]:  # serve runs until stopped: tests/test_serve.py runs it
+    for line in lines[:-1]:  # serve runs until stopped: the HTTP example's test starts it
         filled = line.replace("postgresql://ana@db/vtp", url_of(postgres, dbname="readme")).replace(" N]", " 1000]")
         if "--course ID" in filled:
             with Lab("lab.duckdb", read_only=True) as lab:
@@ -80,8 +81,6 @@ def test_the_event_body_of_the_curl_example_is_accepted():
     readme = (ROOT / "README.md").read_text()
     body = re.search(r"```json\n(.*?)```", readme[readme.index("## Your own data") :], re.S)
     assert body, "the README's event body is gone"
-    import polars as pl
-
     events = json.loads(body.group(1))
     frame = pl.DataFrame([{**e, "metadata": json.dumps(e["metadata"])} for e in events])
     checked = validate(frame)
