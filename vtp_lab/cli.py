@@ -270,26 +270,31 @@ def _info_text(lab: Lab) -> str:
     if rejected.height:
         by_reason = rejected.group_by("reason").len().sort("len", descending=True)
         lines += ["", _table("rejected by reason", dict(by_reason.iter_rows()))]
-    courses = lab.courses()
-    if courses.height:
-        lines += ["", f"{'course':<38}{'title':<26}{'lectures':>9}{'students':>10}", "-" * 83]
-        lines += [
-            f"{c:<38}{(t or '-')[:25]:<26}{n:>9,}{s or 0:>10,}"
-            for c, t, n, s in courses.select("course_id", "course_title", "lectures", "students").iter_rows()
-        ]
+    courses = lab.courses().select("course_id", "course_title", "lectures", "students")
+    lines += _listing(courses, ("course", "title", "lectures", "students"), title_width=26)
     lectures = lab.lectures()
-    if lectures.height:
-        lines += ["", f"{'lecture':<38}{'title':<30}{'viewers':>9}", "-" * 77]
-        shown = lectures.select("recording_id", "title", "unique_viewers").head(_LISTED)
-        lines += [f"{r:<38}{(t or '-')[:29]:<30}{v or 0:>9,}" for r, t, v in shown.iter_rows()]
-        if lectures.height > _LISTED:
-            lines.append(f'... and {lectures.height - _LISTED:,} more: vtp-lab sql "SELECT * FROM recordings"')
+    shown = lectures.select("recording_id", "title", "unique_viewers").head(_LISTED)
+    lines += _listing(shown, ("lecture", "title", "viewers"), title_width=30)
+    if lectures.height > _LISTED:
+        lines.append(f'... and {lectures.height - _LISTED:,} more: vtp-lab sql "SELECT * FROM recordings"')
     lines.append("\nAn id can be given by a unique beginning of its title: --course 'Course 1'")
     return "\n".join(lines)
 
 
 _LISTED: Final = 40
 """Lectures ``vtp-lab info`` lists; the rest are counted."""
+
+
+def _listing(frame: pl.DataFrame, head: Sequence[str], *, title_width: int) -> list[str]:
+    """Rows of an id, a title and counts as aligned lines under ``head`` (none for no rows); a long title is cut."""
+    if frame.height == 0:
+        return []
+    top = f"{head[0]:<38}{head[1]:<{title_width}}" + "".join(f"{h:>10}" for h in head[2:])
+    lines = ["", top, "-" * len(top)]
+    for ident, title, *counts in frame.iter_rows():
+        cut = (title or "-")[: title_width - 1]
+        lines.append(f"{ident:<38}{cut:<{title_width}}" + "".join(f"{n or 0:>10,}" for n in counts))
+    return lines
 
 
 def _statistics_text(lab: Lab) -> str:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -303,9 +304,14 @@ class Lab:
         started = [Filter(column="event_type", op="==", value="recording_started")]
         return catalogue(self.store.read("analytics_events", started), self.store.read("recordings"))
 
-    def _named(self, kind: Named, value: str | None) -> str | None:
-        """The id of a course or lecture given by its id or a unique title prefix (see :func:`named_id`)."""
-        return None if value is None else named_id(kind, value, self._catalogue)
+    def _ids(self, **given: str | None) -> dict[str, str | None]:
+        """``course_id`` and ``recording_id`` given by id or unique title prefix, as ids (see :func:`named_id`).
+
+        The catalogue is read at most once, and only if a title is given.
+        """
+        cat = functools.cache(self._catalogue)
+        kinds: dict[str, Named] = {"course_id": "course", "recording_id": "lecture"}
+        return {key: None if value is None else named_id(kinds[key], value, cat) for key, value in given.items()}
 
     def courses(self) -> pl.DataFrame:
         """Every course: its id, title (where the catalogue has ``course_title``), lectures and students.
@@ -332,8 +338,9 @@ class Lab:
             ['recording_id', 'title', 'course_id', 'course_title']
         """
         stats = cast(pl.DataFrame, self.lecture_statistics()).select("recording_id", "unique_viewers", "total_viewers")
-        lectures = self._catalogue().join(stats, on="recording_id", how="left")
-        course = self._named("course", course_id)
+        cat = self._catalogue()
+        lectures = cat.join(stats, on="recording_id", how="left")
+        course = None if course_id is None else named_id("course", course_id, lambda: cat)
         if course is not None:
             lectures = lectures.filter(pl.col("course_id") == course)
         columns = ["recording_id", "title", "course_id", "course_title", "published_at", "duration_seconds"]
@@ -398,8 +405,8 @@ class Lab:
     ) -> pl.DataFrame | pl.LazyFrame:
         """A derived table: from the filtered events when filtered or customised, else materialised (fresh)."""
         custom = score is not None or attendance_threshold != DEFAULT_ATTENDANCE_THRESHOLD
-        names: dict[str, Named] = {"recording_id": "lecture", "course_id": "course"}
-        filters = {k: self._named(names[k], v) if k in names else v for k, v in filters.items()}
+        named = {k: v for k, v in filters.items() if k in ("recording_id", "course_id")}
+        filters = {**filters, **self._ids(**named)}
         if custom or any(v is not None for v in filters.values()):
             events = self._filtered_events(
                 recording_id=filters.get("recording_id"),
@@ -585,8 +592,10 @@ class Lab:
         """
         reads = reports.entry(kind).reads
         data = {"derived": self.derived()} if reads == "derived" else {"audit": self._audit(requirement)}
-        course, recording = self._named("course", course_id), self._named("lecture", recording_id)
-        built = reports.build(kind, **data, course_id=course, user_id=user_id, recording_id=recording)
+        ids = self._ids(course_id=course_id, recording_id=recording_id)
+        built = reports.build(
+            kind, **data, course_id=ids["course_id"], user_id=user_id, recording_id=ids["recording_id"]
+        )
         return dataclasses.replace(built, source=self.path)
 
     def _audit(self, requirement: ViewingRequirement | None = None) -> Audit:

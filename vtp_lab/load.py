@@ -204,7 +204,7 @@ class LoadReport:
         """The report for a terminal of 80 columns: a table of counts, then each file's rejections by reason."""
         rows = self._rows()
         shown = [0, 1, 2, 3, 4, 5, *([6] if any(r[6] for r in rows) else [])]  # skipped: only where a source has any
-        head = ["file", "format", "read", "accepted", "rejected", "duplicates", "skipped"]
+        head = [h.removeprefix("rows ") for h in _HEAD]  # "read": the columns fit 80
 
         def text(value: object, i: int) -> str:
             return _tail(str(value)) if i == 0 else f"{value:,}" if isinstance(value, int) else str(value)

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from vtp_lab.metrics import qoe, week_of
+from vtp_lab.recordings import lecture_titles
 
 __all__ = [
     "attendance_heatmap",
@@ -46,8 +47,8 @@ def _titled(frame: pl.DataFrame, titles: pl.DataFrame | None) -> pl.DataFrame:
     """``frame`` with a ``title`` per recording: from ``titles`` (``recording_id, title``), else the id."""
     if titles is None:
         return frame.with_columns(pl.col("recording_id").alias("title"))
-    named = titles.select("recording_id", "title").unique("recording_id")
-    return frame.join(named, on="recording_id", how="left").with_columns(pl.coalesce("title", "recording_id"))
+    named = frame.join(lecture_titles(titles), on="recording_id", how="left")
+    return named.with_columns(pl.coalesce("title", "recording_id"))
 
 
 def bars(frame: pl.DataFrame, *, x: str, y: str, title: str) -> Any:

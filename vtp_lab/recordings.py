@@ -30,6 +30,7 @@ __all__ = [
     "catalogue",
     "catalogue_of_parsed",
     "course_titles",
+    "lecture_titles",
     "named_id",
     "read_recordings",
 ]
@@ -55,6 +56,16 @@ def course_titles(recordings: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("course_title").drop_nulls().first())
         .sort("course_title", "course_id", nulls_last=True)
     )
+
+
+def lecture_titles(recordings: pl.DataFrame) -> pl.DataFrame:
+    """Each recording once with its title (``recording_id, title``), from the catalogue or any frame holding both.
+
+    Example:
+        >>> lecture_titles(pl.DataFrame({"recording_id": ["r", "r"], "title": ["Intro", "Intro"], "x": [1, 2]})).rows()
+        [('r', 'Intro')]
+    """
+    return recordings.select("recording_id", "title").unique("recording_id", maintain_order=True)
 
 
 def named_id(kind: Named, value: str, recordings: Callable[[], pl.DataFrame]) -> str:

@@ -271,9 +271,10 @@ class DerivedCache:
             >>> DerivedCache(store=open_store(":memory:")).over_parts(lambda events: events.select(pl.len())).item()
             0
         """
-        if self._partitions() == 1 or _beside(self.store) is None:
+        parts = self._partitions()
+        if parts == 1 or _beside(self.store) is None:
             return step(self.store.read("analytics_events"))
-        with self._spilled(self._partitions()) as (_, folders):
+        with self._spilled(parts) as (_, folders):
             results = [step(_part_events(folder)) for folder in folders]
         return pl.concat(results) if results else step(ANALYTICS_EVENTS.empty())
 

@@ -27,7 +27,7 @@ import polars as pl
 from vtp_lab.errors import NotFoundError
 from vtp_lab.metrics import at_risk_students, attendance_categories, lecture_attendance, qoe_summary, week_of
 from vtp_lab.plot import bars, line
-from vtp_lab.recordings import course_titles
+from vtp_lab.recordings import course_titles, lecture_titles
 from vtp_lab.reports.rendering import REPORT_KINDS, Report, ReportKind
 from vtp_lab.stats import Derived
 
@@ -100,10 +100,6 @@ def _scoped(
     return derived.session_details.filter(keep), derived.engagement_features.filter(keep), cat.filter(keep)
 
 
-def _titles(cat: pl.DataFrame) -> pl.DataFrame:
-    return cat.select("recording_id", "title")
-
-
 @dataclass(frozen=True)
 class StudentEngagementReport(Report):
     """One student's watch history, coverage per lecture and engagement over time.
@@ -131,7 +127,7 @@ def student(derived: Derived, *, user_id: str) -> StudentEngagementReport:
         known = derived.session_details["user_id"].unique().sort().to_list()
         raise NotFoundError(kind="user", value=user_id, known=known, where="lab.engagement_metrics()")
     feats = derived.engagement_features.filter(pl.col("user_id") == user_id)
-    titles = _titles(derived.recordings)
+    titles = lecture_titles(derived.recordings)
     history = (
         sessions.join(titles, on="recording_id", how="left")
         .sort("started_at")
@@ -206,7 +202,7 @@ def attendance(derived: Derived, *, course_id: str | None = None, threshold: flo
     _, feats, cat = _scoped(derived, course_id, None)
     per_lecture = lecture_attendance(feats, cat, threshold=threshold)
     lectures = (
-        per_lecture.join(_titles(cat), on="recording_id")
+        per_lecture.join(lecture_titles(cat), on="recording_id")
         .join(
             derived.lecture_statistics.select("recording_id", "unique_viewers", "average_completion_rate"),
             on="recording_id",
@@ -278,7 +274,7 @@ def engagement(derived: Derived, *, course_id: str | None = None) -> EngagementR
     bands = feats.with_columns((pl.col("engagement_score") // 10 * 10).clip(0, 90).cast(pl.Int32).alias("score_band"))
     distribution = bands.group_by("score_band").agg(pl.len().alias("pairs")).sort("score_band")
     lectures = (
-        derived.lecture_statistics.join(_titles(cat), on="recording_id")
+        derived.lecture_statistics.join(lecture_titles(cat), on="recording_id")
         .select("title", "recording_id", "avg_engagement_score", "average_completion_rate", "unique_viewers")
         .sort("avg_engagement_score")
     )
@@ -358,7 +354,9 @@ def performance(
     details, _, cat = _scoped(derived, course_id, recording_id)
     overall = qoe_summary(details)
     per_lecture = (
-        qoe_summary(details, by=["recording_id"]).join(_titles(cat), on="recording_id", how="left").sort("qoe_score")
+        qoe_summary(details, by=["recording_id"])
+        .join(lecture_titles(cat), on="recording_id", how="left")
+        .sort("qoe_score")
     )
     row = overall.row(0, named=True) if overall.height else {}
     notes = tuple(text for key, limit, text in _RECOMMENDATIONS if (row.get(key) or 0) > limit) or (
@@ -641,7 +639,7 @@ def _titled(report: Report, recordings: pl.DataFrame) -> Report:
         ['recording_id', 'title']
     """
     names = {
-        "recording_id": ("title", recordings.select("recording_id", "title").unique("recording_id")),
+        "recording_id": ("title", lecture_titles(recordings)),
         "course_id": ("course_title", course_titles(recordings)),
     }
     tables = {}
