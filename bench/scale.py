@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from vtp_lab.lab import Lab  # noqa: E402
 from vtp_lab.stats import MATERIALISED, derive  # noqa: E402
-from vtp_lab.store import open_store  # noqa: E402
+from vtp_lab.store import open_store, read_spilled  # noqa: E402
 from vtp_lab.synth import semester  # noqa: E402
 
 KEYS = {"playback_sessions": "id", "quality_events": "id", "engagement_metrics": "id"}
@@ -100,7 +100,10 @@ def spark(path: Path) -> dict[str, object]:
     shutil.rmtree(lake, ignore_errors=True)
     (lake / "analytics_events").mkdir(parents=True)
     store = open_store(path, read_only=True)
-    store.spill("analytics_events", by="recording_id", parts=16, folder=lake / "analytics_events")
+    parts = store.spill("analytics_events", by="recording_id", parts=16, folder=lake / "_spill")
+    for i, part in enumerate(parts):  # as the lake holds them: UUIDs as text
+        read_spilled(part).write_parquet(lake / "analytics_events" / f"{i:05d}.parquet")
+    shutil.rmtree(lake / "_spill")
     session = vs.session(master="local[2]", config={"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "8"})
     session.sparkContext.setLogLevel("ERROR")
     start = time.perf_counter()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vtp_lab.duck import arrow, connect, uuid_array
+from vtp_lab.duck import arrow, connect, uuid_array, uuid_text
 from vtp_lab.tables import UUID_PATTERN
 
 _CANONICAL = st.uuids().map(str)
@@ -58,6 +58,32 @@ def test_uuid_array_takes_a_column_only_when_every_text_is_canonical(texts):
     assert (binary is not None) == canonical
     if binary is not None:
         assert binary.storage.to_pylist() == [uuid.UUID(t).bytes for t in texts]
+
+
+@given(st.lists(st.uuids(), max_size=12), st.sampled_from(["uuid", "fixed", "binary", "large_binary"]))
+def test_uuid_text_is_the_canonical_text_of_each_uuid_of_16_bytes(uuids, kind):
+    raw = [u.bytes for u in uuids]
+    arrays = {
+        "uuid": lambda: pa.ExtensionArray.from_storage(pa.uuid(), pa.array(raw, pa.binary(16))),
+        "fixed": lambda: pa.array(raw, pa.binary(16)),
+        "binary": lambda: pa.array(raw, pa.binary()),
+        "large_binary": lambda: pa.array(raw, pa.large_binary()),
+    }
+    assert uuid_text(arrays[kind]()).to_pylist() == [str(u) for u in uuids]
+
+
+def test_uuid_text_reads_slices_chunks_and_duckdbs_parquet_and_refuses_what_is_not_16_bytes(tmp_path):
+    uuids = [uuid.UUID(int=i * 7919 + 1) for i in range(150_000)]  # over two steps of 65,536 rows
+    texts = [str(u) for u in uuids]
+    binary = pa.array([u.bytes for u in uuids], pa.large_binary())
+    assert uuid_text(binary.slice(3, 100_000)).to_pylist() == texts[3:100_003]
+    assert uuid_text(pa.chunked_array([binary[:7], binary[7:]])).to_pylist() == texts
+    con = connect()
+    con.execute(f"COPY (SELECT CAST(t AS UUID) AS u FROM (SELECT unnest(?) AS t)) TO '{tmp_path / 'u.parquet'}'", [texts])
+    assert uuid_text(pl.read_parquet(tmp_path / "u.parquet")["u"].to_arrow()).to_pylist() == texts
+    for wrong in (pa.array([b"short"]), pa.array([uuids[0].bytes, None], pa.binary()), pa.array(["text"])):
+        with pytest.raises(TypeError, match="UUIDs of 16 bytes, none null"):
+            uuid_text(wrong)
 
 
 def test_uuid_array_reads_slices_and_chunks_and_looks_at_every_row():

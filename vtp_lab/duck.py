@@ -23,7 +23,18 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["ROW_GROUP_ROWS", "JsonParse", "arrow", "compute", "connect", "json_query", "literal", "over", "uuid_array"]
+__all__ = [
+    "ROW_GROUP_ROWS",
+    "JsonParse",
+    "arrow",
+    "compute",
+    "connect",
+    "json_query",
+    "literal",
+    "over",
+    "uuid_array",
+    "uuid_text",
+]
 
 JsonParse = Callable[[str, str], str]
 """``parse(text, struct)``: the SQL that parses the JSON column ``text`` into the struct type ``struct``."""
@@ -152,6 +163,54 @@ def uuid_array(texts: pa.Array | pa.ChunkedArray) -> pa.ExtensionArray | None:
         out[start : start + _UUID_ROWS_PER_STEP] = step
     storage = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(out)])
     return pa.ExtensionArray.from_storage(pa.uuid(), storage)
+
+
+_HEX_PAIRS: Final = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), np.uint16)
+"""Each byte's two hex digits, as the two bytes of one ``uint16``."""
+_TEXT_PIECES: Final = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+"""The hex digits of each dash-separated group of a UUID's text."""
+_NOT_UUIDS: Final = "uuid_text takes UUIDs of 16 bytes, none null: not binary values of other sizes or nulls"
+_TEXT_ROWS_PER_STEP: Final = 65_536
+"""UUIDs made text at a time (fewer, smaller steps were slower: docs/performance.md)."""
+
+
+def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
+    """16-byte UUIDs (``arrow.uuid``, or binary values of 16 bytes, none null) as canonical UUID texts.
+
+    The inverse of :func:`uuid_array`, vectorised over the Arrow buffers: what a Parquet
+    file of DuckDB's ``UUID`` columns gives back (polars reads them as binary), as the
+    contract's text.
+
+    Example:
+        >>> uuid_text(uuid_array(pa.array(["6ba7b811-9dad-11d1-80b4-00c04fd430c8"]))).to_pylist()
+        ['6ba7b811-9dad-11d1-80b4-00c04fd430c8']
+        >>> uuid_text(pa.array([b"short"]))
+        Traceback (most recent call last):
+        ...
+        TypeError: uuid_text takes UUIDs of 16 bytes, none null: not binary values of other sizes or nulls
+    """
+    whole = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    storage = whole.storage if isinstance(whole, pa.ExtensionArray) else whole
+    n, start = len(storage), storage.offset * 16
+    if storage.type in (pa.binary(), pa.large_binary()):
+        width = 8 if storage.type == pa.large_binary() else 4
+        offsets = np.frombuffer(storage.buffers()[1], f"int{width * 8}", n + 1, storage.offset * width)
+        if storage.null_count or not (np.diff(offsets) == 16).all():
+            raise TypeError(_NOT_UUIDS)
+        start = int(offsets[0])
+    elif storage.type != pa.binary(16) or storage.null_count:
+        raise TypeError(_NOT_UUIDS)
+    raw = np.frombuffer(storage.buffers()[-1], np.uint8, 16 * n, start).reshape(n, 16)
+    out = np.empty((n, 36), np.uint8)
+    out[:, _DASHES] = ord("-")
+    for row in range(0, n, _TEXT_ROWS_PER_STEP):
+        hexed = _HEX_PAIRS[raw[row : row + _TEXT_ROWS_PER_STEP]].view(np.uint8)
+        step, at = out[row : row + _TEXT_ROWS_PER_STEP], 0
+        for first, end in _TEXT_PIECES:
+            step[:, at : at + end - first] = hexed[:, first:end]
+            at += end - first + 1
+    offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
 
 
 def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS, uuids: Collection[str] = ()) -> pa.Table:

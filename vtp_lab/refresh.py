@@ -49,7 +49,7 @@ from vtp_lab.stats import (
     derive_partition,
     score_rows,
 )
-from vtp_lab.store import Filter, Store, data_version
+from vtp_lab.store import Filter, Store, data_version, read_spilled
 from vtp_lab.tables import ANALYTICS_EVENTS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
 __all__ = ["BYTES_PER_EVENT", "DEFAULT_MEMORY_BUDGET", "IN_FLIGHT", "DerivedCache", "partitions_for"]
@@ -117,18 +117,13 @@ class _Part:
     scored: Scored
 
 
-def _part_events(folder: Path) -> pl.DataFrame:
-    """The events of one spilled part."""
-    return ANALYTICS_EVENTS.conform(pl.read_parquet(folder / "*.parquet", hive_partitioning=False))
-
-
 def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFrame, session_gap: timedelta) -> _Part:
     """Stage 1 of one spilled part, scored: its large tables to files in ``out/<table>/``, the rest back.
 
     The default score reads one row at a time, so each part is scored alone
     (:func:`~vtp_lab.stats.score_rows`).
     """
-    events = _part_events(events_folder)
+    events = read_spilled(events_folder)
     part = derive_partition(events, recordings=recordings, session_gap=session_gap)
     del events
     scored = score_rows(part.features, part.lectures, score=DEFAULT_SCORE)
@@ -275,7 +270,7 @@ class DerivedCache:
         if parts == 1 or _beside(self.store) is None:
             return step(self.store.read("analytics_events"))
         with self._spilled(parts) as (_, folders):
-            results = [step(_part_events(folder)) for folder in folders]
+            results = [step(read_spilled(folder)) for folder in folders]
         return pl.concat(results) if results else step(ANALYTICS_EVENTS.empty())
 
     @contextmanager

@@ -25,11 +25,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtp_lab.store.base import AppendResult, Filter, Origins, Store, data_version
+from vtp_lab.store.base import AppendResult, Filter, Origins, Store, data_version, read_spilled
 from vtp_lab.store.database import DuckDBStore
 from vtp_lab.store.lake import ParquetLake
 
-__all__ = ["AppendResult", "DuckDBStore", "Filter", "Origins", "ParquetLake", "Store", "data_version", "open_store"]
+__all__ = [
+    "AppendResult",
+    "DuckDBStore",
+    "Filter",
+    "Origins",
+    "ParquetLake",
+    "Store",
+    "data_version",
+    "open_store",
+    "read_spilled",
+]
 
 
 def open_store(path: str | Path, *, read_only: bool = False) -> Store:

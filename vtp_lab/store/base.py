@@ -23,11 +23,11 @@ from typing import Any, Final, Literal, Protocol
 import duckdb
 import polars as pl
 
-from vtp_lab.duck import literal
+from vtp_lab.duck import literal, uuid_text
 from vtp_lab.errors import InputFormatError, StoreError
 from vtp_lab.tables import ANALYTICS_EVENTS, DERIVED_TABLES, REJECTED_EVENTS, TABLES, Table
 
-__all__ = ["AppendResult", "Filter", "Origins", "Params", "Store", "data_version"]
+__all__ = ["AppendResult", "Filter", "Origins", "Params", "Store", "data_version", "read_spilled"]
 
 Op = Literal["==", ">=", "<", "in"]
 
@@ -222,13 +222,37 @@ Rows = pl.DataFrame | Sequence[Path]
 
 
 def _spill_sql(source: str, table: str, *, by: str, parts: int, folder: Path) -> str:
-    """The ``COPY`` of :meth:`Store.spill`, from ``source`` (a table, or ``read_parquet`` of files), UUIDs as text."""
+    """The ``COPY`` of :meth:`Store.spill`, from ``source`` (a table, or ``read_parquet`` of files).
+
+    Columns are written as the store holds them (UUIDs as 16 bytes, not as text: with them
+    as text the partitioned write took twice the time, docs/performance.md); read a part
+    with :func:`read_spilled`.
+    """
     spec = _table(table)
-    columns = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" if c.kind == "uuid" else c.name for c in spec.columns)
+    columns = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" if c.kind == "json" else c.name for c in spec.columns)
     return (
-        f"COPY (SELECT {columns}, hash(CAST({by} AS VARCHAR)) % {parts} AS _part FROM {source}) TO {literal(folder)} "
+        f"COPY (SELECT {columns}, hash({by}) % {parts} AS _part FROM {source}) TO {literal(folder)} "
         "(FORMAT parquet, PARTITION_BY (_part), COMPRESSION snappy, OVERWRITE_OR_IGNORE)"  # read once: fast over small
     )
+
+
+def read_spilled(folder: Path, table: str = "analytics_events") -> pl.DataFrame:
+    """The rows of one part that :meth:`Store.spill` wrote, with the table's polars types (UUIDs as text).
+
+    Example:
+        >>> import tempfile
+        >>> from vtp_lab.store import open_store
+        >>> from vtp_lab.synth import semester
+        >>> store = open_store(":memory:")
+        >>> _ = store.append(semester(courses=1, lectures_per_course=2, students=2, seed=1).events)
+        >>> parts = store.spill("analytics_events", by="recording_id", parts=2, folder=Path(tempfile.mkdtemp()))
+        >>> sum(read_spilled(part).height for part in parts) == store.count("analytics_events")
+        True
+    """
+    spec = _table(table)
+    rows = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
+    uuids = [c.name for c in spec.columns if rows.schema[c.name] == pl.Binary]  # a DuckDB UUID column: 16 bytes
+    return spec.conform(rows.with_columns(pl.from_arrow(uuid_text(rows[c].to_arrow())).alias(c) for c in uuids))
 
 
 @contextlib.contextmanager
