@@ -79,7 +79,9 @@ def test_uuid_text_reads_slices_chunks_and_duckdbs_parquet_and_refuses_what_is_n
     assert uuid_text(binary.slice(3, 100_000)).to_pylist() == texts[3:100_003]
     assert uuid_text(pa.chunked_array([binary[:7], binary[7:]])).to_pylist() == texts
     con = connect()
-    con.execute(f"COPY (SELECT CAST(t AS UUID) AS u FROM (SELECT unnest(?) AS t)) TO '{tmp_path / 'u.parquet'}'", [texts])
+    con.execute(
+        f"COPY (SELECT CAST(t AS UUID) AS u FROM (SELECT unnest(?) AS t)) TO '{tmp_path / 'u.parquet'}'", [texts]
+    )
     assert uuid_text(pl.read_parquet(tmp_path / "u.parquet")["u"].to_arrow()).to_pylist() == texts
     for wrong in (pa.array([b"short"]), pa.array([uuids[0].bytes, None], pa.binary()), pa.array(["text"])):
         with pytest.raises(TypeError, match="UUIDs of 16 bytes, none null"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from vtp_lab.errors import StoreError
 from vtp_lab.lab import Lab
-from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, partitions_for
+from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, _stage_one, partitions_for
 from vtp_lab.reports import build
 from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import MATERIALISED, ViewingRequirement, derive, viewing_compliance, viewing_met, viewing_rows
@@ -107,6 +108,25 @@ def test_every_recording_is_in_one_part_and_every_event_in_a_part(tmp_path, name
     assert spilled.height == events.height
     assert spilled.group_by("recording_id").agg(pl.col("p").n_unique())["p"].max() == 1
     assert_frame_equal(spilled.drop("p").sort("id"), store.read("analytics_events").sort("id"))
+
+
+def _buffer_bytes(frame: pl.DataFrame) -> int:
+    """The bytes of every buffer behind ``frame``'s columns, shared ones whole (string views share their source's)."""
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    return sum(b.size for column in table.columns for chunk in column.chunks for b in chunk.buffers() if b is not None)
+
+
+def test_what_a_part_keeps_in_memory_holds_no_buffer_of_its_events(tmp_path):
+    """The small rows kept of each part must not keep the part's event columns alive (memory grew with the store)."""
+    store = open_store(tmp_path / "lab.duckdb")
+    store.append(pl.concat([semester(courses=2, lectures_per_course=4, students=80, seed=s).events for s in (1, 2)]))
+    (folder,) = store.spill("analytics_events", by="recording_id", parts=1, folder=tmp_path / "parts")
+    (tmp_path / "out").mkdir()
+    events_bytes = _buffer_bytes(read_spilled(folder))
+    kept = _stage_one(folder, tmp_path / "out", 0, store.read("recordings"), DEFAULT_SESSION_GAP)
+    for rows in (kept.small, kept.scored):
+        for name in (f.name for f in fields(rows)):
+            assert _buffer_bytes(getattr(rows, name)) < events_bytes / 20, name
 
 
 @pytest.mark.parametrize("known", [True, False])

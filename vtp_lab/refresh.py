@@ -26,10 +26,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import polars as pl
 
@@ -109,6 +109,9 @@ def _scratch(store: Store) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_Rows = TypeVar("_Rows", Partial, Scored)
+
+
 @dataclass(frozen=True)
 class _Part:
     """What stays in memory of one part's stage 1: its small rows, and what courses read of its scored rows."""
@@ -142,7 +145,20 @@ def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFr
         features=scored.features.select(Scored.COURSE_COLUMNS),
         engagement_metrics=scored.engagement_metrics.clear(),
     )
-    return _Part(small=replace(part.without_rows(), features=part.features.clear()), scored=narrow)
+    small = replace(part.without_rows(), features=part.features.clear())
+    return _Part(small=_owned(small), scored=_owned(narrow))
+
+
+def _owned(rows: _Rows) -> _Rows:
+    """``rows`` with every frame copied into memory of its own.
+
+    A string column of a few rows can share the buffer of the whole part's column it
+    was taken from: the small rows kept of every part would then keep every part's
+    events in memory (peak memory grew with the store, 11 GB at 100M events).
+    """
+    oldest = pl.CompatLevel.oldest()  # strings as one buffer of just their own bytes
+    copies = {f.name: pl.DataFrame(getattr(rows, f.name).to_arrow(compat_level=oldest)) for f in fields(rows)}
+    return replace(rows, **copies)
 
 
 def _keep(kept: Path, out: Path, version: str) -> None:

@@ -182,8 +182,9 @@ class Store(Protocol):
         """Write ``table`` into ``folder`` as Parquet in ``parts`` parts by the hash of ``by``; return their folders.
 
         One streaming pass (DuckDB's partitioned ``COPY``): each part's folder holds the rows
-        of the same values of ``by``, so a part is read at the cost of its own size. DuckDB
-        may use ``memory`` bytes for it (the more, the faster; default: its own limit).
+        of the same values of ``by``, so a part is read at the cost of its own size, with
+        :func:`read_spilled` (the files hold the columns as the store does: UUIDs may be 16
+        bytes). DuckDB may use ``memory`` bytes for it (the more, the faster; default: its own limit).
         """
         ...
 
@@ -252,7 +253,7 @@ def read_spilled(folder: Path, table: str = "analytics_events") -> pl.DataFrame:
     spec = _table(table)
     rows = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
     uuids = [c.name for c in spec.columns if rows.schema[c.name] == pl.Binary]  # a DuckDB UUID column: 16 bytes
-    return spec.conform(rows.with_columns(pl.from_arrow(uuid_text(rows[c].to_arrow())).alias(c) for c in uuids))
+    return spec.conform(rows.with_columns(pl.Series(c, uuid_text(rows[c].to_arrow()), pl.String) for c in uuids))
 
 
 @contextlib.contextmanager
