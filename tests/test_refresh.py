@@ -129,6 +129,16 @@ def test_what_a_part_keeps_in_memory_holds_no_buffer_of_its_events(tmp_path):
             assert _buffer_bytes(getattr(rows, name)) < events_bytes / 20, name
 
 
+def test_what_over_parts_keeps_of_each_part_holds_no_buffer_of_its_events(tmp_path):
+    store = open_store(tmp_path / "lab.duckdb")
+    store.append(pl.concat([semester(courses=2, lectures_per_course=4, students=80, seed=s).events for s in (1, 2)]))
+    cache = DerivedCache(store=store, memory_budget=store.count("analytics_events") * BYTES_PER_EVENT // 2)  # 4 parts
+    events_bytes = _buffer_bytes(store.read("analytics_events"))
+    kept = cache.over_parts(lambda events: events.head(3).select("user_id", "recording_id"))
+    assert kept.height == 12
+    assert _buffer_bytes(kept) < events_bytes / 100
+
+
 @pytest.mark.parametrize("known", [True, False])
 def test_what_is_kept_beside_the_store_follows_the_events(tmp_path, monkeypatch, known):
     sem = semester(courses=2, lectures_per_course=4, students=20, seed=8)

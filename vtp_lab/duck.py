@@ -170,8 +170,9 @@ _HEX_PAIRS: Final = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(25
 _TEXT_PIECES: Final = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 """The hex digits of each dash-separated group of a UUID's text."""
 _NOT_UUIDS: Final = "uuid_text takes UUIDs of 16 bytes, none null: not binary values of other sizes or nulls"
+"""What :func:`uuid_text` says of a column it cannot read."""
 _TEXT_ROWS_PER_STEP: Final = 65_536
-"""UUIDs made text at a time (fewer, smaller steps were slower: docs/performance.md)."""
+"""UUIDs made text at a time (smaller steps were slower: docs/performance.md)."""
 
 
 def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:

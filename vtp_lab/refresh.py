@@ -149,16 +149,19 @@ def _stage_one(events_folder: Path, out: Path, index: int, recordings: pl.DataFr
     return _Part(small=_owned(small), scored=_owned(narrow))
 
 
-def _owned(rows: _Rows) -> _Rows:
-    """``rows`` with every frame copied into memory of its own.
+def _own(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` copied into memory of its own.
 
-    A string column of a few rows can share the buffer of the whole part's column it
-    was taken from: the small rows kept of every part would then keep every part's
-    events in memory (peak memory grew with the store, 11 GB at 100M events).
+    A string column of a few rows can share the buffer of the whole part's column it was
+    taken from: rows kept of every part would then keep every part's events in memory
+    (peak memory grew with the store: 11.4 GB at 100M events).
     """
-    oldest = pl.CompatLevel.oldest()  # strings as one buffer of just their own bytes
-    copies = {f.name: pl.DataFrame(getattr(rows, f.name).to_arrow(compat_level=oldest)) for f in fields(rows)}
-    return replace(rows, **copies)
+    return pl.DataFrame(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # strings: one buffer of their bytes
+
+
+def _owned(rows: _Rows) -> _Rows:
+    """``rows`` with every frame :func:`_own`."""
+    return replace(rows, **{f.name: _own(getattr(rows, f.name)) for f in fields(rows)})
 
 
 def _keep(kept: Path, out: Path, version: str) -> None:
@@ -286,7 +289,7 @@ class DerivedCache:
         if parts == 1 or _beside(self.store) is None:
             return step(self.store.read("analytics_events"))
         with self._spilled(parts) as (_, folders):
-            results = [step(read_spilled(folder)) for folder in folders]
+            results = [_own(step(read_spilled(folder))) for folder in folders]
         return pl.concat(results) if results else step(ANALYTICS_EVENTS.empty())
 
     @contextmanager
