@@ -72,7 +72,7 @@ def test_uuid_text_is_the_canonical_text_of_each_uuid_of_16_bytes(uuids, kind):
     assert uuid_text(arrays[kind]()).to_pylist() == [str(u) for u in uuids]
 
 
-def test_uuid_text_reads_slices_chunks_and_duckdbs_parquet_and_refuses_what_is_not_16_bytes(tmp_path):
+def test_uuid_text_reads_slices_chunks_and_duckdbs_parquet_and_gives_null_for_what_is_not_16_bytes(tmp_path):
     uuids = [uuid.UUID(int=i * 7919 + 1) for i in range(150_000)]  # over two steps of 65,536 rows
     texts = [str(u) for u in uuids]
     binary = pa.array([u.bytes for u in uuids], pa.large_binary())
@@ -83,9 +83,13 @@ def test_uuid_text_reads_slices_chunks_and_duckdbs_parquet_and_refuses_what_is_n
         f"COPY (SELECT CAST(t AS UUID) AS u FROM (SELECT unnest(?) AS t)) TO '{tmp_path / 'u.parquet'}'", [texts]
     )
     assert uuid_text(pl.read_parquet(tmp_path / "u.parquet")["u"].to_arrow()).to_pylist() == texts
-    for wrong in (pa.array([b"short"]), pa.array([uuids[0].bytes, None], pa.binary()), pa.array(["text"])):
-        with pytest.raises(TypeError, match="UUIDs of 16 bytes, none null"):
-            uuid_text(wrong)
+    mixed = [uuids[0].bytes, b"short", None, b"", uuids[1].bytes, uuids[2].bytes + b"!"]
+    for kind in (pa.binary(), pa.large_binary()):
+        assert uuid_text(pa.array(mixed, kind).slice(0)).to_pylist() == [texts[0], None, None, None, texts[1], None]
+    fixed = pa.array([uuids[0].bytes, None, uuids[1].bytes], pa.binary(16)).slice(1)
+    assert uuid_text(fixed).to_pylist() == [None, texts[1]]
+    with pytest.raises(TypeError, match="uuid_text takes binary values"):
+        uuid_text(pa.array(["text"]))
 
 
 def test_uuid_array_reads_slices_and_chunks_and_looks_at_every_row():

@@ -169,39 +169,46 @@ _HEX_PAIRS: Final = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(25
 """Each byte's two hex digits, as the two bytes of one ``uint16``."""
 _TEXT_PIECES: Final = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 """The hex digits of each dash-separated group of a UUID's text."""
-_NOT_UUIDS: Final = "uuid_text takes UUIDs of 16 bytes, none null: not binary values of other sizes or nulls"
-"""What :func:`uuid_text` says of a column it cannot read."""
 _TEXT_ROWS_PER_STEP: Final = 65_536
 """UUIDs made text at a time (smaller steps were slower: docs/performance.md)."""
 
 
+def _sixteen_bytes(storage: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The values of a binary array as rows of 16 bytes, and which rows are a value of exactly 16 bytes."""
+    n = len(storage)
+    valid = np.ones(n, bool) if storage.null_count == 0 else storage.is_valid().to_numpy(zero_copy_only=False)
+    if storage.type == pa.binary(16):
+        return np.frombuffer(storage.buffers()[1], np.uint8, 16 * n, storage.offset * 16).reshape(n, 16), valid
+    if storage.type not in (pa.binary(), pa.large_binary()):
+        raise TypeError(f"uuid_text takes binary values (arrow.uuid, fixed or variable size), not {storage.type}")
+    width = 8 if storage.type == pa.large_binary() else 4
+    offsets = np.frombuffer(storage.buffers()[1], f"int{width * 8}", n + 1, storage.offset * width).astype(np.int64)
+    sized = np.diff(offsets) == 16
+    data = storage.buffers()[2]
+    values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    if sized.all():  # every value 16 bytes, one after the other
+        return values[offsets[0] : offsets[-1]].reshape(n, 16), valid
+    rows = np.zeros((n, 16), np.uint8)
+    rows[sized] = values[offsets[:-1][sized, None] + np.arange(16)]
+    return rows, valid & sized
+
+
 def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
-    """16-byte UUIDs (``arrow.uuid``, or binary values of 16 bytes, none null) as canonical UUID texts.
+    """Binary UUIDs (``arrow.uuid``, or binary values) as canonical UUID texts; a value not of 16 bytes is null.
 
     The inverse of :func:`uuid_array`, vectorised over the Arrow buffers: what a Parquet
-    file of DuckDB's ``UUID`` columns gives back (polars reads them as binary), as the
-    contract's text.
+    file of DuckDB's ``UUID`` columns gives back (polars reads them as binary), or a
+    Spark or PostgreSQL id, as the contract's text.
 
     Example:
         >>> uuid_text(uuid_array(pa.array(["6ba7b811-9dad-11d1-80b4-00c04fd430c8"]))).to_pylist()
         ['6ba7b811-9dad-11d1-80b4-00c04fd430c8']
-        >>> uuid_text(pa.array([b"short"]))
-        Traceback (most recent call last):
-        ...
-        TypeError: uuid_text takes UUIDs of 16 bytes, none null: not binary values of other sizes or nulls
+        >>> uuid_text(pa.array([b"short", None])).to_pylist()
+        [None, None]
     """
     whole = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    storage = whole.storage if isinstance(whole, pa.ExtensionArray) else whole
-    n, start = len(storage), storage.offset * 16
-    if storage.type in (pa.binary(), pa.large_binary()):
-        width = 8 if storage.type == pa.large_binary() else 4
-        offsets = np.frombuffer(storage.buffers()[1], f"int{width * 8}", n + 1, storage.offset * width)
-        if storage.null_count or not (np.diff(offsets) == 16).all():
-            raise TypeError(_NOT_UUIDS)
-        start = int(offsets[0])
-    elif storage.type != pa.binary(16) or storage.null_count:
-        raise TypeError(_NOT_UUIDS)
-    raw = np.frombuffer(storage.buffers()[-1], np.uint8, 16 * n, start).reshape(n, 16)
+    raw, valid = _sixteen_bytes(whole.storage if isinstance(whole, pa.ExtensionArray) else whole)
+    n = len(raw)
     out = np.empty((n, 36), np.uint8)
     out[:, _DASHES] = ord("-")
     for row in range(0, n, _TEXT_ROWS_PER_STEP):
@@ -211,7 +218,9 @@ def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
             step[:, at : at + end - first] = hexed[:, first:end]
             at += end - first + 1
     offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int64)
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
+    nulls = n - int(valid.sum())
+    mask = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out), mask, nulls)
 
 
 def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS, uuids: Collection[str] = ()) -> pa.Table:

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import JsonParse, compute, json_query, over
+from vtp_lab.duck import JsonParse, compute, json_query, over, uuid_text
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.sources import MAPPINGS, SOURCE_FORMATS, SourceFormat, apply, sniff
@@ -858,10 +858,6 @@ def _csv(path: Path, batch_rows: int) -> Iterator[RawBatch]:
 _UUID_SPELLINGS: Final = frozenset(k for name in ("id", "recording_id", "user_id") for k in FIELD_ALIASES[name])
 
 
-_UUID_GROUPS: Final = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
-"""Where a UUID's hex digits are cut by dashes in its canonical text."""
-
-
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Columns as other engines write them, in the forms validation reads.
 
@@ -873,13 +869,14 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
         >>> f = pl.DataFrame({"id": [bytes(range(16))], "metadata": [{"position": 5}]})
         >>> _as_text(f).row(0)
         ('00010203-0405-0607-0809-0a0b0c0d0e0f', '{"position":5}')
+        >>> _as_text(pl.DataFrame({"id": [bytes([1, 2]), None]}))["id"].to_list()
+        ['0102', None]
     """
     fixes = []
     for name, dtype in frame.schema.items():
         if name in _UUID_SPELLINGS and dtype == pl.Binary:
-            hexed = pl.col(name).bin.encode("hex")
-            dashed = pl.concat_str([hexed.str.slice(a, b - a) for a, b in _UUID_GROUPS], separator="-")
-            fixes.append(pl.when(pl.col(name).bin.size() == 16).then(dashed).otherwise(hexed).alias(name))
+            dashed = pl.lit(pl.Series(name, uuid_text(frame[name].to_arrow()), pl.String))
+            fixes.append(pl.coalesce(dashed, pl.col(name).bin.encode("hex")).alias(name))
         elif name in FIELD_ALIASES["metadata"] and isinstance(dtype, pl.Map | pl.Struct):
             fixes.append(pl.when(pl.col(name).is_not_null()).then(json_value(pl.col(name))).alias(name))
     return frame.with_columns(fixes) if fixes else frame
