@@ -41,6 +41,11 @@ def test_hand_checked_texts_match_python():
     assert canonical_json(pl.Series(CASES)).to_list() == [python(t) for t in CASES]
 
 
+def test_values_other_than_objects_beside_objects_keep_their_own_text():
+    texts = ['{"a": 1}', "[1, 2]", "3", '"x"', "[]", " [{}]", "true", '{"a": 2, "b": [3]}']
+    assert canonical_json(pl.Series(texts)).to_list() == [python(t) for t in texts]
+
+
 def test_a_column_of_nulls_stays_null():
     assert canonical_json(pl.Series([None, None], dtype=pl.String)).to_list() == [None, None]
 

@@ -225,10 +225,10 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
     The common case in one DuckDB pass: a flat object with printable ASCII keys, none
     repeated, none null. The table's keys, sorted, become one struct that the JSON reader
     fills, and the present fields are joined in that order. ``canonical`` is null where a
-    row is anything else (a repeated key, a ``null`` value, a key outside the table's list,
-    a nested value, text that the reader writes otherwise than Python: non-ASCII, escapes,
-    exponents, very small or large numbers) and where ``column`` is null: give those rows
-    to :func:`canonical_json`. Runs one query on ``con`` to find the keys, on a sample of
+    row is anything else (not an object, a repeated key, a ``null`` value, a key outside the
+    table's list, a nested value, text that the reader writes otherwise than Python:
+    non-ASCII, escapes, exponents, very small or large numbers) and where ``column`` is
+    null: give those rows to :func:`canonical_json`. Runs one query on ``con`` to find the keys, on a sample of
     :data:`_KEY_SAMPLE` rows (a key only rarer rows hold costs them the general path, not
     a different text).
 
@@ -255,7 +255,8 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
     return f"""
         SELECT {carried}CASE WHEN _complete AND NOT {rewrite} THEN _joined END AS canonical
         FROM (SELECT *, '{{' || concat_ws(',', {members}) || '}}' AS _joined,
-                     list_count(list_value({values})) = len(json_keys({column})) AS _complete
+                     list_count(list_value({values})) = len(json_keys({column}))
+                         AND starts_with(ltrim({column}), '{{') AS _complete
               FROM (SELECT *, json_transform({column}, '{struct}') AS _fields FROM {table}))
     """
 
