@@ -276,3 +276,26 @@ def test_a_store_of_an_older_derived_layout_recomputes_its_derived_tables(tmp_pa
         assert got.schema["quality_distribution"] == QUALITY_SECONDS
         assert got.equals(want)
         assert lab.events().height == events  # the events are untouched
+
+
+def test_a_spill_writes_with_small_flushes_and_leaves_the_settings_as_they_were(tmp_path, monkeypatch):
+    from vtp_lab.store import base
+
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    store.append(semester(courses=1, lectures_per_course=3, students=5, seed=2).events)
+
+    def settings() -> tuple[str, int]:
+        query = "SELECT current_setting('memory_limit'), current_setting('partitioned_write_flush_threshold')"
+        return store.con.execute(query).fetchone()
+
+    before, during = settings(), []
+    real = base._spill_sql
+
+    def watched(*args: object, **kwargs: object) -> str:
+        during.append(settings())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(base, "_spill_sql", watched)
+    store.spill("analytics_events", by="recording_id", parts=3, folder=tmp_path / "parts", memory=512 * 2**20)
+    assert during == [("512.0 MiB", base._SPILL_FLUSH_ROWS)]
+    assert settings() == before
