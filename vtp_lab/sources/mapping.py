@@ -29,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -223,8 +225,70 @@ def _query(mapping: Mapping, *, guarded: bool) -> str:
     """
 
 
+_SEGMENT: Final = re.compile(r'\.([A-Za-z_][A-Za-z0-9_-]*)|\."([^"]+)"|\[([0-9]+)\]')
+"""One step of a JSON path as the adapters write them: ``.name``, ``."any name"`` or ``[index]``."""
+
+_Shape = dict[str, "_Shape"] | list["_Shape"] | str
+"""A JSON structure for DuckDB's ``json_transform``: objects, arrays of one element shape, ``VARCHAR`` leaves."""
+
+
+def _steps(path: str) -> list[str | int]:
+    """The steps of a JSON path (``$.a."b c"[0]``): names and indexes."""
+    found = list(_SEGMENT.finditer(path, 1))
+    if not path.startswith("$") or "".join(m[0] for m in found) != path[1:]:
+        raise ValueError(f'JSON path {path!r} is not of the form $.name."any name"[index]')
+    return [int(m[3]) if m[3] is not None else m[1] or m[2] for m in found]
+
+
+def _shape(paths: dict[str, str]) -> tuple[_Shape, dict[str, str]] | None:
+    """``paths`` as one structure that ``json_transform`` reads in a single pass, and each path's SQL into it.
+
+    None when they do not fit one structure: a path that runs on from where another
+    ends (the one is text, the other looks inside it), or two names at one level that
+    differ only in case (a DuckDB struct's field names ignore case).
+
+    Example:
+        >>> _shape({"a": "$.x.y", "b": '$.x."y z"[0]'})
+        ({'x': {'y': 'VARCHAR', 'y z': ['VARCHAR']}}, {'a': '."x"."y"', 'b': '."x"."y z"[1]'})
+    """
+    root: dict[str, _Shape] = {}
+    access: dict[str, str] = {}
+    for name, path in paths.items():
+        steps = _steps(path)
+        node: _Shape = root
+        sql = ""
+        for step, after in zip(steps, [*steps[1:], None], strict=True):
+            want: _Shape = "VARCHAR" if after is None else [] if isinstance(after, int) else {}
+            if isinstance(step, int) and isinstance(node, list):
+                child = node[0] if node else want
+                node[:1] = [child]
+                sql += f"[{step + 1}]"
+            elif isinstance(step, str) and isinstance(node, dict):
+                if any(k != step and k.lower() == step.lower() for k in node):
+                    return None
+                child = node.setdefault(step, want)
+                sql += '."' + step.replace('"', '""') + '"'
+            else:
+                return None
+            if type(child) is not type(want):
+                return None
+            node = child
+        access[name] = sql
+    return root, access
+
+
 def _extract(document: str, paths: dict[str, str], into: str) -> tuple[str, str]:
-    """SQL: the ``paths`` of ``document`` as one list (one parse), and the list ``into``'s items as ``s_<name>``."""
+    """SQL: the ``paths`` of ``document`` read in one parse, and each as a text column ``s_<name>`` of ``into``.
+
+    One structure (:func:`_shape`) where the paths fit one, else a list of the paths' texts.
+    Either way a value is its text: a string without its quotes, anything else as JSON.
+    """
+    shaped = _shape(paths)
+    if shaped is not None:
+        structure, access = shaped
+        items = ", ".join(f"{into}{access[name]} AS s_{name}" for name in paths)
+        text = json.dumps(structure, separators=(",", ":")).replace("'", "''")
+        return f"json_transform({document}, '{text}')", items
     listed = ", ".join(f"'{p}'" for p in paths.values())
     items = ", ".join(f"{into}[{i}] AS s_{name}" for i, name in enumerate(paths, start=1))
     return f"json_extract_string({document}, [{listed}])", items
