@@ -297,5 +297,7 @@ def test_a_spill_writes_with_small_flushes_and_leaves_the_settings_as_they_were(
 
     monkeypatch.setattr(base, "_spill_sql", watched)
     store.spill("analytics_events", by="recording_id", parts=3, folder=tmp_path / "parts", memory=512 * 2**20)
-    assert during == [("512.0 MiB", base._SPILL_FLUSH_ROWS)]
+    store.spill("analytics_events", by="recording_id", parts=100, folder=tmp_path / "many", memory=512 * 2**20)
+    # 100 buffers of 32,768 rows would pass the budget: 2**29 // (100 * 1024) rows each
+    assert during == [("512.0 MiB", base._SPILL_FLUSH_ROWS), ("512.0 MiB", 5_242)]
     assert settings() == before

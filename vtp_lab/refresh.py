@@ -154,7 +154,7 @@ def _own(frame: pl.DataFrame) -> pl.DataFrame:
 
     A string column of a few rows can share the buffer of the whole part's column it was
     taken from: rows kept of every part would then keep every part's events in memory
-    (peak memory grew with the store: 11.4 GB at 100M events).
+    (peak memory grew with the store, docs/performance.md).
     """
     return pl.DataFrame(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # strings: one buffer of their bytes
 

@@ -276,17 +276,34 @@ def _memory_limit(con: Any, memory: int | None, **settings: object) -> contextli
 
 
 _SPILL_FLUSH_ROWS: Final = 32_768
-"""Rows a partitioned write buffers per part before writing them (DuckDB's default is 524,288).
+"""Most rows a partitioned write buffers per part before writing them (DuckDB's default is 524,288).
 
-With the default, a spill into 84 parts at a 2 GiB budget took 61 s of a 100M-event
-refresh and 3.5 s at 10M (2.3 GB peak); with this, 29 s and 2.4 s (1.0 GB), and the
-parts read back faster (docs/performance.md).
+DuckDB keeps a buffer per part; past the memory limit it spills its own buffers, which
+made a spill into many parts several times slower (docs/performance.md).
+"""
+
+_SPILL_BUFFER_ROW_BYTES: Final = 1_024
+"""Bytes allowed per buffered row and part when :func:`_flush_rows` fits the buffers in the budget.
+
+A buffered event row takes about 400 bytes, so the buffers of all parts stay under half the budget.
 """
 
 
-def _spilling(con: Any, memory: int | None) -> contextlib.AbstractContextManager[None]:
-    """The settings of :meth:`Store.spill`'s partitioned write: the memory limit, and small flushes."""
-    return _memory_limit(con, memory, partitioned_write_flush_threshold=_SPILL_FLUSH_ROWS)
+def _flush_rows(memory: int | None, parts: int) -> int:
+    """Rows per part a spill into ``parts`` buffers: :data:`_SPILL_FLUSH_ROWS`, fewer if the buffers pass ``memory``.
+
+    Example:
+        >>> _flush_rows(2 * 1024**3, 84), _flush_rows(2 * 1024**3, 840), _flush_rows(None, 840)
+        (24966, 2496, 32768)
+    """
+    if memory is None:
+        return _SPILL_FLUSH_ROWS
+    return max(2_048, min(_SPILL_FLUSH_ROWS, memory // (max(parts, 1) * _SPILL_BUFFER_ROW_BYTES)))
+
+
+def _spilling(con: Any, memory: int | None, parts: int) -> contextlib.AbstractContextManager[None]:
+    """The settings of :meth:`Store.spill`'s partitioned write into ``parts``: the memory limit, and small flushes."""
+    return _memory_limit(con, memory, partitioned_write_flush_threshold=_flush_rows(memory, parts))
 
 
 Params = Sequence[Any] | Mapping[str, Any] | None

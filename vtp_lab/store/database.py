@@ -60,8 +60,8 @@ _APPEND_MEMORY: Final = 256 * 1024 * 1024
 _AFTER_SPILL_MEMORY: Final = 64 * 1024 * 1024
 """DuckDB's memory limit for an instant after a spill, which lets go of the stored blocks the spill read.
 
-DuckDB keeps them cached up to its limit while the parts are derived: a 10M-event refresh
-peaked at 3.3 GB with them, 2.65 GB without (docs/performance.md).
+DuckDB would keep them cached up to its limit while the parts are derived, on top of the
+parts' own memory (docs/performance.md).
 """
 
 _STATE: Final = "vtp_lab_state"
@@ -346,7 +346,7 @@ class DuckDBStore(Store):
             []
         """
         with self._lock:
-            with base._spilling(self.con, memory):
+            with base._spilling(self.con, memory, parts):
                 self.con.execute(base._spill_sql(base._table(table).name, table, by=by, parts=parts, folder=folder))
             if self.path != ":memory:":  # an in-memory store's blocks are its data
                 with base._memory_limit(self.con, _AFTER_SPILL_MEMORY):

@@ -439,7 +439,7 @@ class ParquetLake(Store):
         files = [str(f) for f in self._files(base._table(table).name)]
         if not files:
             return []
-        with over() as con, base._spilling(con, memory):
+        with over() as con, base._spilling(con, memory, parts):
             con.execute(base._spill_sql(_scan(files), table, by=by, parts=parts, folder=folder))
         return base._parts(folder)
 
