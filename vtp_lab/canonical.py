@@ -228,9 +228,9 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
     row is anything else (not an object, a repeated key, a ``null`` value, a key outside the
     table's list, a nested value, text that the reader writes otherwise than Python:
     non-ASCII, escapes, exponents, very small or large numbers) and where ``column`` is
-    null: give those rows to :func:`canonical_json`. Runs one query on ``con`` to find the keys, on a sample of
-    :data:`_KEY_SAMPLE` rows (a key only rarer rows hold costs them the general path, not
-    a different text).
+    null: give those rows to :func:`canonical_json`. Runs one query on ``con`` to find
+    the keys, on a sample of :data:`_KEY_SAMPLE` rows (a key only rarer rows hold costs
+    them the general path, not a different text).
 
     Example:
         >>> from vtp_lab.duck import over

@@ -191,10 +191,12 @@ def _query(mapping: Mapping, *, guarded: bool) -> str:
     """
     fields = ", ".join(f"{mapping.fields[f]} AS {f}" for f in FIELDS)
     numbers = ", ".join(f"{seconds_sql(n)} AS _{n}" for n in _NUMBERS)
-    members = ", ".join(
-        [f"'{n}', {_json_value(n)}" for n in _NUMBERS]
-        + [f"'{t}', to_json({t})" for t in _TEXTS]
-        + ["'action', to_json(action)", "'course_id', to_json(course_id)"]
+    members = ", ".join(  # concat_ws leaves out a member whose value is null
+        f"""'"{n}":' || {value}"""
+        for n, value in [
+            *((n, _json_value(n)) for n in _NUMBERS),
+            *((t, f"to_json({t})") for t in (*_TEXTS, "action", "course_id")),
+        ]
     )
     session = f"CASE WHEN trim(coalesce(session, '')) = '' THEN '{NO_SESSION}' ELSE session END"
     skip = f"starts_with(ltrim(_raw), '{mapping.skip[1]}')" if mapping.skip else "false"
@@ -218,7 +220,7 @@ def _query(mapping: Mapping, *, guarded: bool) -> str:
         ids AS MATERIALIZED (SELECT kind, identifier, {uuid5_sql(name)} AS id FROM ({named}))
         SELECT _row, _element, ok, _skip, label, mapped, event_type, requires, f.user, f.course, video_key,
                recording_id, user_id, course_id, f.id, timestamp AS event_timestamp, {session} AS session_id,
-               json_merge_patch('{{}}', json_object({members})) AS metadata,
+               CASE WHEN mapped THEN '{{' || concat_ws(',', {members}) || '}}' END AS metadata,
                CASE requires {lacking} ELSE false END AS lacking
         FROM (SELECT f.*, {ids} FROM f {joins}) f
         ORDER BY _row, _element
@@ -298,17 +300,22 @@ def _unwrapped(mapping: Mapping) -> str:
     """SQL: ``records``, each envelope replaced by the records it holds (with the envelope's row number).
 
     ``_element`` is the text of a record taken out of an envelope (null for the others).
+    Only a record that names the envelope's key is looked into: the others pass as they
+    are, without the list that taking out the elements builds for every record it sees.
     """
     if mapping.envelope is None:
         return "(SELECT *, NULL::VARCHAR AS _element FROM records)"
     path = f"'$.{mapping.envelope}'"
-    wrapped = f"""contains(_raw, '"{mapping.envelope}"') AND coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)"""
+    named = f"""coalesce(contains(_raw, '"{mapping.envelope}"'), false)"""
+    wrapped = f"coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)"
     return f"""
-        (SELECT _row, _raw, CASE WHEN _wrapped THEN _raw END AS _element
+        (SELECT _row, _raw, NULL::VARCHAR AS _element FROM records WHERE NOT {named}
+         UNION ALL
+         SELECT _row, _raw, CASE WHEN _wrapped THEN _raw END AS _element
          FROM (SELECT _row, {wrapped} AS _wrapped,
                       unnest(CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
                                   ELSE [_raw] END) AS _raw
-               FROM records))
+               FROM records WHERE {named}))
     """
 
 
