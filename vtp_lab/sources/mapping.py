@@ -215,7 +215,8 @@ def _query(mapping: Mapping, *, guarded: bool) -> str:
         WITH f AS MATERIALIZED (
             SELECT *, {numbers}, ok AND NOT _skip AND video AND event_type IS NOT NULL AS mapped
             FROM (SELECT f.*, k.event_type, k.action, k.requires
-                  FROM (SELECT _row, _element, ok, {skip} AS _skip, {fields} FROM ({_read(mapping, guarded=guarded)})) f
+                  FROM (SELECT _row, _at, _element, ok, {skip} AS _skip, {fields}
+                        FROM ({_read(mapping, guarded=guarded)})) f
                   LEFT JOIN kinds k ON f.kind = k.kind)),
         ids AS MATERIALIZED (SELECT kind, identifier, {uuid5_sql(name)} AS id FROM ({named}))
         SELECT _row, _element, ok, _skip, label, mapped, event_type, requires, f.user, f.course, video_key,
@@ -223,7 +224,7 @@ def _query(mapping: Mapping, *, guarded: bool) -> str:
                CASE WHEN mapped THEN '{{' || concat_ws(',', {members}) || '}}' END AS metadata,
                CASE requires {lacking} ELSE false END AS lacking
         FROM (SELECT f.*, {ids} FROM f {joins}) f
-        ORDER BY _row, _element
+        ORDER BY _row, _at
     """
 
 
@@ -299,23 +300,25 @@ def _extract(document: str, paths: dict[str, str], into: str) -> tuple[str, str]
 def _unwrapped(mapping: Mapping) -> str:
     """SQL: ``records``, each envelope replaced by the records it holds (with the envelope's row number).
 
-    ``_element`` is the text of a record taken out of an envelope (null for the others).
+    ``_element`` is the text of a record taken out of an envelope (null for the others),
+    ``_at`` its place in the envelope (0 for the others).
     Only a record that names the envelope's key is looked into: the others pass as they
     are, without the list that taking out the elements builds for every record it sees.
     """
     if mapping.envelope is None:
-        return "(SELECT *, NULL::VARCHAR AS _element FROM records)"
+        return "(SELECT *, 0 AS _at, NULL::VARCHAR AS _element FROM records)"
     path = f"'$.{mapping.envelope}'"
     named = f"""coalesce(contains(_raw, '"{mapping.envelope}"'), false)"""
     wrapped = f"coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)"
     return f"""
-        (SELECT _row, _raw, NULL::VARCHAR AS _element FROM records WHERE NOT {named}
+        (SELECT _row, _raw, 0 AS _at, NULL::VARCHAR AS _element FROM records WHERE NOT {named}
          UNION ALL
-         SELECT _row, _raw, CASE WHEN _wrapped THEN _raw END AS _element
-         FROM (SELECT _row, {wrapped} AS _wrapped,
-                      unnest(CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
-                                  ELSE [_raw] END) AS _raw
-               FROM records WHERE {named}))
+         SELECT _row, _raw, _at, CASE WHEN _wrapped THEN _raw END AS _element
+         FROM (SELECT _row, _wrapped, unnest(_list) AS _raw, unnest(range(len(_list))) AS _at
+               FROM (SELECT _row, {wrapped} AS _wrapped,
+                            CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
+                                 ELSE [_raw] END AS _list
+                     FROM records WHERE {named})))
     """
 
 
