@@ -219,12 +219,11 @@ def _query(mapping: Mapping, *, guarded: bool) -> str:
                         FROM ({_read(mapping, guarded=guarded)})) f
                   LEFT JOIN kinds k ON f.kind = k.kind)),
         ids AS MATERIALIZED (SELECT kind, identifier, {uuid5_sql(name)} AS id FROM ({named}))
-        SELECT _row, _element, ok, _skip, label, mapped, event_type, requires, f.user, f.course, video_key,
+        SELECT _row, _at, _element, ok, _skip, label, mapped, event_type, requires, f.user, f.course, video_key,
                recording_id, user_id, course_id, f.id, timestamp AS event_timestamp, {session} AS session_id,
                CASE WHEN mapped THEN '{{' || concat_ws(',', {members}) || '}}' END AS metadata,
                CASE requires {lacking} ELSE false END AS lacking
         FROM (SELECT f.*, {ids} FROM f {joins}) f
-        ORDER BY _row, _at
     """
 
 
@@ -302,24 +301,29 @@ def _unwrapped(mapping: Mapping) -> str:
 
     ``_element`` is the text of a record taken out of an envelope (null for the others),
     ``_at`` its place in the envelope (0 for the others).
-    Only a record that names the envelope's key is looked into: the others pass as they
-    are, without the list that taking out the elements builds for every record it sees.
+    Only a record that names the envelope's key (``_named``, found by :func:`apply`) is
+    looked into: the others pass as they are, without the list that taking out the
+    elements builds for every record it sees.
     """
     if mapping.envelope is None:
         return "(SELECT *, 0 AS _at, NULL::VARCHAR AS _element FROM records)"
     path = f"'$.{mapping.envelope}'"
-    named = f"""coalesce(contains(_raw, '"{mapping.envelope}"'), false)"""
     wrapped = f"coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)"
     return f"""
-        (SELECT _row, _raw, 0 AS _at, NULL::VARCHAR AS _element FROM records WHERE NOT {named}
+        (SELECT _row, _raw, 0 AS _at, NULL::VARCHAR AS _element FROM records WHERE NOT _named
          UNION ALL
          SELECT _row, _raw, _at, CASE WHEN _wrapped THEN _raw END AS _element
          FROM (SELECT _row, _wrapped, unnest(_list) AS _raw, unnest(range(len(_list))) AS _at
                FROM (SELECT _row, {wrapped} AS _wrapped,
                             CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
                                  ELSE [_raw] END AS _list
-                     FROM records WHERE {named})))
+                     FROM records WHERE _named)))
     """
+
+
+def _names(key: str) -> pl.Expr:
+    """Whether a record's text holds ``key`` as a JSON string (polars' search: several times DuckDB's ``contains``)."""
+    return pl.col("_raw").str.contains(f'"{key}"', literal=True).fill_null(False)
 
 
 def _read(mapping: Mapping, *, guarded: bool) -> str:
@@ -384,11 +388,13 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
         {'(none)': 1}
     """
     texts = records.select("_raw", pl.col("_row").cast(pl.Int64))
-    with over(records=texts, kinds=_kinds(mapping)) as con:
+    named = [] if mapping.envelope is None else [_names(mapping.envelope).alias("_named")]
+    with over(records=texts.with_columns(named), kinds=_kinds(mapping)) as con:
         try:  # most batches are all JSON: checking each text first would parse it twice
             out = con.sql(_query(mapping, guarded=False)).pl()
         except duckdb.InvalidInputException:
             out = con.sql(_query(mapping, guarded=True)).pl()
+    out = out.sort("_row", "_at")  # as the records came (polars' sort: DuckDB's carried every column)
     out = out.join(texts, on="_row", how="left", maintain_order="left").with_columns(
         pl.coalesce("_element", "_raw").alias("_raw")
     )
