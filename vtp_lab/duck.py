@@ -29,9 +29,11 @@ __all__ = [
     "arrow",
     "compute",
     "connect",
+    "fixed_rows",
     "json_query",
     "literal",
     "over",
+    "text_of_rows",
     "uuid_array",
     "uuid_text",
 ]
@@ -149,12 +151,10 @@ def uuid_array(texts: pa.Array | pa.ChunkedArray) -> pa.ExtensionArray | None:
     kind = whole.type
     if whole.null_count or not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or kind == pa.string_view()):
         return None
-    text = whole.cast(pa.large_string())
-    n = len(text)
-    offsets = np.frombuffer(text.buffers()[1], np.int64, n + 1, text.offset * 8)
-    if not (np.diff(offsets) == 36).all():
+    chars, spelled = fixed_rows(whole.cast(pa.large_string()), 36)
+    if not spelled.all():
         return None
-    chars = np.frombuffer(text.buffers()[2], np.uint8, 36 * n, int(offsets[0])).reshape(n, 36)
+    n = len(chars)
     out = np.empty((n, 16), np.uint8)
     for start in range(0, n, _UUID_ROWS_PER_STEP):
         step = _uuid_bytes(chars[start : start + _UUID_ROWS_PER_STEP])
@@ -173,24 +173,49 @@ _TEXT_ROWS_PER_STEP: Final = 65_536
 """UUIDs made text at a time (smaller steps were slower: docs/performance.md)."""
 
 
-def _sixteen_bytes(storage: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The values of a binary array as rows of 16 bytes, and which rows are a value of exactly 16 bytes."""
-    n = len(storage)
-    valid = np.ones(n, bool) if storage.null_count == 0 else storage.is_valid().to_numpy(zero_copy_only=False)
-    if storage.type == pa.binary(16):
-        return np.frombuffer(storage.buffers()[1], np.uint8, 16 * n, storage.offset * 16).reshape(n, 16), valid
-    if storage.type not in (pa.binary(), pa.large_binary()):
-        raise TypeError(f"uuid_text takes binary values (arrow.uuid, fixed or variable size), not {storage.type}")
-    width = 8 if storage.type == pa.large_binary() else 4
-    offsets = np.frombuffer(storage.buffers()[1], f"int{width * 8}", n + 1, storage.offset * width).astype(np.int64)
-    sized = np.diff(offsets) == 16
-    data = storage.buffers()[2]
+def fixed_rows(array: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The values of a binary or string Arrow array as rows of ``width`` bytes, and which rows are such a value.
+
+    A row is a value when it is not null and has exactly ``width`` bytes; the other rows
+    are zeros. When every value has that width the rows are a view of the array's
+    buffer, not a copy. Takes fixed-size binary of ``width``, binary, large binary,
+    string and large string.
+
+    Example:
+        >>> rows, ok = fixed_rows(pa.array(["ab", "abc", None, "cd"]), 2)
+        >>> rows[ok].tobytes(), ok.tolist()
+        (b'abcd', [True, False, False, True])
+    """
+    n, kind = len(array), array.type
+    valid = np.ones(n, bool) if array.null_count == 0 else array.is_valid().to_numpy(zero_copy_only=False)
+    if kind == pa.binary(width):
+        return np.frombuffer(array.buffers()[1], np.uint8, width * n, array.offset * width).reshape(n, width), valid
+    if kind not in (pa.binary(), pa.large_binary(), pa.string(), pa.large_string()):
+        raise TypeError(f"fixed_rows takes binary or string values, not {kind}")
+    size = 8 if kind in (pa.large_binary(), pa.large_string()) else 4
+    offsets = np.frombuffer(array.buffers()[1], f"int{size * 8}", n + 1, array.offset * size).astype(np.int64)
+    sized = np.diff(offsets) == width
+    data = array.buffers()[2]
     values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    if sized.all():  # every value 16 bytes, one after the other
-        return values[offsets[0] : offsets[-1]].reshape(n, 16), valid
-    rows = np.zeros((n, 16), np.uint8)
-    rows[sized] = values[offsets[:-1][sized, None] + np.arange(16)]
+    if sized.all():  # every value of the width, one after the other
+        return values[offsets[0] : offsets[-1]].reshape(n, width), valid
+    rows = np.zeros((n, width), np.uint8)
+    rows[sized] = values[offsets[:-1][sized, None] + np.arange(width)]
     return rows, valid & sized
+
+
+def text_of_rows(rows: np.ndarray, valid: np.ndarray) -> pa.LargeStringArray:
+    """Rows of bytes (a C-contiguous ``uint8`` matrix), each a text, as a large-string array; null where not ``valid``.
+
+    Example:
+        >>> text_of_rows(np.frombuffer(b"abcd", np.uint8).reshape(2, 2), np.array([True, False])).to_pylist()
+        ['ab', None]
+    """
+    n, width = rows.shape
+    offsets = np.arange(0, width * n + 1, width, dtype=np.int64)
+    nulls = n - int(valid.sum())
+    mask = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(rows), mask, nulls)
 
 
 def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
@@ -207,7 +232,10 @@ def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
         [None, None]
     """
     whole = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    raw, valid = _sixteen_bytes(whole.storage if isinstance(whole, pa.ExtensionArray) else whole)
+    storage = whole.storage if isinstance(whole, pa.ExtensionArray) else whole
+    if storage.type not in (pa.binary(16), pa.binary(), pa.large_binary()):
+        raise TypeError(f"uuid_text takes binary values (arrow.uuid, fixed or variable size), not {storage.type}")
+    raw, valid = fixed_rows(storage, 16)
     n = len(raw)
     out = np.empty((n, 36), np.uint8)
     out[:, _DASHES] = ord("-")
@@ -217,10 +245,7 @@ def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
         for first, end in _TEXT_PIECES:
             step[:, at : at + end - first] = hexed[:, first:end]
             at += end - first + 1
-    offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int64)
-    nulls = n - int(valid.sum())
-    mask = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out), mask, nulls)
+    return text_of_rows(out, valid)
 
 
 def arrow(frame: pl.DataFrame, *, batch_rows: int = _SCAN_BATCH_ROWS, uuids: Collection[str] = ()) -> pa.Table:

@@ -462,13 +462,14 @@ def _uuid5_text(digests: pl.Series) -> pl.Series:
     stays in the CPU's cache): every digest is 40 characters, every UUID 36, so no Python
     runs per row.
     """
+    from vtp_lab.duck import fixed_rows, text_of_rows
+
     hexes = digests.fill_null("0" * 40).cast(pl.String).to_arrow()
     hexes = hexes.combine_chunks() if isinstance(hexes, pa.ChunkedArray) else hexes
     if hexes.type not in (pa.string(), pa.large_string()):
         hexes = hexes.cast(pa.large_string())
-    n, width = len(hexes), 8 if hexes.type == pa.large_string() else 4
-    start = int(np.frombuffer(hexes.buffers()[1], f"int{width * 8}", 1, hexes.offset * width)[0])
-    text = np.frombuffer(hexes.buffers()[2], np.uint8, 40 * n, start).reshape(n, 40)
+    text, _ = fixed_rows(hexes, 40)
+    n = len(text)
     out = np.empty((n, 36), np.uint8)
     for row in range(0, n, _DIGESTS_PER_STEP):
         digits = text[row : row + _DIGESTS_PER_STEP]
@@ -477,10 +478,7 @@ def _uuid5_text(digests: pl.Series) -> pl.Series:
         step[:, _UUID_FROM_SHA1 == -2] = ord("5")
         step[:, _UUID_FROM_SHA1 == -3] = _VARIANT[digits[:, 16]][:, None]
         out[row : row + _DIGESTS_PER_STEP] = step
-    offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int64)
-    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
-    uuids = pl.Series(digests.name, array, dtype=pl.String)
-    return uuids.set(digests.is_null(), None) if digests.null_count() else uuids
+    return pl.Series(digests.name, text_of_rows(out, digests.is_not_null().to_numpy()), dtype=pl.String)
 
 
 def derive_event_id(

@@ -350,7 +350,7 @@ class DuckDBStore(Store):
                 self.con.execute(base._spill_sql(base._table(table).name, table, by=by, parts=parts, folder=folder))
             if self.path != ":memory:":  # an in-memory store's blocks are its data
                 with base._memory_limit(self.con, _AFTER_SPILL_MEMORY):
-                    pass
+                    pass  # setting the lower limit evicts the cached blocks; leaving sets the limit back
         return base._parts(folder)
 
     def _record_version(self, version: str | None) -> None:
