@@ -143,3 +143,59 @@ def test_raw_numbers_and_keys_in_any_order_match_python(rows):
         pairs = sorted(members.items()) if ordered else list(members.items())
         texts.append("{" + comma.join(f"{json.dumps(k, ensure_ascii=False)}{colon}{v}" for k, v in pairs) + "}")
     assert canonical_json(pl.Series(texts, dtype=pl.String)).to_list() == [python(t) for t in texts]
+
+
+EDGE_NUMBERS = ["0.0001", "0.00001", "0.00010", "1.50", "-0", "-0.0", "0.0", "3060.0", "-12.5", "0.1"]
+EDGE_NUMBERS += ["123456789012345.0", "12345678901234.5", "1234567890123456", "9007199254740993"]
+EDGE_NUMBERS += ["1.0000000000000001", "0.12345678901234567", "1234567890123456.7", "0.30000000000000004"]
+PLAIN_EDGES = [f'{{"b":{n},"a":1}}' for n in EDGE_NUMBERS] + [
+    '{"b":1,"a":2,"b":3}',
+    '{"a":1,"a":2}',
+    '{"x:y,z":"a,b:c}","$1":"${2}","{":"}","#~":true,"":null,"9":false}',
+    '{ "b" : 1 ,\n\t"a" : "x , y : z" }',
+    '{"b":"caf\\u00e9","a":1}',
+    '{"b":"\\"","a":1}',
+    '{"a b":1,"a":2,"a!":3}',
+    '{"b":{"c":1},"a":[1]}',
+    "{}",
+    '{"only":1}',
+]
+
+
+def test_flat_objects_at_the_edges_of_python_number_text_match_python():
+    """Numbers at the 1e-4 and 15-digit bounds, keys with punctuation and ``$``, spaces, repeats and others."""
+    assert canonical_json(pl.Series(PLAIN_EDGES)).to_list() == [python(t) for t in PLAIN_EDGES]
+
+
+plain_numbers = st.builds(
+    lambda sign, whole, fraction, exponent: f"{sign}{whole}{fraction}{exponent}",
+    st.sampled_from(["", "-"]),
+    st.sampled_from(["0"]) | st.from_regex(r"[1-9][0-9]{0,19}", fullmatch=True),
+    st.sampled_from([""]) | st.from_regex(r"\.[0-9]{1,19}", fullmatch=True),
+    st.sampled_from(["", "", "", "e5", "E-7", "e+300"]),
+)
+plain_values = (
+    plain_numbers
+    | st.sampled_from(["true", "false", "null"])
+    | st.text(st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='"\\'), max_size=6).map(
+        lambda t: f'"{t}"'
+    )
+)
+plain_keys = st.text(st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='"\\'), max_size=4)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(plain_keys | st.sampled_from(["position", "a", "b"]), plain_values), max_size=6),
+            st.sampled_from([(",", ":"), (", ", ": "), (" , ", " :\n")]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_flat_objects_written_by_hand_match_python(rows):
+    """Flat objects whose numbers are any JSON spelling, keys in any order, repeated or not, with any spacing."""
+    texts = ["{" + comma.join(f'"{k}"{colon}{v}' for k, v in pairs) + "}" for pairs, (comma, colon) in rows]
+    assert canonical_json(pl.Series(texts, dtype=pl.String)).to_list() == [python(t) for t in texts]
