@@ -167,6 +167,31 @@ def test_flat_objects_at_the_edges_of_python_number_text_match_python():
     assert canonical_json(pl.Series(PLAIN_EDGES)).to_list() == [python(t) for t in PLAIN_EDGES]
 
 
+def test_the_platforms_metadata_is_written_without_duckdb(monkeypatch):
+    """Flat objects of plain keys and values, in any key order and spacing: polars alone (the fast path)."""
+    import vtp_lab.canonical
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a plain flat object went to DuckDB")
+
+    monkeypatch.setattr(vtp_lab.canonical, "_struct_select", refuse)
+    monkeypatch.setattr(vtp_lab.canonical, "_any_json", refuse)
+    texts = [
+        '{"position":12.5}',
+        '{"position": 0.0, "quality": "720p", "bitrate": 2800, "playback_rate": 1.0, "duration": 3060.0}',
+        '{"old_quality":"720p","new_quality":"480p","reason":"bandwidth_drop","position":125.716}',
+        '{"code":"E42","message":"network: lost, retrying","fatal":false,"extra":null}',
+        None,
+    ]
+    assert canonical_json(pl.Series(texts)).to_list() == [python(t) for t in texts]
+
+
+def test_rows_beyond_the_orders_of_keys_a_batch_sorts_take_the_general_path():
+    texts = [f'{{"k{i:03d}":{i},"a{i:03d}":"x","k{i:03d}":{i}.5}}' for i in range(40)]
+    texts += [f'{{"z{i:03d}":{i},"a":{i}.25}}' for i in range(100)] * 2
+    assert canonical_json(pl.Series(texts)).to_list() == [python(t) for t in texts]
+
+
 plain_numbers = st.builds(
     lambda sign, whole, fraction, exponent: f"{sign}{whole}{fraction}{exponent}",
     st.sampled_from(["", "-"]),

@@ -16,14 +16,15 @@ from conftest import ROOT
 
 import vtp_lab.io
 import vtp_lab.load
-from vtp_lab.errors import InputFormatError
-from vtp_lab.events import REASONS
+from vtp_lab.errors import InputFormatError, RejectionLimitError
+from vtp_lab.events import REASONS, derive_event_id
 from vtp_lab.io import RawBatch, write_events
 from vtp_lab.lab import Lab
 from vtp_lab.load import load_files, read_ahead
 from vtp_lab.store import open_store
 from vtp_lab.synth import semester
 from vtp_lab.tables import REJECTED_EVENTS
+from vtp_lab.validation import validate
 
 
 @pytest.fixture(scope="module")
@@ -421,6 +422,43 @@ def test_a_file_of_many_chunks_is_validated_and_stored_in_row_group_sized_parts(
     assert all(size >= 100 for size in sizes[:-1]) and len(sizes) <= sem.events.height // 100 + 1
     assert all(height >= 100 for height in checked[:-1]) and len(checked) == len(sizes)
     assert store.count("analytics_events") == sem.events.height
+
+
+def test_ids_are_derived_in_a_thread_of_their_own_beside_validation_and_storing(tmp_path, sem, monkeypatch):
+    """A file without ids: each batch's ids are derived apart from its validation and its append, and are the spec's."""
+    monkeypatch.setattr("vtp_lab.load.ROW_GROUP_ROWS", 100)
+    path = write_events(sem.events.with_columns(pl.lit(None, pl.String).alias("id")), tmp_path / "no-ids.ndjson")
+    threads: dict[str, set[str]] = {"validate": set(), "derive": set(), "append": set()}
+    check, derive = vtp_lab.load.validate, vtp_lab.load.with_derived_ids
+
+    def seen(step: str) -> None:
+        threads[step].add(threading.get_ident())
+
+    monkeypatch.setattr("vtp_lab.load.validate", lambda frame, **kw: seen("validate") or check(frame, **kw))
+    monkeypatch.setattr("vtp_lab.load.with_derived_ids", lambda accepted: seen("derive") or derive(accepted))
+    store = open_store(":memory:")
+    append = store.append
+    monkeypatch.setattr(store, "append", lambda ev, rej, **kw: seen("append") or append(ev, rej, **kw))
+    report = load_files(store, [path], progress=False)
+    assert report.accepted == sem.events.height
+    assert all(len(ids) == 1 for ids in threads.values()) and len(set.union(*threads.values())) == 3
+    spec_ids = [
+        derive_event_id(**{**row, "metadata": json.loads(row["metadata"]) if row["metadata"] else None})
+        for row in sem.events.drop("id").iter_rows(named=True)
+    ]
+    assert sorted(store.read("analytics_events")["id"].to_list()) == sorted(spec_ids)
+
+
+def test_a_load_stopped_early_leaves_none_of_its_threads_running(tmp_path, monkeypatch):
+    """Over ``max_rejected`` at the first batch of many: reading, validating and deriving all stop."""
+    monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 4096)
+    monkeypatch.setattr("vtp_lab.load.ROW_GROUP_ROWS", 100)
+    bad = semester(courses=1, lectures_per_course=2, students=12, seed=3, bad_rows=0.3).events
+    path = write_events(bad.with_columns(pl.lit(None, pl.String).alias("id")), tmp_path / "bad.ndjson")
+    with pytest.raises(RejectionLimitError) as info:
+        load_files(open_store(":memory:"), [path], progress=False, max_rejected=1)
+    assert info.value.rejected < validate(bad).rejected.height  # it stopped at its first batches
+    assert not any(t.name == "vtp-lab-read-ahead" for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("kept", [0.5, 0.6, 0.75])

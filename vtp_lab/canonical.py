@@ -4,11 +4,18 @@ That is ``json.dumps(json.loads(t), sort_keys=True, separators=(",", ":"))``.
 
 Derived event ids (spec section 1) hash an event's metadata as Python writes it with
 sorted keys and no spaces. :func:`canonical_json` gives that text for every row of a
-column without a Python call per row: a flat object (every value a string, number,
-``true``, ``false`` or ``null``: the platform's metadata) is cut into its pairs by one
-regular expression over the column; an object or array that holds another is taken
-apart a level at a time by DuckDB's ``json_each``; then strings, numbers and keys are
-rewritten as Python writes them and the pairs are sorted and joined per row.
+column without a Python call per row, in three steps, each for the rows the one before
+left:
+
+- a flat object of plain keys and values (the platform's metadata) is already Python's
+  text once its spaces are gone and its pairs are in order of key: polars checks it with
+  one regular expression and reorders the rows of each order of keys with another;
+- another flat object of printable ASCII keys, with values to be rewritten (numbers in
+  other spellings, say), is read by DuckDB into one struct of the batch's keys;
+- anything else is cut into its pairs by one regular expression over the column, an
+  object or array that holds another taken apart a level at a time by DuckDB's
+  ``json_each``; then strings, numbers and keys are rewritten as Python writes them and
+  the pairs are sorted and joined per row.
 
 Python's rules, kept here: keys sorted by code point, the last of a repeated key wins;
 strings escaped as ``ensure_ascii`` does (``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t``,
@@ -26,7 +33,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 import polars as pl
@@ -34,7 +40,7 @@ import polars as pl
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["canonical_json", "canonical_select"]
+__all__ = ["canonical_json"]
 
 _WS: Final = r"[ \t\n\r]*"
 _STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
@@ -218,9 +224,70 @@ _FAST_KEYS: Final = 256
 _NEEDS_REWRITE: Final = r"[^ -~]|\\|[0-9][eE]|[:,\[]-?0\.0000|[0-9]{17,}\.|.[{\[]"
 """A text the JSON reader wrote in a way Python would not (or might not): any such row takes the general path."""
 
+_PLAIN_KEY: Final = r'"[#-9;-\[\]-~]*"'
+"""A key Python writes as it is, whose text sorts as the key does (no character at or below ``"``), without ``:``."""
+_PLAIN_VALUE: Final = (
+    r'"[ !#-\[\]-~]*"|true|false|null|0|-?[1-9][0-9]*'
+    r"|-?0\.(?:0|0{0,3}[1-9](?:[0-9]*[1-9])?)|-?[1-9][0-9]*\.(?:0|[0-9]*[1-9])"
+)
+"""A value Python writes as it is: printable ASCII text, a literal, an integer (not ``-0``), or a decimal of
+at least 1e-4 with no zeros at its end (``3060.0`` aside); :data:`_LONG_NUMBER` bounds its digits."""
+_PLAIN_OBJECT: Final = f"^\\{{(?:{_PLAIN_KEY}:(?:{_PLAIN_VALUE})(?:,{_PLAIN_KEY}:(?:{_PLAIN_VALUE}))*)?\\}}$"
+"""A compact flat object of plain keys and values: Python's text once its pairs are in order of key."""
+_LONG_NUMBER: Final = r"[0-9.]{17,}"
+"""Digits beyond 15 significant ones, which may not be the shortest text of their double (nor below 1e16)."""
+_SPACES: Final = r'("[^"]*")|[ \t\n\r]*([{}:,])[ \t\n\r]*'
+"""Spaces around a JSON text's punctuation, outside its strings. A text with an escaped quote is cut wrongly,
+but a backslash is never plain: such a text takes the other paths as it came."""
+_VALUE_ONLY: Final = r':(?:"[^"]*"|[^,}"]+)'
+"""A plain object's value, after its key's colon (the first colon outside a string): without them,
+``{"b":,"a":}`` is the order of a row's keys."""
+_ORDERS: Final = 64
+"""The most orders of keys a batch's plain objects are sorted in (rows in rarer ones take the general path)."""
 
-def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *, carry: Sequence[str] = ()) -> str:
-    """A query over ``table``: the ``carry`` columns and ``canonical``, the JSON ``column`` written as Python writes it.
+
+def _plain_objects(texts: pl.Series) -> pl.Series:
+    """Plain flat objects (see :data:`_PLAIN_OBJECT`) as Python writes them, null for any other text.
+
+    Spaces between tokens go, then the rows of each order of keys (a few in a batch of the
+    platform's metadata) have their pairs put in order by one regular expression.
+    """
+    spaced = texts.str.contains(r"[ \t\n\r]")
+    if spaced.any():
+        texts = texts.clone().scatter(spaced.arg_true(), texts.filter(spaced).str.replace_all(_SPACES, "${1}${2}"))
+    plain = texts.str.contains(_PLAIN_OBJECT) & ~texts.str.contains(_LONG_NUMBER)
+    result = pl.select(pl.when(plain).then(pl.lit(texts))).to_series()
+    several = plain & (texts.str.count_matches('":', literal=True) > 1)
+    rows = pl.DataFrame({"text": texts.filter(several), "row": several.arg_true()})
+    rows = rows.with_columns(order=pl.col("text").str.replace_all(_VALUE_ONLY, ":"))
+    orders = rows["order"].value_counts(sort=True)["order"]
+    rare = rows.filter(~pl.col("order").is_in(orders.head(_ORDERS).implode()))["row"]
+    for order in orders.head(_ORDERS).to_list():
+        keys = order[2:-3].split('":,"')
+        if len(set(keys)) < len(keys):  # the last of a repeated key wins: the general path
+            result = result.scatter(rows.filter(pl.col("order") == order)["row"], None)
+        elif keys != sorted(keys):
+            same = rows.filter(pl.col("order") == order)
+            result = result.scatter(same["row"], _in_order(same["text"], keys))
+    return result.scatter(rare, None)
+
+
+def _in_order(texts: pl.Series, keys: list[str]) -> pl.Series:
+    """Plain objects whose keys are ``keys`` in this order, with their pairs in order of key.
+
+    Example:
+        >>> _in_order(pl.Series(['{"b":1,"a":"x"}']), ["b", "a"]).item()
+        '{"a":"x","b":1}'
+    """
+    pattern = "^\\{" + ",".join(f'"{re.escape(key)}":("[^"]*"|[^,}}]*)' for key in keys) + "\\}$"
+    by_key = sorted(range(len(keys)), key=keys.__getitem__)
+    return texts.str.replace(
+        pattern, "{" + ",".join(f'"{keys[i].replace("$", "$$")}":${{{i + 1}}}' for i in by_key) + "}"
+    )
+
+
+def _struct_select(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
+    """A query over ``table``: ``canonical``, the JSON ``column`` written as Python writes it.
 
     The common case in one DuckDB pass: a flat object with printable ASCII keys, none
     repeated, none null. The table's keys, sorted, become one struct that the JSON reader
@@ -228,14 +295,14 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
     row is anything else (not an object, a repeated key, a ``null`` value, a key outside the
     table's list, a nested value, text that the reader writes otherwise than Python:
     non-ASCII, escapes, exponents, very small or large numbers) and where ``column`` is
-    null: give those rows to :func:`canonical_json`. Runs one query on ``con`` to find
+    null: those take the general path (:func:`_any_json`). Runs one query on ``con`` to find
     the keys, on a sample of :data:`_KEY_SAMPLE` rows (a key only rarer rows hold costs
     them the general path, not a different text).
 
     Example:
         >>> from vtp_lab.duck import over
         >>> with over(t=pl.DataFrame({"m": ['{"b": 1, "a": "x"}', '{"a": [1]}']})) as con:
-        ...     con.sql(canonical_select(con, "t", "m")).pl()["canonical"].to_list()
+        ...     con.sql(_struct_select(con, "t", "m")).pl()["canonical"].to_list()
         ['{"a":"x","b":1}', None]
     """
     sample = f"(SELECT {column} FROM {table} USING SAMPLE reservoir({_KEY_SAMPLE} ROWS) REPEATABLE (1))"
@@ -245,15 +312,14 @@ def canonical_select(con: duckdb.DuckDBPyConnection, table: str, column: str, *,
     plain = [k for k in found.head(_FAST_KEYS).to_list() if k and re.fullmatch(_PLAIN_TEXT, k) and "'" not in k]
     folded = Counter(k.lower() for k in plain)
     keys = sorted(k for k in plain if folded[k.lower()] == 1)  # a struct's field names ignore case
-    carried = "".join(f"{c}, " for c in carry)
     if not keys:
-        return f"SELECT {carried}NULL::VARCHAR AS canonical FROM {table}"
+        return f"SELECT NULL::VARCHAR AS canonical FROM {table}"
     struct = "{" + ",".join(f'"{k}":"JSON"' for k in keys) + "}"
     members = ", ".join(f"""'"{k}":' || _fields."{k}\"""" for k in keys)
     values = ", ".join(f'_fields."{k}"' for k in keys)
     rewrite = f"regexp_matches(_joined, '{_NEEDS_REWRITE}')"
     return f"""
-        SELECT {carried}CASE WHEN _complete AND NOT {rewrite} THEN _joined END AS canonical
+        SELECT CASE WHEN _complete AND NOT {rewrite} THEN _joined END AS canonical
         FROM (SELECT *, '{{' || concat_ws(',', {members}) || '}}' AS _joined,
                      list_count(list_value({values})) = len(json_keys({column}))
                          AND starts_with(ltrim({column}), '{{') AS _complete
@@ -280,11 +346,15 @@ def canonical_json(texts: pl.Series) -> pl.Series:
         >>> canonical_json(pl.Series(['{"z": [1, {"b": 1e-5, "a": true}], "y": "\\n"}'])).item()
         '{"y":"\\n","z":[1,{"a":true,"b":1e-05}]}'
     """
-    if texts.is_null().all():
-        return texts.cast(pl.String)
+    texts = texts.cast(pl.String)
+    plain = _plain_objects(texts).rename(texts.name)
+    left = texts.is_not_null() & plain.is_null()
+    if not left.any():
+        return plain
     from vtp_lab.duck import over
 
-    with over(texts=pl.DataFrame({"t": texts})) as con:
-        fast = con.sql(canonical_select(con, "texts", "t")).pl()["canonical"].rename(texts.name)
-    rest = texts.is_not_null() & fast.is_null()
-    return fast.scatter(rest.arg_true(), _any_json(texts.filter(rest)))
+    others = texts.filter(left)
+    with over(texts=pl.DataFrame({"t": others})) as con:
+        fast = con.sql(_struct_select(con, "texts", "t")).pl()["canonical"]
+    rest = fast.is_null()
+    return plain.scatter(left.arg_true(), fast.scatter(rest.arg_true(), _any_json(others.filter(rest))))

@@ -558,10 +558,9 @@ def derive_event_ids(events: pl.DataFrame, *, canonical: pl.Series | None = None
     """Derived ids (spec section 1) for a frame of canonical events, vectorised.
 
     The metadata of each row is ``canonical`` (its text as :func:`canonical_metadata`
-    writes it, ``""`` when absent) if given; else it is the frame's ``metadata``
-    column, any JSON text, written canonically here: the common case in the same
-    DuckDB pass as the hash (:func:`vtp_lab.canonical.canonical_select`), the rest by
-    :func:`vtp_lab.canonical.canonical_json`.
+    writes it, ``""`` when absent) if given; else it is the frame's ``metadata`` column,
+    any JSON text, written canonically here by :func:`vtp_lab.canonical.canonical_json`.
+    The names are joined by polars and hashed by DuckDB (:func:`uuid5_series`).
 
     Example:
         >>> frame = pl.DataFrame({"event_type": ["playback_started"], "recording_id": ["r"], "user_id": ["u"],
@@ -571,31 +570,21 @@ def derive_event_ids(events: pl.DataFrame, *, canonical: pl.Series | None = None
         >>> derive_event_ids(frame.with_columns(metadata=pl.lit('{"b": 1, "a": 2}'))).item()
         '07d9642c-b9ee-5ecd-b269-c6fcd5a49061'
     """
-    from vtp_lab.canonical import canonical_json, canonical_select
-    from vtp_lab.duck import over
+    from vtp_lab.canonical import canonical_json
 
+    metadata = canonical if canonical is not None else canonical_json(events["metadata"])
     # the time formats as a naive UTC time: strftime then skips the time zone lookup per row
-    fields = events.select(
-        *_ID_FIELDS[:-1], pl.col("event_timestamp").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-    )
-    metadata = canonical if canonical is not None else events["metadata"]
-    with over(ev=fields.with_columns(metadata.alias("metadata"))) as con:
-        if canonical is not None:
-            rows = "SELECT *, metadata AS canonical FROM ev"
-        else:
-            rows = canonical_select(con, "ev", "metadata", carry=["*"])
-        name = (
-            "concat_ws('|', 'event', event_type, recording_id, user_id, session_id, "
-            "strftime(event_timestamp, '%Y-%m-%dT%H:%M:%S.%fZ'), coalesce(canonical, ''))"
+    utc = pl.col("event_timestamp").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    names = events.select(
+        pl.concat_str(
+            pl.lit("event"),
+            *_ID_FIELDS[:-1],
+            utc.dt.strftime("%Y-%m-%dT%H:%M:%S.%6fZ"),
+            pl.lit(metadata).fill_null(""),
+            separator="|",
         )
-        hashed = f"CASE WHEN metadata IS NULL OR canonical IS NOT NULL THEN {_SHA1_OF_NAME.format(name=name)} END"
-        digests = con.sql(f"SELECT {hashed} AS h FROM ({rows})").pl()["h"]
-    ids = _uuid5_text(digests).rename("id")
-    rest = ids.is_null()
-    if not rest.any():
-        return ids
-    others = events.filter(rest)
-    return ids.scatter(rest.arg_true(), derive_event_ids(others, canonical=canonical_json(others["metadata"])))
+    )
+    return uuid5_series(names.to_series()).rename("id")
 
 
 _NUMBER_RULES: Final[dict[MetadataKind, Callable[[float], bool]]] = {

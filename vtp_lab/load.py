@@ -48,7 +48,7 @@ from vtp_lab.io import Format, RawBatch, checked_format, detect_format, expand_p
 from vtp_lab.postgres import DEFAULT_OVERLAP, PostgresSource, is_postgres, read_table, server_state
 from vtp_lab.store import Filter, Origins, Store
 from vtp_lab.tables import ANALYTICS_EVENTS
-from vtp_lab.validation import validate
+from vtp_lab.validation import validate, with_derived_ids
 
 __all__ = ["FileReport", "LoadReport", "load_files", "read_ahead"]
 
@@ -424,7 +424,7 @@ def _checked(
         if not batch.rows.height:
             accepted, rejected, origins = ANALYTICS_EVENTS.empty(), batch.malformed, None
         else:
-            valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew)
+            valid = validate(batch.rows, source=source, max_clock_skew=max_clock_skew, derive_ids=False)
             accepted, rejected, origins = valid.accepted, pl.concat([batch.malformed, valid.rejected]), valid.origins
         yield _Checked(
             rows_read=batch.rows_read,
@@ -435,6 +435,12 @@ def _checked(
             skipped=batch.skipped,
             identities=batch.identities,
         )
+
+
+def _with_ids(parts: Iterator[_Checked]) -> Iterator[_Checked]:
+    """Each part with the ids its events came without derived: a stage of its own, beside validation and storing."""
+    for part in parts:
+        yield replace(part, accepted=with_derived_ids(part.accepted))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -490,7 +496,7 @@ def _load_stream(
     rows = min(batch_rows, ROW_GROUP_ROWS)
     check = partial(_checked, stream.read, source=stream.source, max_clock_skew=max_clock_skew, rows=rows)
     try:
-        for part in read_ahead(check):
+        for part in read_ahead(lambda: _with_ids(read_ahead(check))):
             if part.identities is not None:
                 known = _record_identities(store, part.identities, known)
             result = store.append(part.accepted, part.rejected, origins=part.origins)

@@ -55,7 +55,7 @@ from vtp_lab.events import (
 )
 from vtp_lab.tables import ANALYTICS_EVENTS, REJECTED_EVENTS, is_canonical_uuid
 
-__all__ = ["Validated", "canonical_uuid", "cast_timestamps", "rejected_rows", "rules", "validate"]
+__all__ = ["Validated", "canonical_uuid", "cast_timestamps", "rejected_rows", "rules", "validate", "with_derived_ids"]
 
 _REQUIRED: Final = ("event_type", "recording_id", "user_id", "session_id", "event_timestamp")
 _SPECIAL: Final = ("_raw", "_source", "_row")
@@ -477,12 +477,29 @@ def _failures(staged: pl.DataFrame, rules: list[tuple[str, str, pl.Expr]]) -> pl
     return pl.DataFrame(schema={"check_number": pl.Int64, "index": pl.Int64})
 
 
-def _derive_ids(accepted: pl.DataFrame) -> pl.Series:
-    """Event ids, derived (spec section 1) where the input had none."""
+def with_derived_ids(accepted: pl.DataFrame) -> pl.DataFrame:
+    """Accepted events (``analytics_events``) with the ids they came without derived (spec section 1), checked.
+
+    :func:`validate` calls it unless told ``derive_ids=False`` (a load calls it in a thread
+    of its own, beside the validation of the next batch).
+
+    Example:
+        >>> v = validate(pl.DataFrame({"event_type": ["session_ended"], "recording_id": [NIL_UUID[:-1] + "1"],
+        ...     "user_id": [NIL_UUID[:-1] + "2"], "session_id": ["s"], "event_timestamp": ["2026-09-01T10:00:00Z"]}),
+        ...     derive_ids=False)
+        >>> v.accepted["id"].item() is None, with_derived_ids(v.accepted)["id"].item()
+        (True, 'f2a0e607-71ff-5cde-927c-417aa919501b')
+    """
     missing = accepted["id"].is_null()
-    if not missing.any():
-        return accepted["id"]
-    return accepted["id"].scatter(missing.arg_true(), derive_event_ids(accepted.filter(missing)))
+    if missing.all():
+        ids = derive_event_ids(accepted)
+    elif missing.any():
+        ids = accepted["id"].scatter(missing.arg_true(), derive_event_ids(accepted.filter(missing)))
+    else:
+        ids = accepted["id"]
+    accepted = accepted.with_columns(ids.alias("id"))
+    ANALYTICS_EVENTS.check_schema(accepted)  # the rules of validate imply the model's data rules
+    return accepted
 
 
 def validate(
@@ -491,8 +508,12 @@ def validate(
     source: str = "frame",
     now: datetime | None = None,
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    derive_ids: bool = True,
 ) -> Validated:
     """Split raw events into accepted (``analytics_events``) and rejected (``rejected_events``) rows.
+
+    An accepted event that came without an id gets its derived id (spec section 1), or,
+    with ``derive_ids=False``, keeps a null id for :func:`with_derived_ids` to fill.
 
     Example:
         >>> v = validate(pl.DataFrame({"event_type": ["session_ended"], "recording_id": ["x"]}))
@@ -521,9 +542,9 @@ def validate(
     failed = failed.join(reason_of, on="check_number").sort("index")
     bad = pl.repeat(False, frame.height, eager=True).scatter(failed["index"], True) if failed.height else None
     accepted = staged if bad is None else staged.filter(~bad)
-    accepted = accepted.with_columns(_derive_ids(accepted).alias("id"))
     accepted = ANALYTICS_EVENTS.conform(accepted)
-    ANALYTICS_EVENTS.check_schema(accepted)  # the rules above imply the model's data rules
+    if derive_ids:
+        accepted = with_derived_ids(accepted)
 
     rejected = REJECTED_EVENTS.conform(
         _origins(frame, failed["index"], source).with_columns(
