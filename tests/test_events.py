@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import polars as pl
 import pytest
 from conftest import COURSE, REC, USER
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtp_lab.errors import EventValidationError
@@ -90,6 +90,16 @@ def test_uuid5_series_matches_python():
     import uuid
 
     assert uuid5_series(names).to_list() == [str(uuid.uuid5(NAMESPACE, n)) for n in names]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=300), max_size=50))
+def test_uuid5_series_matches_python_on_any_text(names):
+    """Any Unicode (hashed as UTF-8), long names across SHA-1 blocks, empty and null."""
+    import uuid
+
+    got = uuid5_series(pl.Series(names, dtype=pl.String)).to_list()
+    assert got == [None if n is None else str(uuid.uuid5(NAMESPACE, n)) for n in names]
 
 
 @pytest.mark.parametrize(

@@ -226,16 +226,18 @@ _NEEDS_REWRITE: Final = r"[^ -~]|\\|[0-9][eE]|[:,\[]-?0\.0000|[0-9]{17,}\.|.[{\[
 
 _PLAIN_KEY: Final = r'"[#-9;-\[\]-~]*"'
 """A key Python writes as it is, whose text sorts as the key does (no character at or below ``"``), without ``:``."""
+_PLAIN_ZERO: Final = r"0{0,3}[1-9](?:[0-9]{0,13}[1-9])?"
+"""The digits after ``0.`` of a decimal of at least 1e-4: 15 significant digits at most, the last not a zero."""
+_PLAIN_DECIMAL: Final = "|".join(f"[1-9][0-9]{{{n - 1}}}\\.(?:0|[0-9]{{0,{14 - n}}}[1-9])" for n in range(1, 15))
+"""A decimal from 1 of 1 to 14 digits before the point, in at most 15 digits (none at its end a zero but ``.0``)."""
 _PLAIN_VALUE: Final = (
-    r'"[ !#-\[\]-~]*"|true|false|null|0|-?[1-9][0-9]*'
-    r"|-?0\.(?:0|0{0,3}[1-9](?:[0-9]*[1-9])?)|-?[1-9][0-9]*\.(?:0|[0-9]*[1-9])"
+    rf'"[ !#-\[\]-~]*"|true|false|null|0|-?[1-9][0-9]*|-?0\.(?:0|{_PLAIN_ZERO})|-?(?:{_PLAIN_DECIMAL})'
 )
-"""A value Python writes as it is: printable ASCII text, a literal, an integer (not ``-0``), or a decimal of
-at least 1e-4 with no zeros at its end (``3060.0`` aside); :data:`_LONG_NUMBER` bounds its digits."""
+"""A value Python writes as it is: printable ASCII text, a literal, an integer (not ``-0``), or a decimal of at
+least 1e-4 in 15 significant digits at most (so that it is the shortest text of its double) without zeros at
+its end (``3060.0`` aside)."""
 _PLAIN_OBJECT: Final = f"^\\{{(?:{_PLAIN_KEY}:(?:{_PLAIN_VALUE})(?:,{_PLAIN_KEY}:(?:{_PLAIN_VALUE}))*)?\\}}$"
 """A compact flat object of plain keys and values: Python's text once its pairs are in order of key."""
-_LONG_NUMBER: Final = r"[0-9.]{17,}"
-"""Digits beyond 15 significant ones, which may not be the shortest text of their double (nor below 1e16)."""
 _SPACES: Final = r'("[^"]*")|[ \t\n\r]*([{}:,])[ \t\n\r]*'
 """Spaces around a JSON text's punctuation, outside its strings. A text with an escaped quote is cut wrongly,
 but a backslash is never plain: such a text takes the other paths as it came."""
@@ -255,7 +257,7 @@ def _plain_objects(texts: pl.Series) -> pl.Series:
     spaced = texts.str.contains(r"[ \t\n\r]")
     if spaced.any():
         texts = texts.clone().scatter(spaced.arg_true(), texts.filter(spaced).str.replace_all(_SPACES, "${1}${2}"))
-    plain = texts.str.contains(_PLAIN_OBJECT) & ~texts.str.contains(_LONG_NUMBER)
+    plain = texts.str.contains(_PLAIN_OBJECT)
     result = pl.select(pl.when(plain).then(pl.lit(texts))).to_series()
     several = plain & (texts.str.count_matches('":', literal=True) > 1)
     rows = pl.DataFrame({"text": texts.filter(several), "row": several.arg_true()})
@@ -275,15 +277,17 @@ def _plain_objects(texts: pl.Series) -> pl.Series:
 def _in_order(texts: pl.Series, keys: list[str]) -> pl.Series:
     """Plain objects whose keys are ``keys`` in this order, with their pairs in order of key.
 
+    A plain object's pairs are cut apart where ``,"`` is: no key or value holds a quote, but
+    a text value may end in a comma, and a row cut into more pieces than it has keys is null.
+
     Example:
-        >>> _in_order(pl.Series(['{"b":1,"a":"x"}']), ["b", "a"]).item()
-        '{"a":"x","b":1}'
+        >>> _in_order(pl.Series(['{"b":1,"a":"x, y"}', '{"b":"x,","a":1}']), ["b", "a"]).to_list()
+        ['{"a":"x, y","b":1}', None]
     """
-    pattern = "^\\{" + ",".join(f'"{re.escape(key)}":("[^"]*"|[^,}}]*)' for key in keys) + "\\}$"
+    pairs = pl.lit(texts.str.slice(2, texts.str.len_bytes() - 3).str.split(',"'))
     by_key = sorted(range(len(keys)), key=keys.__getitem__)
-    return texts.str.replace(
-        pattern, "{" + ",".join(f'"{keys[i].replace("$", "$$")}":${{{i + 1}}}' for i in by_key) + "}"
-    )
+    joined = pl.concat_str(pl.lit('{"'), pairs.list.gather(by_key).list.join(',"'), pl.lit("}"))
+    return pl.select(pl.when(pairs.list.len() == len(keys)).then(joined)).to_series()
 
 
 def _struct_select(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:

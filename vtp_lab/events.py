@@ -32,9 +32,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal, NamedTuple, get_args
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
+import polars_hash
 
 from vtp_lab.errors import EventValidationError
 
@@ -407,32 +406,18 @@ def _uuid5(name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, name))
 
 
-_VARIANT: Final = np.zeros(256, np.uint8)
-_VARIANT[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.frombuffer(b"89ab89ab89ab89ab", np.uint8)
-"""The hex digit of a version-5 UUID's variant nibble, by the digit of the SHA-1 it comes from."""
-_UUID_FROM_SHA1: Final = np.array(
-    [*range(8), -1, *range(8, 12), -1, -2, *range(13, 16), -1, -3, *range(17, 20), -1, *range(20, 32)]
-)
-"""Where each character of the UUID's text comes from in the SHA-1's hex: an index, or -1 a dash, -2 the version,
--3 the variant."""
-_FROM_DIGEST: Final = np.maximum(_UUID_FROM_SHA1, 0)
-"""Where each character of the UUID's text comes from in the SHA-1's hex (0 where it is set after)."""
-_DIGESTS_PER_STEP: Final = 65_536
-"""Digests made UUID text at a time."""
-
-
 def uuid5_series(names: pl.Series) -> pl.Series:
-    """``uuid5(NAMESPACE, name)`` for a whole column of names, vectorised (SHA-1 in DuckDB).
+    """``uuid5(NAMESPACE, name)`` for a whole column of names, vectorised (a polars plugin, ``polars-hash``).
+
+    It hashes faster than DuckDB's ``sha1`` with the text written from its digests
+    (docs/performance.md).
 
     Example:
         >>> uuid5_series(pl.Series(["course|c"])).item() == course_statistics_id("c")
         True
     """
-    from vtp_lab.duck import over
-
-    with over(names=pl.DataFrame({"name": names.cast(pl.String)})) as con:
-        digests = con.sql(f"SELECT {_SHA1_OF_NAME.format(name='name')} AS h FROM names").pl()["h"]
-    return _uuid5_text(digests).rename(names.name)
+    frame = pl.DataFrame({"name": names.cast(pl.String)})
+    return frame.select(polars_hash.col("name").uuidhash.uuid5(str(NAMESPACE))).to_series().rename(names.name)
 
 
 _SHA1_OF_NAME: Final = f"sha1(from_hex('{NAMESPACE.hex}') || encode({{name}}))"
@@ -453,32 +438,6 @@ def uuid5_sql(name: str) -> str:
         f"substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
         f"{variant} || substr({h}, 18, 3) || '-' || substr({h}, 21, 12)"
     )
-
-
-def _uuid5_text(digests: pl.Series) -> pl.Series:
-    """SHA-1 hex digests as the text of the version-5 UUIDs made from them (null stays null).
-
-    A byte shuffle over the whole column in numpy, a step of rows at a time (so the step
-    stays in the CPU's cache): every digest is 40 characters, every UUID 36, so no Python
-    runs per row.
-    """
-    from vtp_lab.duck import fixed_rows, text_of_rows
-
-    hexes = digests.fill_null("0" * 40).cast(pl.String).to_arrow()
-    hexes = hexes.combine_chunks() if isinstance(hexes, pa.ChunkedArray) else hexes
-    if hexes.type not in (pa.string(), pa.large_string()):
-        hexes = hexes.cast(pa.large_string())
-    text, _ = fixed_rows(hexes, 40)
-    n = len(text)
-    out = np.empty((n, 36), np.uint8)
-    for row in range(0, n, _DIGESTS_PER_STEP):
-        digits = text[row : row + _DIGESTS_PER_STEP]
-        step = np.take(digits, _FROM_DIGEST, axis=1)
-        step[:, _UUID_FROM_SHA1 == -1] = ord("-")
-        step[:, _UUID_FROM_SHA1 == -2] = ord("5")
-        step[:, _UUID_FROM_SHA1 == -3] = _VARIANT[digits[:, 16]][:, None]
-        out[row : row + _DIGESTS_PER_STEP] = step
-    return pl.Series(digests.name, text_of_rows(out, digests.is_not_null().to_numpy()), dtype=pl.String)
 
 
 def derive_event_id(
@@ -560,7 +519,7 @@ def derive_event_ids(events: pl.DataFrame, *, canonical: pl.Series | None = None
     The metadata of each row is ``canonical`` (its text as :func:`canonical_metadata`
     writes it, ``""`` when absent) if given; else it is the frame's ``metadata`` column,
     any JSON text, written canonically here by :func:`vtp_lab.canonical.canonical_json`.
-    The names are joined by polars and hashed by DuckDB (:func:`uuid5_series`).
+    The names are joined and hashed by polars (:func:`uuid5_series`).
 
     Example:
         >>> frame = pl.DataFrame({"event_type": ["playback_started"], "recording_id": ["r"], "user_id": ["u"],
