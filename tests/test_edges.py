@@ -364,6 +364,19 @@ def test_what_jsonb_and_text_cannot_hold_is_rejected(tmp_path):
         Event(**fields(session_id="a\x00b"))
 
 
+def test_metadata_that_duckdb_reads_but_json_does_not_is_rejected_as_one_event_is(tmp_path):
+    """A comma before a closing bracket, and inf or nan in any case: not JSON, nor anything PostgreSQL's COPY takes."""
+    bad = ['{"x": 1,}', '{"x": [1, 2,]}', '{"x": inf}', '{"x": -Infinity}', '{"x": nan}', '{"x": [1, INF ]}']
+    fine = ['{"x": "a,}", "y": "[b,]"}', '{"x": "1:inf", "y": ", nan"}']
+    lab, report = load_lines(tmp_path, [line(second=i, metadata=json.dumps(text)) for i, text in enumerate(bad + fine)])
+    assert (report.rejected_by_reason, report.accepted) == ({"invalid_metadata": len(bad)}, len(fine))
+    assert sorted(lab.rejected_events()["field"].to_list()) == ["metadata"] * len(bad)
+    assert sorted(lab.events()["metadata"].to_list()) == sorted(fine)
+    for text in bad:
+        with pytest.raises(EventValidationError, match="invalid_metadata"):
+            Event.from_dict({**fields(), "metadata": text})
+
+
 def test_a_repeated_metadata_key_means_its_last_value_everywhere(tmp_path):
     lab, report = load_lines(
         tmp_path,

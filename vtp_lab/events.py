@@ -624,11 +624,14 @@ def jsonb_text(text: str) -> str | None:
 
     A repeated key means its last value (as PostgreSQL and Python read it): such a text
     comes back rewritten compactly with each key once; any other text comes back as it is.
-    A text that is not JSON comes back as it is too (the other rules reject it).
+    A text that is not JSON is None too (a comma before a closing bracket, which DuckDB's
+    reader takes).
 
     Example:
         >>> jsonb_text('{"position": 5, "position": -1}'), jsonb_text('{"a": NaN}'), jsonb_text('{"a": 1}')
         ('{"position":-1}', None, '{"a": 1}')
+        >>> jsonb_text('{"a": 1,}') is None
+        True
     """
     repeated = False
 
@@ -640,9 +643,9 @@ def jsonb_text(text: str) -> str | None:
 
     try:
         value = json.loads(text, object_pairs_hook=pairs, parse_constant=_refuse_constant)
-    except _NotJsonb:
+    except ValueError:  # _NotJsonb too
         return None
-    except (ValueError, RecursionError):
+    except RecursionError:
         return text
     if not jsonb_holds(value):
         return None

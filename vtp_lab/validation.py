@@ -344,8 +344,10 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
 _KNOWN_KEY: Final = '"(?:' + "|".join(METADATA_RULES) + r')"\s*:'
 """A known metadata key, as a key."""
 
-_NOT_JSONB: Final = r"NaN|Infinity|\\u0000|\x00"
-"""What may make a JSON text one PostgreSQL's JSONB cannot hold (checked exactly where found)."""
+_NOT_JSONB: Final = r"NaN|Infinity|\\u0000|\x00|,[ \t\n\r]*[}\]]|[:\[,][ \t\n\r]*[-+]?(?i:nan|inf)"
+"""What may make a JSON text one PostgreSQL's JSONB cannot hold (NaN, Infinity, a NUL character) or one that is
+not JSON but DuckDB's reader takes (a comma before a closing bracket; ``inf`` or ``nan`` in any case): checked
+exactly where found."""
 
 
 def _as_jsonb_reads(parsed: pl.DataFrame) -> pl.DataFrame:
@@ -353,8 +355,8 @@ def _as_jsonb_reads(parsed: pl.DataFrame) -> pl.DataFrame:
 
     Those are texts that name a known key more often than the parse found distinct known
     keys (a repeated key: the last value counts, so the text is rewritten and parsed
-    again), and texts holding NaN, Infinity or a NUL character (``_meta_jsonb`` false
-    where the JSON really holds one).
+    again), and texts holding NaN, Infinity or a NUL character, or that DuckDB's reader
+    takes but are not JSON (``_meta_jsonb`` false where the text really is such).
     """
     meta = parsed["metadata"]
     present = parsed.select(pl.sum_horizontal(pl.col(f"_m_{k}").is_not_null() for k in METADATA_RULES)).to_series()
