@@ -367,7 +367,7 @@ def test_what_jsonb_and_text_cannot_hold_is_rejected(tmp_path):
 def test_metadata_that_duckdb_reads_but_json_does_not_is_rejected_as_one_event_is(tmp_path):
     """A comma before a closing bracket, and inf or nan in any case: not JSON, nor anything PostgreSQL's COPY takes."""
     bad = ['{"x": 1,}', '{"x": [1, 2,]}', '{"x": inf}', '{"x": -Infinity}', '{"x": nan}', '{"x": [1, INF ]}']
-    fine = ['{"x": "a,}", "y": "[b,]"}', '{"x": "1:inf", "y": ", nan"}']
+    fine = ['{"x": "a,}", "y": "[b,]"}', '{"x": "1:inf", "y": ", nan"}', '{"x": "Finance", "y": "information"}']
     lab, report = load_lines(tmp_path, [line(second=i, metadata=json.dumps(text)) for i, text in enumerate(bad + fine)])
     assert (report.rejected_by_reason, report.accepted) == ({"invalid_metadata": len(bad)}, len(fine))
     assert sorted(lab.rejected_events()["field"].to_list()) == ["metadata"] * len(bad)

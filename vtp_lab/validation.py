@@ -344,10 +344,10 @@ def _parse_in_duckdb(staged: pl.DataFrame) -> pl.DataFrame:
 _KNOWN_KEY: Final = '"(?:' + "|".join(METADATA_RULES) + r')"\s*:'
 """A known metadata key, as a key."""
 
-_NOT_JSONB: Final = r"NaN|Infinity|\\u0000|\x00|,[ \t\n\r]*[}\]]|[:\[,][ \t\n\r]*[-+]?(?i:nan|inf)"
+_NOT_JSONB: Final = r"(?i:nan|inf)|\\u0000|\x00|,[ \t\n\r]*[}\]]"
 """What may make a JSON text one PostgreSQL's JSONB cannot hold (NaN, Infinity, a NUL character) or one that is
 not JSON but DuckDB's reader takes (a comma before a closing bracket; ``inf`` or ``nan`` in any case): checked
-exactly where found."""
+exactly where found (a text such as ``"information"`` too, which is kept)."""
 
 
 def _as_jsonb_reads(parsed: pl.DataFrame) -> pl.DataFrame:
