@@ -33,6 +33,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -437,10 +438,25 @@ def _checked(
         )
 
 
-def _with_ids(parts: Iterator[_Checked]) -> Iterator[_Checked]:
-    """Each part with the ids its events came without derived: a stage of its own, beside validation and storing."""
-    for part in parts:
-        yield replace(part, accepted=with_derived_ids(part.accepted))
+def _with_ids(part: _Checked) -> _Checked:
+    return replace(part, accepted=with_derived_ids(part.accepted))
+
+
+def _derived_ahead(parts: Iterator[_Checked]) -> Iterator[_Checked]:
+    """Each part with the ids its events came without derived in a thread: the next part's while this one is stored.
+
+    The derivation runs beside validation and storing, and holds no batch but the one it
+    works on (a queue between threads would hold one more).
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtp-lab-ids") as pool:
+        pending: Future[_Checked] | None = None
+        for part in parts:
+            done = pending.result() if pending is not None else None
+            pending = pool.submit(_with_ids, part)
+            if done is not None:
+                yield done
+        if pending is not None:
+            yield pending.result()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -496,7 +512,7 @@ def _load_stream(
     rows = min(batch_rows, ROW_GROUP_ROWS)
     check = partial(_checked, stream.read, source=stream.source, max_clock_skew=max_clock_skew, rows=rows)
     try:
-        for part in read_ahead(lambda: _with_ids(read_ahead(check))):
+        for part in _derived_ahead(read_ahead(check)):
             if part.identities is not None:
                 known = _record_identities(store, part.identities, known)
             result = store.append(part.accepted, part.rejected, origins=part.origins)
