@@ -450,7 +450,15 @@ def _derived_ahead(parts: Iterator[_Checked]) -> Iterator[_Checked]:
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtp-lab-ids") as pool:
         pending: Future[_Checked] | None = None
-        for part in parts:
+        while True:
+            try:
+                part = next(parts)
+            except StopIteration:
+                break
+            except Exception:  # the reader's error comes after what was made before it, as read_ahead hands it
+                if pending is not None:
+                    yield pending.result()
+                raise
             done = pending.result() if pending is not None else None
             pending = pool.submit(_with_ids, part)
             if done is not None:
