@@ -134,3 +134,19 @@ def test_every_connection_and_cursor_keeps_time_in_utc_whatever_the_machine_zone
         check=True,
     )
     assert out.stdout.split() == ["UTC", "UTC", "10"]  # a naive text is UTC, not 14:00 from New York
+
+
+def test_no_query_prints_a_progress_bar(tmp_path):
+    """DuckDB's own bar goes to the process's stdout (a JSON array's stream once printed ``16%`` into a load's output).
+
+    In a process of its own: under pytest DuckDB finds no terminal and shows no bar anyway.
+    """
+    code = (
+        "import sys; from vtp_lab.duck import connect; "
+        "cons = (connect(), connect(sys.argv[1]), connect().cursor()); "
+        "print([c.execute(\"SELECT current_setting('enable_progress_bar')\").fetchone()[0] for c in cons])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "store.duckdb")], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[False, False, False]"

@@ -197,6 +197,20 @@ def test_rejected_rows_keep_raw_text_source_and_row_number():
     assert validate(given_raw, now=NOW).rejected.select("raw", "source", "row_number").row(0) == ("line b", "f", 11)
 
 
+def test_accepted_rows_keep_where_they_came_from_and_nothing_else_of_their_input():
+    """A load's validated part waits to be stored with the origins of its rows, not with the whole parsed batch."""
+    given_raw = pl.DataFrame([raw_event(), raw_event(user_id="nope"), raw_event()]).with_columns(
+        pl.Series("_raw", ["line a", "line b", "line c"]),
+        pl.Series("_source", ["f"] * 3),
+        pl.Series("_row", [10, 11, 12]),
+    )
+    v = validate(given_raw, now=NOW)
+    assert sorted(v.inputs.columns) == ["_raw", "_row", "_source"]
+    assert v.origins(pl.Series([1], dtype=pl.UInt32)).rows() == [("line c", "f", 12)]
+    plain = validate(given_raw.drop("_raw", "_source", "_row"), source="frame.ndjson", now=NOW)
+    assert json.loads(plain.origins(pl.Series([0], dtype=pl.UInt32))["raw"].item())["session_id"] == "s1"
+
+
 def test_empty_frame():
     v = validate(pl.DataFrame(schema=dict.fromkeys(raw_event(), pl.String)), now=NOW)
     assert v.rows_read == 0

@@ -2,7 +2,8 @@
 
 Every DuckDB connection vtp_lab opens comes from :func:`connect`: extension
 auto-install and auto-load are off (only the built-in parquet and json
-extensions are used), and the session time zone is UTC.
+extensions are used), the session time zone is UTC, and no query prints a
+progress bar.
 
 Example:
     >>> con = connect()
@@ -74,6 +75,7 @@ def connect(
         config["threads"] = threads
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("SET GLOBAL TimeZone = 'UTC'")  # its cursors inherit it
+    con.execute("SET enable_progress_bar = false")  # a query's bar on stdout; its cursors have none already
     return con
 
 

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import JsonParse, compute, json_query, over, uuid_text
+from vtp_lab.duck import ROW_GROUP_ROWS, JsonParse, connect, json_query, over, uuid_text
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.sources import MAPPINGS, SOURCE_FORMATS, SourceFormat, apply, sniff
@@ -603,7 +603,12 @@ class _Unstreamable(Exception):
 
 
 def _array_elements(path: Path) -> Iterator[pl.Series]:
-    """The elements of a JSON array file as JSON texts (``null`` for a null), batch by batch, streamed by DuckDB.
+    """The elements of a JSON array file as JSON texts (``null`` for a null), a row group at a time, streamed by DuckDB.
+
+    A batch of :data:`~vtp_lab.duck.ROW_GROUP_ROWS` elements is what a load validates and
+    stores at once, so none is cut and joined again. The stream runs in a DuckDB of its own
+    on one thread: read on two threads beside the load's other DuckDB work, some loads held
+    about 300 MB more from start to end (docs/performance.md).
 
     DuckDB takes a path as a glob pattern, so a file whose name has ``*``, ``?``, ``[`` or
     ``{`` in it is read through a link of a plain name, lest the pattern match others.
@@ -612,14 +617,14 @@ def _array_elements(path: Path) -> Iterator[pl.Series]:
         "SELECT coalesce(json::VARCHAR, 'null') AS _raw FROM read_json(?, format = 'array', records = false, "
         f"columns = {{'json': 'JSON'}}, compression = '{_compression(path)}')"
     )
-    con = compute()
+    con = connect(threads=1)
     links = tempfile.TemporaryDirectory(prefix="vtp-lab-") if any(c in str(path) for c in "*?[{") else None
     try:
         plain = path
         if links is not None:
             plain = Path(links.name) / "array.json"
             plain.symlink_to(path.resolve())
-        for batch in con.sql(query, params=[str(plain)]).arrow():
+        for batch in con.sql(query, params=[str(plain)]).to_arrow_reader(batch_size=ROW_GROUP_ROWS):
             yield cast(pl.DataFrame, pl.from_arrow(batch)).to_series()
     except (duckdb.Error, OSError) as exc:  # at the start or part way, or no link could be made
         raise _Unstreamable(str(exc).strip()) from None

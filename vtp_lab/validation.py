@@ -559,7 +559,7 @@ def validate(
     return Validated(
         accepted=accepted,
         rejected=rejected,
-        inputs=frame,
+        inputs=frame.select(c for c in _SPECIAL if c in frame.columns) if "_raw" in frame.columns else frame,
         kept=kept if bad is None else kept.filter(~bad),
         source=source,
     )

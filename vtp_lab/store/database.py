@@ -54,7 +54,7 @@ def _for_insert(frame: pl.DataFrame) -> pa.Table:
     return arrow(frame, batch_rows=ROW_GROUP_ROWS, uuids=_UUID_COLUMNS)
 
 
-_APPEND_MEMORY: Final = 256 * 1024 * 1024
+_APPEND_MEMORY: Final = 64 * 1024 * 1024
 """DuckDB's memory limit while a file store appends: the blocks written need no cache, which grows with the load."""
 
 _AFTER_SPILL_MEMORY: Final = 64 * 1024 * 1024
