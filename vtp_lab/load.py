@@ -446,9 +446,7 @@ def _derived_ahead(parts: Iterator[_Checked]) -> Iterator[_Checked]:
     """Each part with the ids its events came without derived in a thread: the next part's while this one is stored.
 
     The derivation runs beside validation and storing, and holds no batch but the one it
-    works on (a queue between threads would hold one more). A part whose events all came
-    with ids goes straight on (its columns checked here), so a dump with ids holds no part
-    here at all.
+    works on (a queue between threads would hold one more).
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtp-lab-ids") as pool:
         pending: Future[_Checked] | None = None
@@ -462,11 +460,9 @@ def _derived_ahead(parts: Iterator[_Checked]) -> Iterator[_Checked]:
                     yield pending.result()
                 raise
             done = pending.result() if pending is not None else None
-            pending = pool.submit(_with_ids, part) if part.accepted["id"].has_nulls() else None
+            pending = pool.submit(_with_ids, part)
             if done is not None:
                 yield done
-            if pending is None:
-                yield _with_ids(part)  # nothing to derive: only the contract's check of the columns, here
         if pending is not None:
             yield pending.result()
 
