@@ -559,7 +559,7 @@ def validate(
     return Validated(
         accepted=accepted,
         rejected=rejected,
-        inputs=frame.select(c for c in _SPECIAL if c in frame.columns) if "_raw" in frame.columns else frame,
+        inputs=_origin_columns(frame),
         kept=kept if bad is None else kept.filter(~bad),
         source=source,
     )
@@ -587,6 +587,14 @@ def rejected_rows(
             }
         )
     )
+
+
+def _origin_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """What :func:`_origins` reads of ``frame``: the raw text, source and row where it has raw text, else every column.
+
+    A validated part waiting to be stored keeps only this, not its whole parsed batch.
+    """
+    return frame.select(c for c in _SPECIAL if c in frame.columns) if "_raw" in frame.columns else frame
 
 
 def _origins(frame: pl.DataFrame, idx: pl.Series, source: str) -> pl.DataFrame:
