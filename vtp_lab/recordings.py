@@ -125,6 +125,11 @@ def catalogue(events: pl.DataFrame | pl.LazyFrame, recordings: pl.DataFrame | No
     return catalogue_of_parsed(metadata_columns(frame, {k: METADATA_TYPES[k] for k in CATALOGUE_KEYS}), recordings)
 
 
+def _first_in_time(value: pl.Expr) -> pl.Expr:
+    """The value of the earliest event that has one (null when none has): no sort of the events."""
+    return value.get(pl.when(value.is_not_null()).then(pl.col("event_timestamp")).arg_min())
+
+
 def catalogue_of_parsed(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -> pl.DataFrame:
     """:func:`catalogue` of events whose metadata keys :data:`CATALOGUE_KEYS` are parsed (``m_<key>`` columns).
 
@@ -134,9 +139,10 @@ def catalogue_of_parsed(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -
         ...     None)["duration_seconds"].to_list()
         [60.0]
     """
-    ordered = parsed.lazy().sort("event_timestamp")
     started = (
-        ordered.filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
+        parsed.lazy()
+        .filter(pl.col("event_type") == EventType.RECORDING_STARTED.value)
+        .sort("event_timestamp")
         .group_by("recording_id")
         .agg(
             pl.col("m_course_id").first().alias("course_id"),
@@ -144,10 +150,14 @@ def catalogue_of_parsed(parsed: pl.DataFrame, recordings: pl.DataFrame | None) -
             pl.col("event_timestamp").first().alias("published_at"),
         )
     )
-    described = ordered.group_by("recording_id").agg(
-        pl.col("m_duration").max().alias("max_duration"),
-        pl.col("m_course_id").drop_nulls().first().alias("any_course_id"),
-        pl.col("m_title").drop_nulls().first().alias("any_title"),
+    described = (
+        parsed.lazy()
+        .group_by("recording_id")
+        .agg(
+            pl.col("m_duration").max().alias("max_duration"),
+            _first_in_time(pl.col("m_course_id")).alias("any_course_id"),
+            _first_in_time(pl.col("m_title")).alias("any_title"),
+        )
     )
     loaded = (recordings if recordings is not None else RECORDINGS.empty()).lazy().select(RECORDINGS.column_names)
     from_events = (

@@ -208,10 +208,10 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     Sessions are numbered ``_s`` from 0 in walk order; the events carry ``_s`` and ``_new``
     (a session's first event) instead of the key's strings, and the sessions frame holds
     ``_s`` with the key. Sessions are grouped by :data:`_SESSION_HASH`, which sorts faster
-    than the three strings of the key. Should two keys share a hash (found
-    exactly, as a key change within a run of one hash), the events are sorted by the key.
+    than the three strings of the key, and only the columns the walk reads are put in
+    order (the key's strings only at a session's first event). Should two keys share a
+    hash (found exactly: more keys than hashes), the events are sorted by the key.
     """
-    order = ["event_timestamp", "event_type", "id"]
     kind, action = pl.col("event_type"), pl.col("m_action")
     started, changed = kind == EventType.PLAYBACK_STARTED.value, kind == EventType.QUALITY_CHANGED.value
     ev = (
@@ -234,16 +234,19 @@ def _in_walk_order(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             .alias("_shift"),
         )
         .with_columns(kind.cast(_KIND), _SESSION_HASH.alias("_h"))
-        .sort(["_h", *order])
-        .collect(engine="in-memory")  # sorts faster than the default engine (docs/performance.md)
+        .collect()
     )
-    new_session = run_starts(SESSION_KEY)
-    ev = ev.with_columns(new_session.alias("_new"))
-    if ev.select((pl.col("_new") & (pl.col("_h") == pl.col("_h").shift(1))).any()).item():
-        ev = ev.sort([*SESSION_KEY, *order]).with_columns(new_session.alias("_new"))
-    ev = ev.with_columns((pl.col("_new").cum_sum() - 1).cast(pl.UInt32).alias("_s"))
-    sessions = ev.filter(pl.col("_new")).select("_s", *SESSION_KEY)
-    return ev.drop("_h", "id", *SESSION_KEY), sessions
+    keys = ev.select(SESSION_KEY)
+    hashed = ev.select(pl.col("_h").n_unique()).item() == keys.unique().height
+    by = ["_h"] if hashed else SESSION_KEY
+    order = ev.select(pl.arg_sort_by([*by, "event_timestamp", "event_type", "id"])).to_series()
+    walk = ev.drop("id", *SESSION_KEY).select(pl.all().gather(order))
+    new = (walk if hashed else keys[order]).select(run_starts(by)).to_series()
+    walk = walk.drop("_h").with_columns(new.alias("_new"))
+    walk = walk.with_columns((pl.col("_new").cum_sum() - 1).cast(pl.UInt32).alias("_s"))
+    starts = order.filter(walk["_new"])
+    sessions = keys[starts].select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_s"), *SESSION_KEY)
+    return walk, sessions
 
 
 def _walk(parsed: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
