@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from vtp_lab import refresh
 from vtp_lab.errors import StoreError
 from vtp_lab.lab import Lab
-from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, _stage_one, partitions_for
+from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, _stage_one, derive_in_threads, partitions_for
 from vtp_lab.reports import build
 from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import MATERIALISED, ViewingRequirement, derive, viewing_compliance, viewing_met, viewing_rows
@@ -37,6 +38,30 @@ SORT = {
 def assert_same(got: pl.DataFrame, want: pl.DataFrame, name: str) -> None:
     assert_frame_equal(
         got.sort(SORT[name]), want.sort(SORT[name]), check_exact=False, rel_tol=1e-9, abs_tol=0, check_dtypes=True
+    )
+
+
+def test_a_store_that_fits_memory_is_derived_in_parts_at_once_with_the_tables_of_one_frame(monkeypatch):
+    """From THREADED_FROM events, the Lab's frame is cut by recording into IN_FLIGHT parts derived in threads."""
+    sem = semester(courses=2, lectures_per_course=4, students=30, seed=8)
+    want = derive(sem.events, recordings=sem.recordings)
+    cut: list[int] = []
+    stage_one = refresh.derive_partition
+    monkeypatch.setattr(
+        refresh, "derive_partition", lambda events, **kw: cut.append(events.height) or stage_one(events, **kw)
+    )
+    monkeypatch.setattr(refresh, "THREADED_FROM", sem.events.height)
+    with Lab(":memory:") as lab:
+        lab.store.append(sem.events)
+        lab.load_recordings(sem.recordings)
+        got = lab.derived()
+    assert len(cut) == IN_FLIGHT and sum(cut) == sem.events.height and min(cut) > 0
+    for name in SORT:
+        assert_same(getattr(got, name), getattr(want, name), name)
+    cut.clear()
+    small = derive_in_threads(sem.events.head(100), recordings=sem.recordings)  # fewer: derive's one frame
+    assert not cut and small.playback_sessions.equals(
+        derive(sem.events.head(100), recordings=sem.recordings).playback_sessions
     )
 
 

@@ -36,7 +36,7 @@ from vtp_lab.load import LoadReport, load_files
 from vtp_lab.metrics import Realtime, realtime, realtime_window
 from vtp_lab.postgres import DEFAULT_OVERLAP
 from vtp_lab.recordings import Named, catalogue, course_titles, named_id, read_recordings
-from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, partitions_for
+from vtp_lab.refresh import DEFAULT_MEMORY_BUDGET, DerivedCache, derive_in_threads, partitions_for
 from vtp_lab.reports import Audit, Report, ReportKind
 from vtp_lab.sessions import DEFAULT_SESSION_GAP, checked_gap
 from vtp_lab.stats import (
@@ -45,7 +45,6 @@ from vtp_lab.stats import (
     MATERIALISED,
     Derived,
     ViewingRequirement,
-    derive,
     viewing_met,
     viewing_rows,
 )
@@ -413,7 +412,7 @@ class Lab:
                 user_id=filters.get("user_id"),
                 course_id=filters.get("course_id"),
             )
-            derived = derive(
+            derived = derive_in_threads(
                 events,
                 recordings=self.store.read("recordings"),
                 score=score if score is not None else DEFAULT_SCORE,

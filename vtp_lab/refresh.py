@@ -44,6 +44,7 @@ from vtp_lab.stats import (
     Derived,
     Partial,
     Scored,
+    combine,
     course_rows,
     derive,
     derive_partition,
@@ -52,7 +53,15 @@ from vtp_lab.stats import (
 from vtp_lab.store import Filter, Store, data_version, read_spilled
 from vtp_lab.tables import ANALYTICS_EVENTS, PLAYBACK_SESSIONS, QUALITY_EVENTS
 
-__all__ = ["BYTES_PER_EVENT", "DEFAULT_MEMORY_BUDGET", "IN_FLIGHT", "DerivedCache", "partitions_for"]
+__all__ = [
+    "BYTES_PER_EVENT",
+    "DEFAULT_MEMORY_BUDGET",
+    "IN_FLIGHT",
+    "THREADED_FROM",
+    "DerivedCache",
+    "derive_in_threads",
+    "partitions_for",
+]
 
 DEFAULT_MEMORY_BUDGET: Final = 2 * 1024**3
 """Bytes a refresh may hold at once: 2 GiB, so the whole Lab stays near 4 GB and fits a 16 GB laptop with room."""
@@ -62,6 +71,9 @@ BYTES_PER_EVENT: Final = 900
 
 IN_FLIGHT: Final = 2
 """Parts derived at once, in threads: stage 1 keeps about 1.6 of two cores busy, two parts 1.9 (docs/performance.md)."""
+
+THREADED_FROM: Final = 200_000
+"""Events from which a derivation in one frame runs as :data:`IN_FLIGHT` parts of recordings at once, in threads."""
 
 _SPILL_FLOOR: Final = 256 * 1024**2
 """The least memory the spill of the events is given, whatever the budget."""
@@ -107,6 +119,44 @@ def _scratch(store: Store) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def derive_in_threads(
+    events: pl.DataFrame,
+    *,
+    recordings: pl.DataFrame,
+    session_gap: timedelta = DEFAULT_SESSION_GAP,
+    score: pl.Expr = DEFAULT_SCORE,
+    attendance_threshold: float = DEFAULT_ATTENDANCE_THRESHOLD,
+) -> Derived:
+    """:func:`~vtp_lab.stats.derive` of events in memory, cut by recording into :data:`IN_FLIGHT` parts derived at once.
+
+    Stage 1 of one frame keeps about 1.6 of two cores busy, two parts at once 1.9
+    (docs/performance.md); :func:`~vtp_lab.stats.combine` makes the same tables of the
+    parts as of the whole frame (floats within 1e-9 relative, docs/scale.md). The parts
+    replace ``events`` in memory: a caller that passes the only reference lets it go.
+    Fewer than :data:`THREADED_FROM` events are derived in one frame.
+
+    Example:
+        >>> from vtp_lab.synth import semester
+        >>> sem = semester(courses=1, lectures_per_course=2, students=3, seed=1)
+        >>> derive_in_threads(sem.events, recordings=sem.recordings).playback_sessions.height > 0
+        True
+    """
+    if events.height < THREADED_FROM:
+        return derive(
+            events,
+            recordings=recordings,
+            session_gap=session_gap,
+            score=score,
+            attendance_threshold=attendance_threshold,
+        )
+    part = (pl.col("recording_id").hash() % IN_FLIGHT).alias("_part")
+    parts = events.with_columns(part).partition_by("_part", include_key=False)
+    del events
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+        done = list(pool.map(lambda p: derive_partition(p, recordings=recordings, session_gap=session_gap), parts))
+    return combine(done, score=score, attendance_threshold=attendance_threshold)
 
 
 _Rows = TypeVar("_Rows", Partial, Scored)
@@ -263,7 +313,7 @@ class DerivedCache:
                     self._refresh_for_reading(kept)
                 result = self._read_back(kept)
             else:
-                result = derive(
+                result = derive_in_threads(
                     self.store.read("analytics_events"),
                     recordings=self.store.read("recordings"),
                     score=score if score is not None else DEFAULT_SCORE,
@@ -410,7 +460,7 @@ class DerivedCache:
         )
         in_courses = known.filter(pl.col("course_id").is_in(courses))["recording_id"].to_list()
         scope = sorted(set(touched) | set(in_courses))
-        d = derive(
+        d = derive_in_threads(
             self.store.read("analytics_events", _within(scope)), recordings=recordings, session_gap=self.session_gap
         )
         changes = {
