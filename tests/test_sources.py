@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vtp_lab as vl
+from vtp_lab import io as vl_io
 from vtp_lab.cli import main
 from vtp_lab.events import NAMESPACE, NO_SESSION
 from vtp_lab.io import detect_format, write_events
@@ -256,6 +257,87 @@ def test_xapi_statements_map_verbs_and_extensions(tmp_path):
     assert set(events["session_id"]) == {"x1"}
     assert events["user_id"].unique().to_list() == [source_id("xapi", "user", "learner-1")]
     assert lab.derived().recordings.select("title", "duration_seconds").row(0) == ("Intro", 600.0)
+
+
+def _layouts(texts: list[str]) -> dict[str, str]:
+    """One array written five ways: an element a line (two ways), pretty-printed, on one line, and mixed."""
+    half = len(texts) // 2
+    pretty = json.dumps(json.loads(texts[half]), indent=2)
+    return {
+        "a line each": "[" + ",\n".join(texts) + "]\n",
+        "brackets alone": "[\n" + ",\n".join(f"  {t}" for t in texts) + "\n]\n\n",
+        "pretty": json.dumps([json.loads(t) for t in texts], indent=2),
+        "one line": "[" + ", ".join(texts) + "]",
+        "mixed": "[" + ",\n".join([*texts[:half], pretty, *texts[half + 1 :]]) + "]\n",
+    }
+
+
+def test_an_array_written_an_element_a_line_is_read_as_lines_and_loads_as_streamed(tmp_path, monkeypatch):
+    """Lines where each holds an element; else, from the first chunk that does not, DuckDB's stream, past those."""
+    streamed: list[int] = []
+    stream = vl_io._array_elements
+    monkeypatch.setattr(vl_io, "_array_elements", lambda path: streamed.append(1) or stream(path))
+    monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 2048)  # a chunk of a few lines: the mixed file changes part way
+    texts = [json.dumps(statement("played", time=i, at=f"2026-09-01T10:{i:02d}:00Z")) for i in range(40)]
+    texts[7] = "5"  # not an object: a malformed row, numbered by its place
+    got = {}
+    for layout, text in _layouts(texts).items():
+        streamed.clear()
+        path = tmp_path / f"{layout}.json"
+        path.write_text(text)
+        with vl.Lab(":memory:") as lab:
+            report = lab.load(path, progress=False, format="xapi")
+            rejected = lab.store.read("rejected_events").select("row_number", "reason").rows()
+            got[layout] = (report.rows_read, report.accepted, rejected, lab.events().sort("id").rows())
+        assert bool(streamed) == (layout in ("pretty", "one line", "mixed")), layout
+    assert got["a line each"][:3] == (40, 39, [(8, "malformed")])
+    assert all(g == got["a line each"] for g in got.values())
+
+
+@pytest.mark.parametrize("layout", ["a line each", "pretty"])
+def test_a_source_array_broken_part_way_says_where_and_keeps_what_was_read(tmp_path, monkeypatch, layout):
+    monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 2048)
+    texts = [json.dumps(statement("played", time=i, at=f"2026-09-01T10:{i:02d}:00Z")) for i in range(40)]
+    text = _layouts(texts)[layout]
+    at = text.index(f'"{json.loads(texts[30])["id"]}"')  # the 31st statement's id
+    path = tmp_path / "broken.json"
+    path.write_text(text[:at] + "@" + text[at:])  # "id": @"..."
+    with vl.Lab(":memory:") as lab:
+        report = lab.load(path, progress=False, format="xapi")
+        error = report.files[0].error or ""
+        assert "broken.json is not a JSON array that can be read to its end" in error and "NDJSON" in error
+        assert report.files[0].rows_read == report.accepted == lab.store.count("analytics_events")
+        assert (0 < report.accepted <= 30) if layout == "a line each" else report.accepted == 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    elements=st.lists(_JSON, max_size=12),
+    indent=st.sampled_from([None, 1]),
+    lone_brackets=st.booleans(),
+    chunk=st.integers(64, 512),
+)
+def test_every_layout_of_an_array_reads_as_its_elements_in_order(
+    tmp_path_factory, elements, indent, lone_brackets, chunk
+):
+    """As ``json.loads`` reads the file: an element a line (brackets alone or not) or pretty-printed, any chunk."""
+    texts = [json.dumps(e, indent=indent) for e in elements]
+    text = ("[\n" + ",\n".join(texts) + "\n]\n") if lone_brackets else ("[" + ",\n".join(texts) + "]\n")
+    path = tmp_path_factory.mktemp("array") / "a.json"
+    path.write_text(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vl_io, "_CHUNK_BYTES", chunk)
+        frames = [f for f, _ in vl_io._array_records(path, one_a_line=vl_io._one_a_line(vl_io._head(path, None)))]
+    got = pl.concat(frames) if frames else pl.DataFrame({"_row": [], "_raw": []})
+    assert [json.loads(t) for t in got["_raw"]] == json.loads(text)
+    assert got["_row"].to_list() == list(range(1, len(elements) + 1))
 
 
 def test_xapi_lrs_page_mbox_actors_skips_and_rejections(tmp_path):

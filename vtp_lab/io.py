@@ -659,10 +659,15 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         if not read and size <= _WHOLE_DOCUMENT_BYTES:
             yield from _json_document(path, batch_rows)
             return
-        raise InputFormatError(
-            f"{path} is not a JSON array that can be read to its end ({exc}); the first {read:,} elements were read. "
-            "Fix the file there, or write it as NDJSON (one event per line), where a broken line is one rejection"
-        ) from None
+        raise _unreadable_array(path, exc, read) from None
+
+
+def _unreadable_array(path: Path, exc: Exception, read: int) -> InputFormatError:
+    """The error for a JSON array that DuckDB could not read to its end after ``read`` elements."""
+    return InputFormatError(
+        f"{path} is not a JSON array that can be read to its end ({exc}); the first {read:,} elements were read. "
+        "Fix the file there, or write it as NDJSON (one record per line), where a broken line is one rejection"
+    )
 
 
 def _json_document(path: Path, batch_rows: int) -> Iterator[RawBatch]:
@@ -928,10 +933,7 @@ def _source_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
     head = _head(path, None)
     size = path.stat().st_size
     if head.startswith(b"["):
-        read = 0
-        for texts in _array_elements(path):
-            yield texts.to_frame("_raw").with_row_index("_row", offset=read + 1), size
-            read += texts.len()
+        yield from _array_records(path, one_a_line=_one_a_line(head))
         return
     first = head.split(b"\n", 1)[0]
     if head.startswith(b"{") and not _is_json(first) and size <= _WHOLE_DOCUMENT_BYTES:
@@ -941,6 +943,86 @@ def _source_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
             return
     for lines, number, position in _lines(path):
         yield lines.to_frame().with_row_index("_row", offset=number).filter(~_blank(lines)), position
+
+
+def _one_a_line(head: bytes) -> bool:
+    """Whether an array's first line (in ``head``) opens it as one written an element a line: ``[{...},`` or ``[``."""
+    lines = head.split(b"\n")[:-1]  # whole lines only
+    opening = lines[0].strip() if lines else b""
+    return opening == b"[" or (opening.startswith(b"[") and opening.endswith(b","))
+
+
+def _elements(lines: pl.Series, *, first: bool, last: bool) -> pl.Series | None:
+    """The elements of a chunk of an array's lines written an element a line, or None where they are not so written.
+
+    Each line holds one element and the comma after it (the first opens with ``[``, the
+    last closes with ``]`` and has no comma; ``first`` and ``last`` say whether the chunk
+    holds them); blank lines and the brackets alone are left out. None when a line is not
+    so: several elements on it, an element over several lines, a comma missing or too many
+    (each text must be one JSON value, DuckDB's ``json_valid``).
+
+    Example:
+        >>> _elements(pl.Series(["[", ' {"a": 1},', "", '{"b": [2]}]']), first=True, last=True).to_list()
+        ['{"a": 1}', '{"b": [2]}']
+        >>> _elements(pl.Series(['[{"a": 1}, {"b": 2}]']), first=True, last=True) is None
+        True
+    """
+    texts = lines.str.strip_chars()
+    texts = texts.filter(texts != "")
+    if first:
+        if texts.is_empty() or not texts[0].startswith("["):
+            return None
+        texts = texts.scatter(0, texts[0][1:].lstrip())
+    if last:
+        texts = texts.filter(texts != "")
+        if texts.is_empty() or not texts[-1].endswith("]"):
+            return None
+        texts = texts.scatter(texts.len() - 1, texts[-1][:-1].rstrip())
+    texts = texts.filter(texts != "")
+    commas = texts.str.ends_with(",")
+    if not (commas.head(texts.len() - 1).all() and (commas[-1] != last if texts.len() else True)):
+        return None
+    texts = texts.str.strip_suffix(",").str.strip_chars_end()
+    with over(t=texts.to_frame("_raw")) as con:
+        valid = con.sql("SELECT coalesce(bool_and(json_valid(_raw)), true) FROM t").fetchall()[0][0]
+    return texts if valid else None
+
+
+def _array_records(path: Path, *, one_a_line: bool) -> Iterator[tuple[pl.DataFrame, int]]:
+    """A source's JSON array, its elements numbered by position, with the bytes read so far.
+
+    Where the array is written an element a line (``one_a_line``, from its first lines), the
+    lines are read as NDJSON's are: DuckDB's stream of the elements parses each and writes its
+    text again, on one thread, which made an array of xAPI statements about 1.5 times as slow
+    to load as the same statements a line (docs/performance.md). From the first chunk of lines
+    that is not so written (:func:`_elements`), the array is streamed by DuckDB instead, past
+    the elements already handed on.
+    """
+    read = 0
+    if one_a_line:
+        chunks = _lines(path)
+        current, first = next(chunks, None), True
+        while current is not None:
+            following = next(chunks, None)
+            lines, _, position = current
+            texts = _elements(lines, first=first, last=following is None)
+            if texts is None:
+                break
+            yield texts.to_frame("_raw").with_row_index("_row", offset=read + 1), position
+            read, current, first = read + texts.len(), following, False
+        chunks.close()
+        if current is None:
+            return
+    size, skip = path.stat().st_size, read
+    try:
+        for texts in _array_elements(path):
+            kept = texts.slice(min(skip, texts.len()))
+            skip -= texts.len() - kept.len()
+            if kept.len():
+                yield kept.to_frame("_raw").with_row_index("_row", offset=read + 1), size
+                read += kept.len()
+    except _Unstreamable as exc:
+        raise _unreadable_array(path, exc, read) from None
 
 
 def _is_json(text: bytes) -> bool:
@@ -970,13 +1052,18 @@ def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
         )
 
     parts: list[pl.DataFrame] = []
-    rows = size = 0
-    for records, position in _source_records(path):
-        parts.append(records)
-        rows, size = rows + records.height, size + int(records["_raw"].str.len_bytes().sum())
-        if rows >= batch_rows or size >= _SOURCE_BATCH_BYTES:
+    rows = size = position = 0
+    try:
+        for records, position in _source_records(path):
+            parts.append(records)
+            rows, size = rows + records.height, size + int(records["_raw"].str.len_bytes().sum())
+            if rows >= batch_rows or size >= _SOURCE_BATCH_BYTES:
+                yield mapped(parts, position)
+                parts, rows, size = [], 0, 0
+    except InputFormatError:  # a file cut short or broken part way: what was read before it is handed on first
+        if parts:
             yield mapped(parts, position)
-            parts, rows, size = [], 0, 0
+        raise
     if parts:
         yield mapped(parts, path.stat().st_size)
 
