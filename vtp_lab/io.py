@@ -982,7 +982,7 @@ def _elements(lines: pl.Series, *, first: bool, last: bool) -> pl.Series | None:
     commas = texts.str.ends_with(",")
     if not (commas.head(texts.len() - 1).all() and (commas[-1] != last if texts.len() else True)):
         return None
-    texts = texts.str.strip_suffix(",").str.strip_chars_end()
+    texts = pl.concat([texts.head(commas.sum()).str.head(-1), texts.slice(commas.sum())])  # JSON allows the space left
     with over(t=texts.to_frame("_raw")) as con:
         valid = con.sql("SELECT coalesce(bool_and(json_valid(_raw)), true) FROM t").fetchall()[0][0]
     return texts if valid else None
