@@ -34,7 +34,7 @@ import json
 import re
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -448,7 +448,7 @@ def _split(data: bytes | memoryview) -> pl.Series:
     return pl.Series("_raw", pc.split_pattern(text, "\n").flatten())
 
 
-def _lines(path: Path) -> Iterator[tuple[pl.Series, int, int]]:
+def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
     """(lines, number of the first line, bytes read so far) in chunks of about 32 MiB.
 
     Each chunk is read into one buffer, kept for the whole file, after the unfinished
@@ -982,7 +982,8 @@ def _elements(lines: pl.Series, *, first: bool, last: bool) -> pl.Series | None:
     commas = texts.str.ends_with(",")
     if not (commas.head(texts.len() - 1).all() and (commas[-1] != last if texts.len() else True)):
         return None
-    texts = pl.concat([texts.head(commas.sum()).str.head(-1), texts.slice(commas.sum())])  # JSON allows the space left
+    cut = int(commas.sum())
+    texts = pl.concat([texts.head(cut).str.head(-1), texts.slice(cut)])  # JSON allows the space left before a comma
     with over(t=texts.to_frame("_raw")) as con:
         valid = con.sql("SELECT coalesce(bool_and(json_valid(_raw)), true) FROM t").fetchall()[0][0]
     return texts if valid else None
