@@ -83,7 +83,7 @@ DuckDB without the GIL and then back in Python. A thread calling record() in a l
 never waits, so it gives up the GIL only when Python forces it (every switch interval),
 and each step would wait that long: storing a batch took longer than recording the
 next one. Letting go every 128 events was the fastest of the settings measured
-(docs/performance.md).
+(docs/design-measurements.md).
 """
 
 _STOP: Final = object()

@@ -172,7 +172,7 @@ _HEX_PAIRS: Final = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(25
 _TEXT_PIECES: Final = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 """The hex digits of each dash-separated group of a UUID's text."""
 _TEXT_ROWS_PER_STEP: Final = 65_536
-"""UUIDs made text at a time (smaller steps were slower: docs/performance.md)."""
+"""UUIDs made text at a time (smaller steps were slower: docs/design-measurements.md)."""
 
 
 def fixed_rows(array: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +291,7 @@ def json_query(con: duckdb.DuckDBPyConnection, query: Callable[[JsonParse], str]
     It runs first with plain ``from_json``, which raises on a text that is not JSON, and
     only then again with ``json_valid`` guarding each text (null where it is not JSON).
     Checking every text first costs CPU on every load, and ``try(from_json(...))``
-    retries a whole vector row by row (docs/performance.md has the figures).
+    retries a whole vector row by row (docs/design-measurements.md has the figures).
 
     Example:
         >>> con = compute()

@@ -410,7 +410,7 @@ def uuid5_series(names: pl.Series) -> pl.Series:
     """``uuid5(NAMESPACE, name)`` for a whole column of names, vectorised (a polars plugin, ``polars-hash``).
 
     It hashes faster than DuckDB's ``sha1`` with the text written from its digests
-    (docs/performance.md).
+    (docs/design-measurements.md).
 
     Example:
         >>> uuid5_series(pl.Series(["course|c"])).item() == course_statistics_id("c")

@@ -608,7 +608,7 @@ def _array_elements(path: Path) -> Iterator[pl.Series]:
     A batch of :data:`~vtp_lab.duck.ROW_GROUP_ROWS` elements is what a load validates and
     stores at once, so none is cut and joined again. The stream runs in a DuckDB of its own
     on one thread: read on two threads beside the load's other DuckDB work, some loads held
-    about 300 MB more from start to end (docs/performance.md).
+    about 300 MB more from start to end (docs/design-measurements.md).
 
     DuckDB takes a path as a glob pattern, so a file whose name has ``*``, ``?``, ``[`` or
     ``{`` in it is read through a link of a plain name, lest the pattern match others.
@@ -639,7 +639,7 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
 
     An element is numbered by its position; one that is not an object is a ``malformed``
     row. Memory stays bounded, where reading the array whole takes several times the
-    file's size (docs/performance.md). A file
+    file's size (docs/design-measurements.md). A file
     DuckDB cannot read as an array (one object, or JSON that does not parse) is read
     whole by :func:`_json_document` if nothing of it has been handed on yet and it is at
     most :data:`_WHOLE_DOCUMENT_BYTES`; otherwise it fails with :class:`InputFormatError`
@@ -995,7 +995,7 @@ def _array_records(path: Path, *, one_a_line: bool) -> Iterator[tuple[pl.DataFra
     Where the array is written an element a line (``one_a_line``, from its first lines), the
     lines are read as NDJSON's are: DuckDB's stream of the elements parses each and writes its
     text again, on one thread (1M xAPI statements: 3.9 s to read, against 1.9 to 3.0 s as
-    lines, docs/performance.md). From the first chunk of lines
+    lines, docs/design-measurements.md). From the first chunk of lines
     that is not so written (:func:`_elements`), the array is streamed by DuckDB instead, past
     the elements already handed on.
     """

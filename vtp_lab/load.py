@@ -357,7 +357,7 @@ def _grouped(batches: Iterator[RawBatch], rows: int) -> Iterator[RawBatch]:
 
     A reader's chunk of 32 MiB holds about 100,000 lines, fewer than a DuckDB row group
     (:data:`ROW_GROUP_ROWS`); larger appends and validations cost less per row
-    (docs/performance.md), and an append of whole row groups writes them once, where
+    (docs/design-measurements.md), and an append of whole row groups writes them once, where
     the rest of a row group goes through the write-ahead log too. Cut to ``rows``, the
     working memory of a validation is that of ``rows`` rows, whatever the reader's
     chunk. When reading fails, what was read before the fault is still handed on, then

@@ -67,10 +67,10 @@ DEFAULT_MEMORY_BUDGET: Final = 2 * 1024**3
 """Bytes a refresh may hold at once: 2 GiB, so the whole Lab stays near 4 GB and fits a 16 GB laptop with room."""
 
 BYTES_PER_EVENT: Final = 900
-"""Peak memory of stage 1 per event of its part, measured (docs/performance.md): what sizes the parts."""
+"""Peak memory of stage 1 per event of its part, measured (docs/scale.md): what sizes the parts."""
 
 IN_FLIGHT: Final = 2
-"""Parts derived at once, in threads: stage 1 keeps about 1.6 of two cores busy, two parts 1.9 (docs/performance.md)."""
+"""Parts derived at once, in threads: stage 1 keeps 1.6 of 2 cores busy, two parts 1.9 (docs/design-measurements.md)."""
 
 THREADED_FROM: Final = 200_000
 """Events from which a derivation in one frame runs as :data:`IN_FLIGHT` parts of recordings at once, in threads."""
@@ -132,7 +132,7 @@ def derive_in_threads(
     """:func:`~vtp_lab.stats.derive` of events in memory, cut by recording into :data:`IN_FLIGHT` parts derived at once.
 
     Stage 1 of one frame keeps about 1.6 of two cores busy, two parts at once 1.9
-    (docs/performance.md); :func:`~vtp_lab.stats.combine` makes the same tables of the
+    (docs/design-measurements.md); :func:`~vtp_lab.stats.combine` makes the same tables of the
     parts as of the whole frame (floats within 1e-9 relative, docs/scale.md). The parts
     replace ``events`` in memory: a caller that passes the only reference lets it go.
     Fewer than :data:`THREADED_FROM` events are derived in one frame.
@@ -204,7 +204,7 @@ def _own(frame: pl.DataFrame) -> pl.DataFrame:
 
     A string column of a few rows can share the buffer of the whole part's column it was
     taken from: rows kept of every part would then keep every part's events in memory
-    (peak memory grew with the store, docs/performance.md).
+    (peak memory grew with the store, docs/design-measurements.md).
     """
     return pl.DataFrame(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # strings: one buffer of their bytes
 

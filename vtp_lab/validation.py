@@ -288,7 +288,7 @@ def _stage(frame: pl.DataFrame) -> pl.DataFrame:
             meta_text.alias("metadata"),
             meta_object.alias("_meta_can_be_object"),
         )
-        .collect(engine="in-memory")  # faster here than the default engine (docs/performance.md)
+        .collect(engine="in-memory")  # faster here than the default engine (docs/design-measurements.md)
     )
     offset_ok = _offset_ok(staged["_ts_text"])
     parsed = _parse_in_duckdb(_normalise(staged, frame, texts))

@@ -226,7 +226,7 @@ def _spill_sql(source: str, table: str, *, by: str, parts: int, folder: Path) ->
     """The ``COPY`` of :meth:`Store.spill`, from ``source`` (a table, or ``read_parquet`` of files).
 
     Columns are written as the store holds them (UUIDs as 16 bytes, not as text: with them
-    as text the partitioned write took twice the time, docs/performance.md); read a part
+    as text the partitioned write took twice the time, docs/design-measurements.md); read a part
     with :func:`read_spilled`.
     """
     spec = _table(table)
@@ -279,7 +279,7 @@ _SPILL_FLUSH_ROWS: Final = 32_768
 """Most rows a partitioned write buffers per part before writing them (DuckDB's default is 524,288).
 
 DuckDB keeps a buffer per part; past the memory limit it spills its own buffers, which
-made a spill into many parts several times slower (docs/performance.md).
+made a spill into many parts several times slower (docs/design-measurements.md).
 """
 
 _SPILL_BUFFER_ROW_BYTES: Final = 1_024

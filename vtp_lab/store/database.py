@@ -61,7 +61,7 @@ _AFTER_SPILL_MEMORY: Final = 64 * 1024 * 1024
 """DuckDB's memory limit for an instant after a spill, which lets go of the stored blocks the spill read.
 
 DuckDB would keep them cached up to its limit while the parts are derived, on top of the
-parts' own memory (docs/performance.md).
+parts' own memory (docs/design-measurements.md).
 """
 
 _STATE: Final = "vtp_lab_state"
