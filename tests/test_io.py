@@ -74,3 +74,31 @@ def test_lines_of_every_chunk_survive_the_reading_of_the_next(tmp_path, events, 
     assert len(batches) > 10
     rows = pl.concat([b.rows.select("_raw", "_row") for b in batches])
     assert rows["_raw"].to_list() == lines and rows["_row"].to_list() == list(range(1, len(lines) + 1))
+
+
+def test_an_event_array_reads_the_same_in_every_layout_and_as_lines_where_written_so(tmp_path, events, monkeypatch):
+    """The platform's arrays share the sources' reader: lines where an element is a line, else DuckDB's stream."""
+    import json
+
+    from vtp_lab import io
+
+    streamed: list[int] = []
+    stream = io._array_elements
+    monkeypatch.setattr(io, "_array_elements", lambda path: streamed.append(1) or stream(path))
+    lines = write_events(events, tmp_path / "a line each.json")
+    elements = [*json.loads(lines.read_text()), 5]  # and an element that is not an object
+    lines.write_text("[" + ",\n".join(json.dumps(e) for e in elements) + "]\n")
+    (tmp_path / "pretty.json").write_text(json.dumps(elements, indent=2))
+    (tmp_path / "one line.json").write_text(json.dumps(elements))
+    got = {}
+    for name in ("a line each", "pretty", "one line"):
+        streamed.clear()
+        batches = list(read_events(tmp_path / f"{name}.json"))
+        rows = pl.concat([b.rows for b in batches]).drop("_raw", "_source")  # the file names differ
+        bad = pl.concat([b.malformed for b in batches]).select("row_number", "reason")
+        got[name] = (rows, bad.rows())
+        assert bool(streamed) == (name != "a line each"), name
+    n = len(elements)
+    assert got["a line each"][1] == [(n, "malformed")] and got["a line each"][0].height == n - 1
+    for name in ("pretty", "one line"):
+        assert got[name][0].equals(got["a line each"][0]) and got[name][1] == got["a line each"][1]

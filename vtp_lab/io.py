@@ -635,26 +635,23 @@ def _array_elements(path: Path) -> Iterator[pl.Series]:
 
 
 def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
-    """A JSON array of events, streamed: DuckDB reads the elements in batches, each parsed as an NDJSON line is.
+    """A JSON array of events, read a batch at a time (:func:`_array_records`), each parsed as an NDJSON line is.
 
     An element is numbered by its position; one that is not an object is a ``malformed``
     row. Memory stays bounded, where reading the array whole takes several times the
-    file's size (docs/design-measurements.md). A file
-    DuckDB cannot read as an array (one object, or JSON that does not parse) is read
-    whole by :func:`_json_document` if nothing of it has been handed on yet and it is at
-    most :data:`_WHOLE_DOCUMENT_BYTES`; otherwise it fails with :class:`InputFormatError`
-    saying where, and what was handed on before stays loaded, as when a compressed file
-    is cut short.
+    file's size (docs/design-measurements.md). A file DuckDB cannot read as an array (one
+    object, or JSON that does not parse) is read whole by :func:`_json_document` if nothing
+    of it has been handed on yet and it is at most :data:`_WHOLE_DOCUMENT_BYTES`; otherwise
+    it fails with :class:`InputFormatError` saying where, and what was handed on before
+    stays loaded, as when a compressed file is cut short.
     """
-    source, size = str(path), path.stat().st_size
-    read, text_bytes = 0, 0  # elements handed on, and their texts' bytes (the file's are unknown)
+    source, size, read = str(path), path.stat().st_size, 0
     try:
-        for texts in _array_elements(path):
-            for start in range(0, texts.len(), batch_rows):
-                part = texts.slice(start, batch_rows).to_frame().with_row_index("_row", offset=read + 1)
-                good, bad = _json_objects(part, source)
-                read, text_bytes = read + part.height, text_bytes + int(part["_raw"].str.len_bytes().sum())
-                yield RawBatch(rows=good, malformed=bad, bytes_read=min(text_bytes, size))
+        for records, position in _array_records(path):
+            for start in range(0, records.height, batch_rows):
+                good, bad = _json_objects(records.slice(start, batch_rows), source)
+                yield RawBatch(rows=good, malformed=bad, bytes_read=position)
+            read += records.height
     except _Unstreamable as exc:
         if not read and size <= _WHOLE_DOCUMENT_BYTES:
             yield from _json_document(path, batch_rows)
@@ -933,7 +930,13 @@ def _source_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
     head = _head(path, None)
     size = path.stat().st_size
     if head.startswith(b"["):
-        yield from _array_records(path, one_a_line=_one_a_line(head))
+        read = 0
+        try:
+            for records, position in _array_records(path):
+                yield records, position
+                read += records.height
+        except _Unstreamable as exc:
+            raise _unreadable_array(path, exc, read) from None
         return
     first = head.split(b"\n", 1)[0]
     if head.startswith(b"{") and not _is_json(first) and size <= _WHOLE_DOCUMENT_BYTES:
@@ -989,18 +992,18 @@ def _elements(lines: pl.Series, *, first: bool, last: bool) -> pl.Series | None:
     return texts if valid else None
 
 
-def _array_records(path: Path, *, one_a_line: bool) -> Iterator[tuple[pl.DataFrame, int]]:
-    """A source's JSON array, its elements numbered by position, with the bytes read so far.
+def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
+    """A JSON array's elements as texts (``_raw``) numbered by position (``_row``), with about the bytes read so far.
 
-    Where the array is written an element a line (``one_a_line``, from its first lines), the
-    lines are read as NDJSON's are: DuckDB's stream of the elements parses each and writes its
-    text again, on one thread (1M xAPI statements: 3.9 s to read, against 1.9 to 3.0 s as
-    lines, docs/design-measurements.md). From the first chunk of lines
-    that is not so written (:func:`_elements`), the array is streamed by DuckDB instead, past
-    the elements already handed on.
+    Where the array is written an element a line (:func:`_one_a_line`, from its first
+    line), the lines are read as NDJSON's are: DuckDB's stream of the elements parses each
+    and writes its text again, on one thread (1M xAPI statements: 3.9 s to read, against
+    1.9 to 3.0 s as lines, docs/design-measurements.md). From the first chunk of lines that
+    is not so written (:func:`_elements`), DuckDB streams the array, past the elements
+    already handed on; it raises :class:`_Unstreamable` where it cannot read on.
     """
     read = 0
-    if one_a_line:
+    if _one_a_line(_head(path, None)):
         chunks = _lines(path)
         current, first = next(chunks, None), True
         while current is not None:
@@ -1014,16 +1017,14 @@ def _array_records(path: Path, *, one_a_line: bool) -> Iterator[tuple[pl.DataFra
         chunks.close()
         if current is None:
             return
-    size, skip = path.stat().st_size, read
-    try:
-        for texts in _array_elements(path):
-            kept = texts.slice(min(skip, texts.len()))
-            skip -= texts.len() - kept.len()
-            if kept.len():
-                yield kept.to_frame("_raw").with_row_index("_row", offset=read + 1), size
-                read += kept.len()
-    except _Unstreamable as exc:
-        raise _unreadable_array(path, exc, read) from None
+    size, skip, text_bytes = path.stat().st_size, read, 0  # the stream's bytes: its elements' texts
+    for texts in _array_elements(path):
+        kept = texts.slice(min(skip, texts.len()))
+        skip -= texts.len() - kept.len()
+        text_bytes += int(texts.str.len_bytes().sum())
+        if kept.len():
+            yield kept.to_frame("_raw").with_row_index("_row", offset=read + 1), min(text_bytes, size)
+            read += kept.len()
 
 
 def _is_json(text: bytes) -> bool:
