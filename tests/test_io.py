@@ -102,3 +102,20 @@ def test_an_event_array_reads_the_same_in_every_layout_and_as_lines_where_writte
     assert got["a line each"][1] == [(n, "malformed")] and got["a line each"][0].height == n - 1
     for name in ("pretty", "one line"):
         assert got[name][0].equals(got["a line each"][0]) and got[name][1] == got["a line each"][1]
+
+
+def test_an_array_read_as_lines_up_to_what_duckdb_cannot_read_is_finished_as_one_document(tmp_path, events):
+    """A lone surrogate escape in the last element: the lines before it loaded, the rest from Python's reader."""
+    import json
+
+    elements = json.loads(write_events(events.head(20), tmp_path / "e.json").read_text())
+    elements[-1]["session_id"] = "\ud800"
+    text = "[" + ",\n".join(json.dumps(e) for e in elements) + "]"  # no newline at the end: the last line alone
+    for name, body in (("lines.json", text), ("pretty.json", json.dumps(elements, indent=2))):
+        (tmp_path / name).write_text(body)
+    got = {}
+    for name in ("lines.json", "pretty.json"):
+        batches = list(read_events(tmp_path / name))
+        rows = pl.concat([b.rows for b in batches])
+        got[name] = (rows["_row"].to_list(), pl.concat([b.malformed for b in batches])["row_number"].to_list())
+    assert got["lines.json"] == got["pretty.json"] and len(got["lines.json"][0]) + len(got["lines.json"][1]) == 20

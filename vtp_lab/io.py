@@ -35,7 +35,7 @@ import re
 import tempfile
 import zlib
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -653,10 +653,9 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
                 yield RawBatch(rows=good, malformed=bad, bytes_read=position)
             read += records.height
     except _Unstreamable as exc:
-        if not read and size <= _WHOLE_DOCUMENT_BYTES:
-            yield from _json_document(path, batch_rows)
-            return
-        raise _unreadable_array(path, exc, read) from None
+        if size > _WHOLE_DOCUMENT_BYTES:
+            raise _unreadable_array(path, exc, read) from None
+        yield from _json_document(path, batch_rows, after=read, broken=_unreadable_array(path, exc, read))
 
 
 def _unreadable_array(path: Path, exc: Exception, read: int) -> InputFormatError:
@@ -667,21 +666,26 @@ def _unreadable_array(path: Path, exc: Exception, read: int) -> InputFormatError
     )
 
 
-def _json_document(path: Path, batch_rows: int) -> Iterator[RawBatch]:
-    """A JSON document read whole, as :func:`read_documents` reads a posted one.
+def _json_document(
+    path: Path, batch_rows: int, *, after: int = 0, broken: InputFormatError | None = None
+) -> Iterator[RawBatch]:
+    """A JSON document read whole, as :func:`read_documents` reads a posted one; its elements past the first ``after``.
 
     An array's elements and one event object load as events. A document DuckDB cannot
     parse is parsed by Python's reader, which takes what DuckDB does not (a lone
     surrogate escape in one element): its elements are then written back one by one, so
     that the element at fault is one ``malformed`` row and the others load. A document
     neither reads, or that is neither an array nor an object, is one ``malformed`` row
-    (line 1, the whole text as its raw text).
+    (line 1, the whole text as its raw text), or, once ``after`` elements of it were
+    handed on, the error ``broken``.
     """
     source, size = str(path), path.stat().st_size
     docs = pl.DataFrame({"_doc": [_read_text(path).decode("utf-8", errors="replace")], "_source": [source]})
     parsed, unreadable = read_documents(docs.with_columns(_ndjson=False))
     if unreadable.len():
         elements = _python_elements(docs["_doc"].item())
+        if elements is None and after and broken is not None:
+            raise broken
         if elements is None:
             yield RawBatch(
                 rows=pl.DataFrame(), malformed=_malformed(docs["_doc"], pl.Series([1]), source), bytes_read=size
@@ -689,6 +693,9 @@ def _json_document(path: Path, batch_rows: int) -> Iterator[RawBatch]:
             return
         good, bad = _json_objects(elements.to_frame().with_row_index("_row", offset=1), source)
         parsed = RawBatch(rows=good, malformed=bad, bytes_read=size)
+    if after:
+        rows, malformed = parsed.rows.filter(pl.col("_row") > after), parsed.malformed
+        parsed = replace(parsed, rows=rows, malformed=malformed.filter(pl.col("row_number") > after))
     for start in range(0, max(parsed.rows.height, 1), batch_rows):
         malformed = parsed.malformed if start == 0 else parsed.malformed.clear()
         yield RawBatch(rows=parsed.rows.slice(start, batch_rows), malformed=malformed, bytes_read=size)
