@@ -599,7 +599,11 @@ _WHOLE_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
 
 
 class _Unstreamable(Exception):
-    """DuckDB could not read the file as a JSON array (at the start, or part way)."""
+    """DuckDB could not read the file as a JSON array (at the start, or part way: ``streamed`` elements in)."""
+
+    def __init__(self, message: str, *, streamed: int = 0) -> None:
+        super().__init__(message)
+        self.streamed = streamed
 
 
 def _array_elements(path: Path) -> Iterator[pl.Series]:
@@ -640,10 +644,10 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
     An element is numbered by its position; one that is not an object is a ``malformed``
     row. Memory stays bounded, where reading the array whole takes several times the
     file's size (docs/design-measurements.md). A file DuckDB cannot read as an array (one
-    object, or JSON that does not parse) is read whole by :func:`_json_document` if nothing
-    of it has been handed on yet and it is at most :data:`_WHOLE_DOCUMENT_BYTES`; otherwise
-    it fails with :class:`InputFormatError` saying where, and what was handed on before
-    stays loaded, as when a compressed file is cut short.
+    object, or JSON that does not parse) is read whole by :func:`_json_document`, past the
+    elements read as lines, if DuckDB handed on none of it and it is at most
+    :data:`_WHOLE_DOCUMENT_BYTES`; otherwise it fails with :class:`InputFormatError` saying
+    where, and what was handed on before stays loaded, as when a compressed file is cut short.
     """
     source, size, read = str(path), path.stat().st_size, 0
     try:
@@ -653,7 +657,7 @@ def _json_array(path: Path, batch_rows: int) -> Iterator[RawBatch]:
                 yield RawBatch(rows=good, malformed=bad, bytes_read=position)
             read += records.height
     except _Unstreamable as exc:
-        if size > _WHOLE_DOCUMENT_BYTES:
+        if exc.streamed or size > _WHOLE_DOCUMENT_BYTES:  # DuckDB read part of it, or it is too large to read whole
             raise _unreadable_array(path, exc, read) from None
         yield from _json_document(path, batch_rows, after=read, broken=_unreadable_array(path, exc, read))
 
@@ -1025,13 +1029,17 @@ def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
         if current is None:
             return
     size, skip, text_bytes = path.stat().st_size, read, 0  # the stream's bytes: its elements' texts
-    for texts in _array_elements(path):
-        kept = texts.slice(min(skip, texts.len()))
-        skip -= texts.len() - kept.len()
-        text_bytes += int(texts.str.len_bytes().sum())
-        if kept.len():
-            yield kept.to_frame("_raw").with_row_index("_row", offset=read + 1), min(text_bytes, size)
-            read += kept.len()
+    streamed = 0
+    try:
+        for texts in _array_elements(path):
+            kept = texts.slice(min(skip, texts.len()))
+            skip -= texts.len() - kept.len()
+            text_bytes += int(texts.str.len_bytes().sum())
+            if kept.len():
+                yield kept.to_frame("_raw").with_row_index("_row", offset=read + 1), min(text_bytes, size)
+                read, streamed = read + kept.len(), streamed + kept.len()
+    except _Unstreamable as exc:
+        raise _Unstreamable(str(exc), streamed=streamed) from None
 
 
 def _is_json(text: bytes) -> bool:
