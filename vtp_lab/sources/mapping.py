@@ -29,9 +29,7 @@ Example:
 
 from __future__ import annotations
 
-import json
-import re
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -182,148 +180,99 @@ _IDENTIFIED: Final = (
 """Each id column, its identity kind and the source field it is made from."""
 
 
-def _query(mapping: Mapping, *, guarded: bool) -> str:
-    """SQL over ``records`` and ``kinds``: each record's outcome, its raw event fields and its identities.
+def _text(value: str | None) -> str:
+    """A SQL string literal, or NULL."""
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
-    Identities are made once per distinct identifier (``ids``), not per record. The
-    record's text is not handed back (the caller has it), only an envelope's element.
+
+def _by_kind(mapping: Mapping, value: Callable[[Kind], str | None]) -> str:
+    """SQL: ``value`` of the record's kind in the kinds table, null for a kind not in it."""
+    cases = " ".join(f"WHEN {_text(name)} THEN {_text(value(kind))}" for name, kind in mapping.kinds.items())
+    return f"CASE kind {cases} END"
+
+
+def _query(mapping: Mapping, *, guarded: bool) -> str:
+    """SQL over ``records``: each record's outcome and its raw event fields, a row per record in their order.
+
+    Projections only, so DuckDB keeps the records' order and :func:`apply` lays the
+    columns beside the texts (no sort, no join back). What an outcome does not need is
+    null: a skipped record has its label only, a rejected one its required field only.
     ``guarded`` checks that each text is JSON before reading it (see :func:`apply`).
     """
     fields = ", ".join(f"{mapping.fields[f]} AS {f}" for f in FIELDS)
     numbers = ", ".join(f"{seconds_sql(n)} AS _{n}" for n in _NUMBERS)
     members = ", ".join(  # concat_ws leaves out a member whose value is null
         f"""'"{n}":' || {value}"""
-        for n, value in [
-            *((n, _json_value(n)) for n in _NUMBERS),
-            *((t, f"to_json({t})") for t in (*_TEXTS, "action", "course_id")),
-        ]
+        for n, value in [*((n, _json_value(n)) for n in _NUMBERS), *((t, f"to_json({t})") for t in (*_TEXTS, "action"))]
     )
     session = f"CASE WHEN trim(coalesce(session, '')) = '' THEN '{NO_SESSION}' ELSE session END"
-    skip = f"starts_with(ltrim(_raw), '{mapping.skip[1]}')" if mapping.skip else "false"
-    named = " UNION ".join(
-        f"SELECT '{kind}' AS kind, {source} AS identifier FROM f WHERE mapped AND {source} IS NOT NULL"
-        for _, kind, source in _IDENTIFIED
-    )
-    name = f"'{mapping.source}|' || kind || '|' || identifier"
-    joins = " ".join(
-        f"LEFT JOIN ids AS _{kind} ON _{kind}.kind = '{kind}' AND _{kind}.identifier = f.{source}"
-        for _, kind, source in _IDENTIFIED
-    )
-    ids = ", ".join(f"_{kind}.id AS {column}" for column, kind, _ in _IDENTIFIED)
+    skip = f"starts_with(ltrim(_raw), {_text(mapping.skip[1])})" if mapping.skip else "false"
     lacking = " ".join(f"WHEN '{n}' THEN _{n} IS NULL AND {n} IS NULL" for n in _NUMBERS)
+    kept = {
+        "event_type": "event_type",
+        "id": "id",
+        "event_timestamp": "timestamp",
+        "session_id": session,
+        "metadata": f"'{{' || concat_ws(',', {members}) || '}}'",
+        **{source: source for _, _, source in _IDENTIFIED},
+    }
     return f"""
-        WITH f AS MATERIALIZED (
-            SELECT *, {numbers}, ok AND NOT _skip AND video AND event_type IS NOT NULL AS mapped
-            FROM (SELECT f.*, k.event_type, k.action, k.requires
-                  FROM (SELECT _row, _at, _element, ok, {skip} AS _skip, {fields}
-                        FROM ({_read(mapping, guarded=guarded)})) f
-                  LEFT JOIN kinds k ON f.kind = k.kind)),
-        ids AS MATERIALIZED (SELECT kind, identifier, {uuid5_sql(name)} AS id FROM ({named}))
-        SELECT _row, _at, _element, ok, _skip, label, mapped, event_type, requires, f.user, f.course, video_key,
-               recording_id, user_id, course_id, f.id, timestamp AS event_timestamp, {session} AS session_id,
-               CASE WHEN mapped THEN '{{' || concat_ws(',', {members}) || '}}' END AS metadata,
-               CASE requires {lacking} ELSE false END AS lacking
-        FROM (SELECT f.*, {ids} FROM f {joins}) f
+        SELECT ok, _skip, mapped, lacking, CASE WHEN NOT mapped THEN label END AS label,
+               CASE WHEN lacking THEN requires END AS requires,
+               {", ".join(f"CASE WHEN mapped AND NOT lacking THEN {sql} END AS {name}" for name, sql in kept.items())}
+        FROM (SELECT *, mapped AND CASE requires {lacking} ELSE false END AS lacking
+              FROM (SELECT *, {numbers}, ok AND NOT _skip AND video AND event_type IS NOT NULL AS mapped
+                    FROM (SELECT *, {_by_kind(mapping, lambda k: k.event_type.value)} AS event_type,
+                                 {_by_kind(mapping, lambda k: k.action)} AS action,
+                                 {_by_kind(mapping, lambda k: k.requires)} AS requires
+                          FROM (SELECT ok, {skip} AS _skip, {fields} FROM ({_read(mapping, guarded=guarded)})))))
     """
-
-
-_SEGMENT: Final = re.compile(r'\.([A-Za-z_][A-Za-z0-9_-]*)|\."([^"]+)"|\[([0-9]+)\]')
-"""One step of a JSON path as the adapters write them: ``.name``, ``."any name"`` or ``[index]``."""
-
-_Shape = dict[str, "_Shape"] | list["_Shape"] | str
-"""A JSON structure for DuckDB's ``json_transform``: objects, arrays of one element shape, ``VARCHAR`` leaves."""
-
-
-def _steps(path: str) -> list[str | int]:
-    """The steps of a JSON path (``$.a."b c"[0]``): names and indexes."""
-    found = list(_SEGMENT.finditer(path, 1))
-    if not path.startswith("$") or "".join(m[0] for m in found) != path[1:]:
-        raise ValueError(f'JSON path {path!r} is not of the form $.name."any name"[index]')
-    return [int(m[3]) if m[3] is not None else m[1] or m[2] for m in found]
-
-
-def _shape(paths: dict[str, str]) -> tuple[_Shape, dict[str, str]] | None:
-    """``paths`` as one structure that ``json_transform`` reads in a single pass, and each path's SQL into it.
-
-    None when they do not fit one structure: a path that runs on from where another
-    ends (the one is text, the other looks inside it), or two names at one level that
-    differ only in case (a DuckDB struct's field names ignore case).
-
-    Example:
-        >>> _shape({"a": "$.x.y", "b": '$.x."y z"[0]'})
-        ({'x': {'y': 'VARCHAR', 'y z': ['VARCHAR']}}, {'a': '."x"."y"', 'b': '."x"."y z"[1]'})
-    """
-    root: dict[str, _Shape] = {}
-    access: dict[str, str] = {}
-    for name, path in paths.items():
-        steps = _steps(path)
-        node: _Shape = root
-        sql = ""
-        for step, after in zip(steps, [*steps[1:], None], strict=True):
-            want: _Shape = "VARCHAR" if after is None else [] if isinstance(after, int) else {}
-            if isinstance(step, int) and isinstance(node, list):
-                child = node[0] if node else want
-                node[:1] = [child]
-                sql += f"[{step + 1}]"
-            elif isinstance(step, str) and isinstance(node, dict):
-                if any(k != step and k.lower() == step.lower() for k in node):
-                    return None
-                child = node.setdefault(step, want)
-                sql += '."' + step.replace('"', '""') + '"'
-            else:
-                return None
-            if type(child) is not type(want):
-                return None
-            node = child
-        access[name] = sql
-    return root, access
 
 
 def _extract(document: str, paths: dict[str, str], into: str) -> tuple[str, str]:
     """SQL: the ``paths`` of ``document`` read in one parse, and each as a text column ``s_<name>`` of ``into``.
 
-    One structure (:func:`_shape`) where the paths fit one, else a list of the paths' texts.
-    Either way a value is its text: a string without its quotes, anything else as JSON.
+    A value is its text: a string without its quotes, anything else as JSON. (Read into
+    one structure by ``json_transform`` instead, the mapping cost more: see
+    docs/design-measurements.md.)
+
+    Example:
+        >>> _extract("_raw", {"a": "$.x.y"}, "_p")
+        ("json_extract_string(_raw, ['$.x.y'])", '_p[1] AS s_a')
     """
-    shaped = _shape(paths)
-    if shaped is not None:
-        structure, access = shaped
-        items = ", ".join(f"{into}{access[name]} AS s_{name}" for name in paths)
-        text = json.dumps(structure, separators=(",", ":")).replace("'", "''")
-        return f"json_transform({document}, '{text}')", items
     listed = ", ".join(f"'{p}'" for p in paths.values())
     items = ", ".join(f"{into}[{i}] AS s_{name}" for i, name in enumerate(paths, start=1))
     return f"json_extract_string({document}, [{listed}])", items
 
 
-def _unwrapped(mapping: Mapping) -> str:
-    """SQL: ``records``, each envelope replaced by the records it holds (with the envelope's row number).
-
-    ``_element`` is the text of a record taken out of an envelope (null for the others),
-    ``_at`` its place in the envelope (0 for the others).
-    Only a record that names the envelope's key (``_named``, found by :func:`apply`) is
-    looked into: the others pass as they are, without the list that taking out the
-    elements builds for every record it sees.
-    """
-    if mapping.envelope is None:
-        return "(SELECT *, 0 AS _at, NULL::VARCHAR AS _element FROM records)"
-    path = f"'$.{mapping.envelope}'"
-    wrapped = f"coalesce(try(json_type(_raw, {path})) = 'ARRAY', false)"
-    return f"""
-        (SELECT _row, _raw, 0 AS _at, NULL::VARCHAR AS _element FROM records WHERE NOT _named
-         UNION ALL
-         SELECT _row, _raw, _at, CASE WHEN _wrapped THEN _raw END AS _element
-         FROM (SELECT _row, _wrapped, unnest(_list) AS _raw, unnest(range(len(_list))) AS _at
-               FROM (SELECT _row, {wrapped} AS _wrapped,
-                            CASE WHEN _wrapped THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
-                                 ELSE [_raw] END AS _list
-                     FROM records WHERE _named)))
-    """
-
-
 def _names(key: str) -> pl.Expr:
     """Whether a record's text holds ``key`` as a JSON string (polars' search: several times DuckDB's ``contains``)."""
     return pl.col("_raw").str.contains(f'"{key}"', literal=True).fill_null(False)
+
+
+def _unwrapped(mapping: Mapping, texts: pl.DataFrame) -> pl.DataFrame:
+    """``texts`` (``_raw``, ``_row``), each envelope replaced in place by the records it holds, with its row number.
+
+    Only a record that names the envelope's key (:func:`_names`) is looked into, by
+    DuckDB; the others pass as they are, without the list that taking out the elements
+    builds for every record it sees.
+    """
+    if mapping.envelope is None:
+        return texts
+    named = texts.select(_names(mapping.envelope)).to_series()
+    if not named.any():
+        return texts
+    wrapped = f"coalesce(try(json_type(_raw, '$.{mapping.envelope}')) = 'ARRAY', false)"
+    with over(records=texts.filter(named)) as con:
+        elements = con.sql(f"""
+            SELECT unnest(_list) AS _raw, _row, unnest(range(len(_list))) AS _at
+            FROM (SELECT _row, CASE WHEN {wrapped} THEN json_extract(_raw, '$.{mapping.envelope}[*]')::VARCHAR[]
+                                    ELSE [_raw] END AS _list
+                  FROM records)
+            ORDER BY _row, _at
+        """).pl()
+    others, elements = texts.filter(~named), elements.drop("_at")
+    return elements if others.is_empty() else pl.concat([others, elements]).sort("_row", maintain_order=True)
 
 
 def _read(mapping: Mapping, *, guarded: bool) -> str:
@@ -333,10 +282,11 @@ def _read(mapping: Mapping, *, guarded: bool) -> str:
     """
     outer, outer_items = _extract("_raw", mapping.paths, "_p")
     valid = " AND json_valid(_raw)" if guarded else ""
+    read = f"CASE WHEN ok THEN {outer} END" if guarded else outer
     query = f"""
         SELECT *, {outer_items}
-        FROM (SELECT *, CASE WHEN ok THEN {outer} END AS _p
-              FROM (SELECT *, starts_with(ltrim(_raw), '{{'){valid} AS ok FROM {_unwrapped(mapping)}))
+        FROM (SELECT *, {read} AS _p
+              FROM (SELECT *, starts_with(ltrim(_raw), '{{'){valid} AS ok FROM records))
     """
     if mapping.inner is None:
         return query
@@ -348,29 +298,36 @@ def _read(mapping: Mapping, *, guarded: bool) -> str:
     """
 
 
-def _kinds(mapping: Mapping) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "kind": list(mapping.kinds),
-            "event_type": [k.event_type.value for k in mapping.kinds.values()],
-            "action": [k.action for k in mapping.kinds.values()],
-            "requires": [k.requires for k in mapping.kinds.values()],
-        },
-        schema={"kind": pl.String, "event_type": pl.String, "action": pl.String, "requires": pl.String},
+def _identified(good: pl.DataFrame, source: SourceFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``good`` with its id columns and the course's id last in its metadata; the identities behind them.
+
+    Each distinct identifier is made a UUID once (``uuid5``, in DuckDB), then looked
+    up for every record (in polars).
+    """
+    named = pl.concat(
+        good.select(pl.lit(kind).alias("kind"), pl.col(ident).alias("identifier"))
+        .drop_nulls()
+        .unique(maintain_order=True)
+        for _, kind, ident in _IDENTIFIED
     )
-
-
-def _identities(mapped: pl.DataFrame, source: str) -> pl.DataFrame:
-    pairs = [
-        mapped.select(
-            pl.col(uuid).alias("id"),
-            pl.lit(source).alias("source"),
-            pl.lit(kind).alias("kind"),
-            pl.col(ident).alias("identifier"),
-        )
-        for uuid, kind, ident in _IDENTIFIED
-    ]
-    return SOURCE_IDENTITIES.conform(pl.concat(pairs).drop_nulls("id").unique(maintain_order=True))
+    name = f"'{source}|' || kind || '|' || identifier"
+    with over(names=named) as con:
+        ids = con.sql(f"SELECT *, {uuid5_sql(name)} AS id FROM names").pl()
+    of_kind = {kind: ids.filter(pl.col("kind") == kind) for _, kind, _ in _IDENTIFIED}
+    good = good.with_columns(
+        pl.col(ident).replace_strict(of_kind[kind]["identifier"], of_kind[kind]["id"], default=None).alias(column)
+        for column, kind, ident in _IDENTIFIED
+    )
+    course = pl.concat_str(pl.lit('"course_id":"'), pl.col("course_id"), pl.lit('"}'))
+    metadata = (
+        pl.when(pl.col("course_id").is_null())
+        .then(pl.col("metadata"))
+        .when(pl.col("metadata") == "{}")
+        .then(pl.concat_str(pl.lit("{"), course))
+        .otherwise(pl.concat_str(pl.col("metadata").str.head(-1), pl.lit(","), course))
+    )
+    identities = ids.select("id", pl.lit(source).alias("source"), "kind", "identifier")
+    return good.with_columns(metadata.alias("metadata")), SOURCE_IDENTITIES.conform(identities)
 
 
 def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
@@ -387,27 +344,21 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
         >>> out.skipped
         {'(none)': 1}
     """
-    texts = records.select("_raw", pl.col("_row").cast(pl.Int64))
-    named = [] if mapping.envelope is None else [_names(mapping.envelope).alias("_named")]
-    with over(records=texts.with_columns(named), kinds=_kinds(mapping)) as con:
+    texts = _unwrapped(mapping, records.select("_raw", pl.col("_row").cast(pl.Int64)))
+    with over(records=texts.select("_raw")) as con:
         try:  # most batches are all JSON: checking each text first would parse it twice
             out = con.sql(_query(mapping, guarded=False)).pl()
         except duckdb.InvalidInputException:
             out = con.sql(_query(mapping, guarded=True)).pl()
-    out = out.sort("_row", "_at")  # as the records came (polars' sort: DuckDB's carried every column)
-    out = out.join(texts, on="_row", how="left", maintain_order="left").with_columns(
-        pl.coalesce("_element", "_raw").alias("_raw")
-    )
+    out = texts.hstack(out)  # projections keep the records' order
     malformed = out.filter(~pl.col("ok") & ~pl.col("_skip"))
-    skipped_rows = out.filter(pl.col("_skip") | (pl.col("ok") & ~pl.col("mapped")))
-    kinds = skipped_rows.select(
+    skipped = out.filter(pl.col("_skip") | (pl.col("ok") & ~pl.col("mapped"))).select(
         pl.when(pl.col("_skip"))
         .then(pl.lit(mapping.skip[0] if mapping.skip else ""))
         .otherwise(pl.col("label").fill_null("(none)"))
-    ).to_series()
-    mapped = out.filter(pl.col("mapped"))
-    lacking = mapped.filter(pl.col("lacking"))
-    good = mapped.filter(~pl.col("lacking"))
+        .alias("kind")
+    )
+    lacking = out.filter(pl.col("lacking"))
     named = lacking["requires"].replace_strict(mapping.source_fields, default=lacking["requires"])
     rejected = pl.concat(
         [
@@ -415,6 +366,7 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
             rejected_rows(lacking["_raw"], lacking["_row"], source, reason="missing_field", field=named),
         ]
     ).sort("row_number")
+    good, identities = _identified(out.filter(pl.col("mapped") & ~pl.col("lacking")), mapping.source)
     rows = good.select(
         "_raw",
         "_row",
@@ -430,6 +382,6 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
     return Adapted(
         rows=rows,
         rejected=rejected,
-        skipped=dict(Counter(kinds.to_list())),
-        identities=_identities(good, mapping.source),
+        skipped=dict(skipped.group_by("kind", maintain_order=True).len().iter_rows()),
+        identities=identities,
     )
