@@ -5,11 +5,15 @@ from __future__ import annotations
 import gzip
 
 import polars as pl
+import pyarrow as pa
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from vtp_lab import io as vl_io
 from vtp_lab.errors import InputFormatError
-from vtp_lab.io import format_of, read_events, write_events
+from vtp_lab.io import _split, format_of, read_events, write_events
 from vtp_lab.synth import semester
 from vtp_lab.validation import validate
 
@@ -74,6 +78,34 @@ def test_lines_of_every_chunk_survive_the_reading_of_the_next(tmp_path, events, 
     assert len(batches) > 10
     rows = pl.concat([b.rows.select("_raw", "_row") for b in batches])
     assert rows["_raw"].to_list() == lines and rows["_row"].to_list() == list(range(1, len(lines) + 1))
+
+
+_PIECES = st.sampled_from([b"\n", b"\r", b"\r\n", b"{}", b'{"a": 1}', b" ", b"x" * 20, "é😀".encode(), b"\xff"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=12))
+def test_bytes_split_into_lines_at_each_newline_as_python_reads_them(pieces):
+    data = b"".join(pieces)
+    assert _split(memoryview(data)).to_list() == data.decode("utf-8", errors="replace").split("\n")
+
+
+def test_lines_are_split_in_a_pool_that_keeps_freed_memory_for_the_next_chunk(monkeypatch):
+    """Arrow's split builds each chunk's lines in memory freed once polars has them: jemalloc keeps it for the next."""
+    try:
+        wanted = pa.jemalloc_memory_pool().backend_name
+    except NotImplementedError:  # pragma: no cover - a pyarrow built without jemalloc
+        wanted = pa.default_memory_pool().backend_name
+    pools = []
+    split = vl_io.pc.split_pattern
+
+    def spy(*args: object, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> object:
+        pools.append(memory_pool)
+        return split(*args, memory_pool=memory_pool, **kwargs)
+
+    monkeypatch.setattr(vl_io.pc, "split_pattern", spy)
+    assert _split(b'{"a": 1}\n{"b": 2}').to_list() == ['{"a": 1}', '{"b": 2}']
+    assert [p.backend_name for p in pools] == [wanted]
 
 
 def test_an_event_array_reads_the_same_in_every_layout_and_as_lines_where_written_so(tmp_path, events, monkeypatch):
