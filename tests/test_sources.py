@@ -260,36 +260,51 @@ def test_xapi_statements_map_verbs_and_extensions(tmp_path):
 
 
 def _layouts(texts: list[str]) -> dict[str, str]:
-    """One array written five ways: an element a line (two ways), pretty-printed, on one line, and mixed."""
+    """One array written six ways: an element a line (two ways), pretty-printed, on one line, mixed, and split.
+
+    Split has one element over two lines that each end with a comma, as an element a line
+    does: only a JSON parse tells.
+    """
     half = len(texts) // 2
     pretty = json.dumps(json.loads(texts[half]), indent=2)
+    cut = texts[half].index(",") + 1
+    split = texts[half][:cut] + "\n" + texts[half][cut:]
     return {
         "a line each": "[" + ",\n".join(texts) + "]\n",
         "brackets alone": "[\n" + ",\n".join(f"  {t}" for t in texts) + "\n]\n\n",
         "pretty": json.dumps([json.loads(t) for t in texts], indent=2),
         "one line": "[" + ", ".join(texts) + "]",
         "mixed": "[" + ",\n".join([*texts[:half], pretty, *texts[half + 1 :]]) + "]\n",
+        "split": "[" + ",\n".join([*texts[:half], split, *texts[half + 1 :]]) + "]",
     }
 
 
 def test_an_array_written_an_element_a_line_is_read_as_lines_and_loads_as_streamed(tmp_path, monkeypatch):
-    """Lines where each holds an element; else, from the first chunk that does not, DuckDB's stream, past those."""
+    """Lines where each holds an element; else, from the first chunk that does not, DuckDB's stream, past those.
+
+    The lines' texts are parsed once, by the mapping: only where one is not JSON are the
+    chunks checked, to find where the stream takes over.
+    """
     streamed: list[int] = []
-    stream = vl_io._array_elements
+    checked: list[int] = []
+    stream, all_json = vl_io._array_elements, vl_io._all_json
     monkeypatch.setattr(vl_io, "_array_elements", lambda path: streamed.append(1) or stream(path))
+    monkeypatch.setattr(vl_io, "_all_json", lambda texts: checked.append(1) or all_json(texts))
     monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 2048)  # a chunk of a few lines: the mixed file changes part way
     texts = [json.dumps(statement("played", time=i, at=f"2026-09-01T10:{i:02d}:00Z")) for i in range(40)]
     texts[7] = "5"  # not an object: a malformed row, numbered by its place
     got = {}
     for layout, text in _layouts(texts).items():
         streamed.clear()
+        checked.clear()
         path = tmp_path / f"{layout}.json"
         path.write_text(text)
         with vl.Lab(":memory:") as lab:
             report = lab.load(path, progress=False, format="xapi")
             rejected = lab.store.read("rejected_events").select("row_number", "reason").rows()
             got[layout] = (report.rows_read, report.accepted, rejected, lab.events().sort("id").rows())
-        assert bool(streamed) == (layout in ("pretty", "one line", "mixed")), layout
+        assert bool(streamed) == (layout in ("pretty", "one line", "mixed", "split")), layout
+        assert bool(checked) == (layout == "split"), layout  # the others' lines show their layout
     assert got["a line each"][:3] == (40, 39, [(8, "malformed")])
     assert all(g == got["a line each"] for g in got.values())
 

@@ -959,23 +959,18 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[RawBatch]:
         yield typed_rows(batch, rows, source=str(path), bytes_read=size * (i + 1) // max(file.num_row_groups, 1))
 
 
-def _source_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
+def _source_records(path: Path, *, checked: bool = True) -> Generator[tuple[pl.DataFrame, int]]:
     """A source file's records as texts (``_raw``, ``_row``) as the readers hand them, with the bytes read so far.
 
-    A JSON array streams element by element; a file holding one JSON document over many
-    lines (a learning record store's page, up to :data:`_WHOLE_DOCUMENT_BYTES`) is one
-    record, read whole; anything else is a record a line (blank lines left out).
+    A JSON array streams element by element (``checked`` as :func:`_array_records` takes
+    it); a file holding one JSON document over many lines (a learning record store's page,
+    up to :data:`_WHOLE_DOCUMENT_BYTES`) is one record, read whole; anything else is a
+    record a line (blank lines left out).
     """
     head = _head(path, None)
     size = path.stat().st_size
     if head.startswith(b"["):
-        read = 0
-        try:
-            for records, position in _array_records(path):
-                yield records, position
-                read += records.height
-        except _Unstreamable as exc:
-            raise _unreadable_array(path, exc, read) from None
+        yield from _array_texts(path, _array_records(path, checked=checked), read=0)
         return
     first = head.split(b"\n", 1)[0]
     if head.startswith(b"{") and not _is_json(first) and size <= _WHOLE_DOCUMENT_BYTES:
@@ -994,14 +989,15 @@ def _one_a_line(head: bytes) -> bool:
     return opening == b"[" or (opening.startswith(b"[") and opening.endswith(b","))
 
 
-def _elements(lines: pl.Series, *, first: bool, last: bool) -> pl.Series | None:
+def _elements(lines: pl.Series, *, first: bool, last: bool, checked: bool = True) -> pl.Series | None:
     """The elements of a chunk of an array's lines written an element a line, or None where they are not so written.
 
     Each line holds one element and the comma after it (the first opens with ``[``, the
     last closes with ``]`` and has no comma; ``first`` and ``last`` say whether the chunk
     holds them); blank lines and the brackets alone are left out. None when a line is not
     so: several elements on it, an element over several lines, a comma missing or too many
-    (each text must be one JSON value, DuckDB's ``json_valid``).
+    (each text must be one JSON value, DuckDB's ``json_valid``; ``checked=False`` leaves
+    that to the caller).
 
     Example:
         >>> _elements(pl.Series(["[", ' {"a": 1},', "", '{"b": [2]}]']), first=True, last=True).to_list()
@@ -1026,12 +1022,21 @@ def _elements(lines: pl.Series, *, first: bool, last: bool) -> pl.Series | None:
         return None
     cut = int(commas.sum())
     texts = pl.concat([texts.head(cut).str.head(-1), texts.slice(cut)])  # JSON allows the space left before a comma
+    return texts if not checked or _all_json(texts) else None
+
+
+def _all_json(texts: pl.Series) -> bool:
+    """Whether every text is one JSON value (DuckDB's ``json_valid``).
+
+    Example:
+        >>> _all_json(pl.Series(['{"a": 1}', "[2]"])), _all_json(pl.Series(['{"a": 1}, {"b": 2}']))
+        (True, False)
+    """
     with over(t=texts.to_frame("_raw")) as con:
-        valid = con.sql("SELECT coalesce(bool_and(json_valid(_raw)), true) FROM t").fetchall()[0][0]
-    return texts if valid else None
+        return bool(con.sql("SELECT coalesce(bool_and(json_valid(_raw)), true) FROM t").fetchall()[0][0])
 
 
-def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
+def _array_records(path: Path, *, checked: bool = True) -> Iterator[tuple[pl.DataFrame, int]]:
     """A JSON array's elements as texts (``_raw``) numbered by position (``_row``), with about the bytes read so far.
 
     Where the array is written an element a line (:func:`_one_a_line`, from its first
@@ -1039,7 +1044,9 @@ def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
     and writes its text again, on one thread (1M xAPI statements: 3.9 s to read, against
     1.9 to 3.0 s as lines, docs/design-measurements.md). From the first chunk of lines that
     is not so written (:func:`_elements`), DuckDB streams the array, past the elements
-    already handed on; it raises :class:`_Unstreamable` where it cannot read on.
+    already handed on (:func:`_array_stream`). With ``checked=False`` a line's text is not
+    checked to be one JSON value: the caller checks it as it parses it, and where one is
+    not, reads on with :func:`_array_stream` past the elements it took.
     """
     read = 0
     if _one_a_line(_head(path, None)):
@@ -1048,7 +1055,7 @@ def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
         while current is not None:
             following = next(chunks, None)
             lines, _, position = current
-            texts = _elements(lines, first=first, last=following is None)
+            texts = _elements(lines, first=first, last=following is None, checked=checked)
             if texts is None:
                 break
             yield texts.to_frame("_raw").with_row_index("_row", offset=read + 1), position
@@ -1056,6 +1063,15 @@ def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
         chunks.close()
         if current is None:
             return
+    yield from _array_stream(path, read)
+
+
+def _array_stream(path: Path, read: int) -> Iterator[tuple[pl.DataFrame, int]]:
+    """A JSON array's elements past the first ``read``, streamed by DuckDB, numbered on from there.
+
+    Raises :class:`_Unstreamable` where DuckDB cannot read on (``streamed``: how many it
+    handed on before).
+    """
     size, skip, text_bytes = path.stat().st_size, read, 0  # the stream's bytes: its elements' texts
     streamed = 0
     try:
@@ -1068,6 +1084,18 @@ def _array_records(path: Path) -> Iterator[tuple[pl.DataFrame, int]]:
                 read, streamed = read + kept.len(), streamed + kept.len()
     except _Unstreamable as exc:
         raise _Unstreamable(str(exc), streamed=streamed) from None
+
+
+def _array_texts(
+    path: Path, records: Iterator[tuple[pl.DataFrame, int]], *, read: int
+) -> Generator[tuple[pl.DataFrame, int]]:
+    """``records`` of the array at ``path``, ``read`` elements in; where DuckDB cannot read on, the array's error."""
+    try:
+        for frame, position in records:
+            yield frame, position
+            read += frame.height
+    except _Unstreamable as exc:
+        raise _unreadable_array(path, exc, read) from None
 
 
 def _is_json(text: bytes) -> bool:
@@ -1083,34 +1111,69 @@ _SOURCE_BATCH_BYTES: Final = 128 * 1024 * 1024
 
 
 def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
-    """A source format's file (edX, xAPI, Caliper), mapped by its adapter onto raw events, in large batches."""
-    mapping = MAPPINGS[cast(SourceFormat, fmt)]
+    """A source format's file (edX, xAPI, Caliper), mapped by its adapter onto raw events, in large batches.
 
-    def mapped(parts: list[pl.DataFrame], position: int) -> RawBatch:
-        adapted = apply(mapping, pl.concat(parts), source=str(path))
+    An array written an element a line is read as lines whose texts are not checked to be
+    JSON first: the mapping parses each anyway, and a text that is not JSON (a layout the
+    lines do not show, or a broken array) stops it, and DuckDB's stream reads on from the
+    first element of that batch. Checking every text first parsed 1 GB of xAPI statements
+    twice (docs/design-measurements.md).
+    """
+    mapping = MAPPINGS[cast(SourceFormat, fmt)]
+    head = _head(path, None)
+    unchecked = head.startswith(b"[") and _one_a_line(head)
+
+    def mapped(parts: list[tuple[pl.DataFrame, int]], *, guard: bool) -> RawBatch:
+        adapted = apply(mapping, pl.concat(texts for texts, _ in parts), source=str(path), guard=guard)
         return RawBatch(
             rows=adapted.rows,
             malformed=adapted.rejected,
-            bytes_read=position,
+            bytes_read=parts[-1][1],
             skipped=adapted.skipped,
             identities=adapted.identities,
         )
 
-    parts: list[pl.DataFrame] = []
-    rows = size = position = 0
+    batches = _gathered(_source_records(path, checked=not unchecked), batch_rows)
+    handed = 0
+    while (parts := next(batches, None)) is not None:
+        try:
+            batch = mapped(parts, guard=not unchecked)
+        except duckdb.InvalidInputException:  # a line of the array that is not one JSON value: DuckDB reads on
+            batches.close()
+            whole = next(i for i, (texts, _) in enumerate(parts) if not _all_json(texts["_raw"]))
+            if whole:  # the chunks of lines before it, as when each chunk was checked first
+                yield mapped(parts[:whole], guard=True)
+                handed += sum(texts.height for texts, _ in parts[:whole])
+            stream = _array_texts(path, _array_stream(path, handed), read=handed)
+            batches, unchecked = _gathered(stream, batch_rows), False
+            continue
+        yield batch
+        handed += sum(texts.height for texts, _ in parts)
+
+
+def _gathered(
+    records: Iterator[tuple[pl.DataFrame, int]], batch_rows: int
+) -> Generator[list[tuple[pl.DataFrame, int]]]:
+    """``records`` (texts, bytes read) gathered into batches of ``batch_rows`` records or :data:`_SOURCE_BATCH_BYTES`.
+
+    Where the file is cut short or broken part way, what was gathered before is handed
+    on first, then the error.
+    """
+    parts: list[tuple[pl.DataFrame, int]] = []
+    rows = size = 0
     try:
-        for records, position in _source_records(path):
-            parts.append(records)
-            rows, size = rows + records.height, size + int(records["_raw"].str.len_bytes().sum())
+        for texts, position in records:
+            parts.append((texts, position))
+            rows, size = rows + texts.height, size + int(texts["_raw"].str.len_bytes().sum())
             if rows >= batch_rows or size >= _SOURCE_BATCH_BYTES:
-                yield mapped(parts, position)
+                yield parts
                 parts, rows, size = [], 0, 0
-    except InputFormatError:  # a file cut short or broken part way: what was read before it is handed on first
+    except InputFormatError:
         if parts:
-            yield mapped(parts, position)
+            yield parts
         raise
     if parts:
-        yield mapped(parts, path.stat().st_size)
+        yield parts
 
 
 def read_events(path: str | Path, *, format: Format | None = None, batch_rows: int = 250_000) -> Iterator[RawBatch]:

@@ -330,8 +330,12 @@ def _identified(good: pl.DataFrame, source: SourceFormat) -> tuple[pl.DataFrame,
     return good.with_columns(metadata.alias("metadata")), SOURCE_IDENTITIES.conform(identities)
 
 
-def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
+def apply(mapping: Mapping, records: pl.DataFrame, *, source: str, guard: bool = True) -> Adapted:
     """Map a batch of record texts (``_raw``, ``_row``) through ``mapping``; ``source`` names the file.
+
+    A text that is not JSON is a ``malformed`` rejection; with ``guard=False`` it raises
+    DuckDB's ``InvalidInputException`` instead, for a reader that took each text for one
+    JSON value and must read otherwise where one is not (an array's lines).
 
     Example:
         >>> from vtp_lab.sources.edx import EDX
@@ -349,6 +353,8 @@ def apply(mapping: Mapping, records: pl.DataFrame, *, source: str) -> Adapted:
         try:  # most batches are all JSON: checking each text first would parse it twice
             out = con.sql(_query(mapping, guarded=False)).pl()
         except duckdb.InvalidInputException:
+            if not guard:
+                raise
             out = con.sql(_query(mapping, guarded=True)).pl()
     out = texts.hstack(out)  # projections keep the records' order
     malformed = out.filter(~pl.col("ok") & ~pl.col("_skip"))
