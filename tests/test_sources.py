@@ -309,6 +309,20 @@ def test_an_array_written_an_element_a_line_is_read_as_lines_and_loads_as_stream
     assert all(g == got["a line each"] for g in got.values())
 
 
+def test_a_mapping_that_fails_on_texts_that_are_all_json_is_not_taken_for_a_layout(tmp_path, monkeypatch):
+    """Only a text that is not JSON sends an array's lines to DuckDB's stream; any other failure is the mapping's."""
+    import duckdb
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise duckdb.InvalidInputException("something else")
+
+    path = tmp_path / "a.json"
+    path.write_text(_layouts([json.dumps(statement("played", time=i)) for i in range(4)])["a line each"])
+    monkeypatch.setattr(vl_io, "apply", failing)
+    with pytest.raises(duckdb.InvalidInputException, match="something else"):
+        list(vl_io.read_events(path, format="xapi"))
+
+
 @pytest.mark.parametrize("layout", ["a line each", "pretty"])
 def test_a_source_array_broken_part_way_says_where_and_keeps_what_was_read(tmp_path, monkeypatch, layout):
     monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 2048)

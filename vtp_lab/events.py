@@ -79,7 +79,6 @@ __all__ = [
     "parse_uuid",
     "playback_session_id",
     "uuid5_series",
-    "uuid5_sql",
 ]
 
 NAMESPACE: Final = uuid.UUID("b4605e70-791a-504e-bb4d-89a2bcb2822f")
@@ -418,26 +417,6 @@ def uuid5_series(names: pl.Series) -> pl.Series:
     """
     frame = pl.DataFrame({"name": names.cast(pl.String)})
     return frame.select(polars_hash.col("name").uuidhash.uuid5(str(NAMESPACE))).to_series().rename(names.name)
-
-
-_SHA1_OF_NAME: Final = f"sha1(from_hex('{NAMESPACE.hex}') || encode({{name}}))"
-"""SQL: the SHA-1 (hex) of :data:`NAMESPACE` followed by the UTF-8 of the text ``{name}``, as uuid5 hashes."""
-
-
-def uuid5_sql(name: str) -> str:
-    """SQL (DuckDB): ``uuid5(NAMESPACE, name)`` as canonical text, for the SQL text expression ``name``.
-
-    Example:
-        >>> from vtp_lab.duck import compute
-        >>> compute().sql(f"SELECT {uuid5_sql(repr('course|c'))}").fetchall()[0][0] == course_statistics_id("c")
-        True
-    """
-    h = f"({_SHA1_OF_NAME.format(name=name)})"
-    variant = f"substr('89ab', (strpos('0123456789abcdef', substr({h}, 17, 1)) - 1) % 4 + 1, 1)"
-    return (
-        f"substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
-        f"{variant} || substr({h}, 18, 3) || '-' || substr({h}, 21, 12)"
-    )
 
 
 def derive_event_id(

@@ -432,7 +432,7 @@ def skip_reason(path: str | Path, fmt: Format) -> str | None:
 
 
 def _lines_pool() -> pa.MemoryPool:
-    """Where Arrow splits a chunk into lines: pyarrow's jemalloc where it has one (Linux, macOS), else its default.
+    """Where Arrow splits chunks into lines: pyarrow's jemalloc if it has one (its Linux wheels do), else its default.
 
     The split grows its output as it goes, and the memory is freed once polars has copied
     the lines. With mimalloc, pyarrow's default, the next chunks' splits got fresh pages
@@ -1114,10 +1114,10 @@ def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
     """A source format's file (edX, xAPI, Caliper), mapped by its adapter onto raw events, in large batches.
 
     An array written an element a line is read as lines whose texts are not checked to be
-    JSON first: the mapping parses each anyway, and a text that is not JSON (a layout the
-    lines do not show, or a broken array) stops it, and DuckDB's stream reads on from the
-    first element of that batch. Checking every text first parsed 1 GB of xAPI statements
-    twice (docs/design-measurements.md).
+    JSON first: the mapping parses each anyway. A text that is not JSON (a layout the lines
+    do not show, or a broken array) stops it; the batch's chunks of lines before the first
+    that holds one are mapped, and DuckDB's stream reads on from there. Checking every
+    text first parsed 1 GB of xAPI statements twice (docs/design-measurements.md).
     """
     mapping = MAPPINGS[cast(SourceFormat, fmt)]
     head = _head(path, None)
@@ -1139,8 +1139,10 @@ def _source(path: Path, batch_rows: int, fmt: Format) -> Iterator[RawBatch]:
         try:
             batch = mapped(parts, guard=not unchecked)
         except duckdb.InvalidInputException:  # a line of the array that is not one JSON value: DuckDB reads on
+            whole = next((i for i, (texts, _) in enumerate(parts) if not _all_json(texts["_raw"])), None)
+            if whole is None:  # every text is JSON: the query failed for another reason
+                raise
             batches.close()
-            whole = next(i for i, (texts, _) in enumerate(parts) if not _all_json(texts["_raw"]))
             if whole:  # the chunks of lines before it, as when each chunk was checked first
                 yield mapped(parts[:whole], guard=True)
                 handed += sum(texts.height for texts, _ in parts[:whole])

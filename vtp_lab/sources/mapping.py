@@ -37,7 +37,7 @@ import duckdb
 import polars as pl
 
 from vtp_lab.duck import over
-from vtp_lab.events import NO_SESSION, EventType, uuid5_sql
+from vtp_lab.events import NO_SESSION, EventType, uuid5_series
 from vtp_lab.tables import SOURCE_IDENTITIES
 from vtp_lab.validation import rejected_rows
 
@@ -301,8 +301,7 @@ def _read(mapping: Mapping, *, guarded: bool) -> str:
 def _identified(good: pl.DataFrame, source: SourceFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``good`` with its id columns and the course's id last in its metadata; the identities behind them.
 
-    Each distinct identifier is made a UUID once (``uuid5``, in DuckDB), then looked
-    up for every record (in polars).
+    Each distinct identifier is made a UUID once (``uuid5``), then looked up for every record.
     """
     named = pl.concat(
         good.select(pl.lit(kind).alias("kind"), pl.col(ident).alias("identifier"))
@@ -310,9 +309,11 @@ def _identified(good: pl.DataFrame, source: SourceFormat) -> tuple[pl.DataFrame,
         .unique(maintain_order=True)
         for _, kind, ident in _IDENTIFIED
     )
-    name = f"'{source}|' || kind || '|' || identifier"
-    with over(names=named) as con:
-        ids = con.sql(f"SELECT *, {uuid5_sql(name)} AS id FROM names").pl()
+    ids = named.with_columns(
+        uuid5_series(
+            named.select(pl.concat_str(pl.lit(f"{source}|"), "kind", pl.lit("|"), "identifier")).to_series()
+        ).alias("id")
+    )
     of_kind = {kind: ids.filter(pl.col("kind") == kind) for _, kind, _ in _IDENTIFIED}
     good = good.with_columns(
         pl.col(ident).replace_strict(of_kind[kind]["identifier"], of_kind[kind]["id"], default=None).alias(column)
