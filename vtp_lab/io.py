@@ -698,9 +698,7 @@ def _unreadable_array(path: Path, exc: Exception, read: int) -> InputFormatError
     )
 
 
-def _json_document(
-    path: Path, batch_rows: int, *, after: int = 0, broken: InputFormatError | None = None
-) -> Iterator[RawBatch]:
+def _json_document(path: Path, batch_rows: int, *, after: int, broken: InputFormatError) -> Iterator[RawBatch]:
     """A JSON document read whole, as :func:`read_documents` reads a posted one; its elements past the first ``after``.
 
     An array's elements and one event object load as events. A document DuckDB cannot
@@ -716,7 +714,7 @@ def _json_document(
     parsed, unreadable = read_documents(docs.with_columns(_ndjson=False))
     if unreadable.len():
         elements = _python_elements(docs["_doc"].item())
-        if elements is None and after and broken is not None:
+        if elements is None and after:
             raise broken
         if elements is None:
             yield RawBatch(
