@@ -24,11 +24,12 @@ from hypothesis import strategies as st
 import vtp_lab as vl
 from vtp_lab import io as vl_io
 from vtp_lab.cli import main
+from vtp_lab.duck import compute
 from vtp_lab.events import NAMESPACE, NO_SESSION
 from vtp_lab.io import detect_format, write_events
 from vtp_lab.metrics import retention
 from vtp_lab.sessions import cut_sessions, sessionize
-from vtp_lab.sources import sniff
+from vtp_lab.sources import mapping, sniff
 from vtp_lab.sources.writers import as_source, expressible
 from vtp_lab.sources.xapi import PROFILE
 from vtp_lab.stats import derive
@@ -794,3 +795,14 @@ def test_random_records_never_lose_a_row(tmp_path):
     report, _, _ = load(tmp_path, "random.log", "\n".join(lines))
     f = report.files[0]
     assert f.rows_read == 300 == f.accepted + f.rejected + f.duplicates + f.skipped_records
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    text=st.text(st.sampled_from([" ", "\t", "\n", "\u00a0", "\u3000", "{", "#", "x", "é"]), max_size=5),
+    prefix=st.sampled_from(["{", "#"]),
+)
+def test_a_record_starts_with_a_prefix_after_whitespace_as_ltrim_reads_it(text, prefix):
+    """The trim is skipped where a record starts with no whitespace: the answer is the same as trimming every one."""
+    sql = f"SELECT {mapping._starts(repr(prefix))} = starts_with(ltrim(_raw), {prefix!r}) FROM (SELECT ? AS _raw)"
+    assert compute().execute(sql, [text]).fetchall() == [(True,)]
