@@ -67,8 +67,8 @@ def test_unknown_format_names_the_fix(tmp_path, events):
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_lines_of_every_chunk_survive_the_reading_of_the_next(tmp_path, events, monkeypatch, suffix):
-    """The reader reuses one buffer for every chunk: lines already handed on must not change."""
-    monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 1000)  # about 3 lines a chunk
+    """Lines are views into the buffers they were read into: lines already handed on must not change."""
+    monkeypatch.setattr("vtp_lab.io._CHUNK_BYTES", 500)  # a chunk of about 3 lines, in pieces of 500 bytes
     long_line = '{"event_type": "' + "x" * 5000 + '"}'  # longer than a chunk
     lines = [*write_events(events.head(40), tmp_path / "e.ndjson").read_text().splitlines(), long_line, "{}"]
     path = tmp_path / f"lines.ndjson{suffix}"
@@ -84,28 +84,61 @@ _PIECES = st.sampled_from([b"\n", b"\r", b"\r\n", b"{}", b'{"a": 1}', b" ", b"x"
 
 
 @settings(max_examples=200, deadline=None)
-@given(pieces=st.lists(_PIECES, max_size=12))
-def test_bytes_split_into_lines_at_each_newline_as_python_reads_them(pieces):
-    data = b"".join(pieces)
-    assert _split(memoryview(data)).to_list() == data.decode("utf-8", errors="replace").split("\n")
+@given(parts=st.lists(st.lists(_PIECES, max_size=12), min_size=1, max_size=4))
+def test_bytes_split_into_lines_at_each_newline_as_python_reads_them(parts):
+    datas = [b"".join(pieces) for pieces in parts]
+    expected = [line for data in datas for line in data.decode("utf-8", errors="replace").split("\n")]
+    assert _split([pa.py_buffer(data) for data in datas]).to_list() == expected
 
 
-def test_lines_are_split_in_a_pool_that_keeps_freed_memory_for_the_next_chunk(monkeypatch):
-    """Arrow's split builds each chunk's lines in memory freed once polars has them: jemalloc keeps it for the next."""
-    try:
-        wanted = pa.jemalloc_memory_pool().backend_name
-    except NotImplementedError:  # pragma: no cover - a pyarrow built without jemalloc
-        wanted = pa.default_memory_pool().backend_name
-    pools = []
-    split = vl_io.pc.split_pattern
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.text(st.characters(blacklist_characters="\n\r"), max_size=40), max_size=40),
+    chunk=st.integers(8, 200),
+    piece=st.integers(4, 64),
+)
+def test_a_file_read_in_chunks_of_pieces_gives_its_lines_numbered_as_python_reads_them(
+    tmp_path_factory, lines, chunk, piece
+):
+    path = tmp_path_factory.mktemp("lines") / "f.ndjson"
+    data = "\n".join(lines).encode()
+    path.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vl_io, "_CHUNK_BYTES", chunk)
+        mp.setattr(vl_io, "_PIECE_BYTES", piece)
+        read = list(vl_io._lines(path))
+    expected = data.decode().split("\n")[: -1 if data.endswith(b"\n") else None] if data else []
+    assert [line for got, _, _ in read for line in got.to_list()] == expected
+    assert [first for _, first, _ in read] == [1 + sum(got.len() for got, _, _ in read[:i]) for i in range(len(read))]
 
-    def spy(*args: object, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> object:
+
+def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_next_ones(tmp_path, monkeypatch):
+    """Each piece is a buffer of its own under jemalloc's 8 MiB, which it hands back at once (a fault a page after)."""
+    sizes, pools = [], []
+    allocate = pa.allocate_buffer
+
+    def spy(size: int, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> pa.Buffer:
+        sizes.append(size)
         pools.append(memory_pool)
-        return split(*args, memory_pool=memory_pool, **kwargs)
+        return allocate(size, memory_pool=memory_pool, **kwargs)
 
-    monkeypatch.setattr(vl_io.pc, "split_pattern", spy)
-    assert _split(b'{"a": 1}\n{"b": 2}').to_list() == ['{"a": 1}', '{"b": 2}']
-    assert [p.backend_name for p in pools] == [wanted]
+    monkeypatch.setattr(pa, "allocate_buffer", spy)
+    line = '{"event_type": "playback_paused", "metadata": {"position": 12.5}}'
+    path = tmp_path / "big.ndjson"
+    path.write_text((line + "\n") * (10 * 1024 * 1024 // len(line)))
+    got = pl.concat(lines for lines, _, _ in vl_io._lines(path))
+    assert got.len() == 10 * 1024 * 1024 // len(line) and got.unique().to_list() == [line]
+    assert len(sizes) > 2 and max(sizes) < 8 * 1024 * 1024
+    assert {p.backend_name for p in pools} == {vl_io._lines_pool().backend_name}
+
+
+def test_a_line_too_long_for_a_string_view_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 64)
+    monkeypatch.setattr(vl_io, "_LONGEST", 200)
+    path = tmp_path / "long.ndjson"
+    path.write_text('{"a": 1}\n{"b": 2}\n' + "x" * 500 + "\n")
+    with pytest.raises(InputFormatError, match=r"line 3 is longer than 1 GiB"):
+        list(vl_io._lines(path))
 
 
 def test_an_event_array_reads_the_same_in_every_layout_and_as_lines_where_written_so(tmp_path, events, monkeypatch):

@@ -44,7 +44,6 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vtp_lab.duck import ROW_GROUP_ROWS, JsonParse, connect, json_query, over, uuid_text
@@ -432,14 +431,13 @@ def skip_reason(path: str | Path, fmt: Format) -> str | None:
 
 
 def _lines_pool() -> pa.MemoryPool:
-    """Where Arrow splits chunks into lines: pyarrow's jemalloc if it has one (its Linux wheels do), else its default.
+    """Where :func:`_lines` reads a file: pyarrow's jemalloc where it has one (its Linux wheels), else the default.
 
-    The split grows its output as it goes, and the memory is freed once polars has copied
-    the lines. With mimalloc, pyarrow's default, the next chunks' splits got fresh pages
-    while the load held earlier batches: the kernel zeroing them was about a quarter of
-    the CPU time of an xAPI load. jemalloc keeps freed memory for the next chunk. 1M xAPI
-    statements (1 GB of NDJSON) loaded in 5.2 to 5.9 s against 6.6 to 9.5 s, the platform's
-    1.48M events in 3.7 to 4.3 s against 4.0 to 5.0 s (docs/design-measurements.md).
+    A piece's buffer lives as long as a line of it does, then is freed. With mimalloc,
+    pyarrow's default, the next pieces got fresh pages while the load held earlier
+    batches: the kernel zeroing them was about a quarter of the CPU time of an xAPI load.
+    jemalloc keeps freed memory (under 8 MiB a buffer) for the next pieces
+    (docs/design-measurements.md).
 
     Example:
         >>> _lines_pool().backend_name in {"jemalloc", pa.default_memory_pool().backend_name}
@@ -452,74 +450,143 @@ def _lines_pool() -> pa.MemoryPool:
 
 
 _LINES_POOL: Final = _lines_pool()
+_PIECE_BYTES: Final = 4 * 1024 * 1024
+"""The most bytes read into one buffer (:func:`_piece`), past a line carried from the last."""
+_INLINE: Final = 12
+"""The longest string an Arrow string view holds in itself."""
+_WINDOW: Final = 1024 * 1024
+"""Bytes searched for newlines at a time."""
+_LONGEST: Final = 2**30 - 1
+"""The longest line :func:`_lines` reads: a piece holds it and at most as much again, and an Arrow string view's
+offset is a 32-bit integer."""
 
 
-def _split(data: bytes | memoryview) -> pl.Series:
-    r"""The lines of UTF-8 bytes (split at each ``\n``) as a polars Series, split by Arrow with no Python string made.
+def _breaks(byte: np.ndarray) -> np.ndarray:
+    r"""Where each ``\n`` of ``byte`` is, found a window at a time.
 
-    The Series holds copies (in :data:`_LINES_POOL`), so ``data`` may be reused once this
-    returns. Bytes that are not UTF-8 are replaced by U+FFFD, as
-    ``bytes.decode(errors="replace")`` does. It is several times faster than copying,
-    decoding and splitting the text in Python and polars.
+    A comparison over a whole chunk at once would make a temporary of its size, whose
+    fresh pages cost more to fault in than the search.
 
     Example:
-        >>> _split(b'{"a": 1}\n\n{"b": 2}\r').to_list()
-        ['{"a": 1}', '', '{"b": 2}\r']
+        >>> _breaks(np.frombuffer(b"a\nbc\n", np.uint8)).tolist()
+        [1, 4]
     """
-    buffer = pa.py_buffer(data)
-    offsets = pa.array([0, buffer.size], pa.int64()).buffers()[1]
-    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buffer])
+    found = [np.flatnonzero(byte[at : at + _WINDOW] == ord("\n")) + at for at in range(0, byte.size, _WINDOW)]
+    return np.concatenate(found) if found else np.empty(0, np.intp)
+
+
+def _views(data: pa.Buffer, index: int, breaks: np.ndarray | None) -> tuple[np.ndarray, pa.Buffer]:
+    """The Arrow string views (16 bytes each) of the lines of ``data``, its buffer ``index``; and ``data`` as UTF-8."""
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, data.size], pa.int64()).buffers()[1], data])
     try:
-        text = whole.cast(pa.large_string())
+        whole.cast(pa.large_string())
     except pa.ArrowInvalid:  # not UTF-8
-        text = pa.array([bytes(data).decode("utf-8", errors="replace")], pa.large_string())
-    return pl.Series("_raw", pc.split_pattern(text, "\n", memory_pool=_LINES_POOL).flatten())
+        data, breaks = pa.py_buffer(data.to_pybytes().decode("utf-8", errors="replace").encode()), None
+    byte = np.frombuffer(data, np.uint8)
+    breaks = _breaks(byte) if breaks is None else breaks
+    starts = np.concatenate([[0], breaks + 1])
+    lengths = np.concatenate([breaks, [data.size]]) - starts
+    views = np.zeros((starts.size, 16), np.uint8)
+    views[:, :4] = lengths.astype("<i4").view(np.uint8).reshape(-1, 4)
+    inline = lengths <= _INLINE
+    at, columns = starts[inline], np.arange(_INLINE)
+    inside = np.minimum(at[:, None] + columns, max(data.size - 1, 0))
+    views[inline, 4:] = np.where(columns < lengths[inline, None], byte[inside] if data.size else 0, 0)
+    at = starts[~inline]
+    views[~inline, 4:8] = byte[at[:, None] + np.arange(4)]
+    views[~inline, 8:12] = np.array([index], "<i4").view(np.uint8)
+    views[~inline, 12:] = at.astype("<i4").view(np.uint8).reshape(-1, 4)
+    return views, data
+
+
+def _split(pieces: list[pa.Buffer], breaks: list[np.ndarray] | None = None) -> pl.Series:
+    r"""The lines of each of ``pieces`` (split at each ``\n``) as one polars Series of views into them.
+
+    No line is copied: each is an Arrow string view of its piece (its length and offset,
+    made with numpy from where the newlines are, ``breaks`` if the caller has found them),
+    which polars takes as it is; the pieces must not change afterwards. Bytes that are not
+    UTF-8 are replaced by U+FFFD, as ``bytes.decode(errors="replace")`` does (in a copy).
+    Arrow's ``split_pattern`` copied every line, at three to four times the cost
+    (docs/design-measurements.md).
+
+    Example:
+        >>> _split([pa.py_buffer(b'{"a": 1}\n\n{"b": 2}\r'), pa.py_buffer(b"x")]).to_list()
+        ['{"a": 1}', '', '{"b": 2}\r', 'x']
+    """
+    made = [_views(data, i, None if breaks is None else breaks[i]) for i, data in enumerate(pieces)]
+    views = np.concatenate([v for v, _ in made])
+    lines = pa.Array.from_buffers(pa.string_view(), len(views), [None, pa.py_buffer(views), *(d for _, d in made)])
+    return pl.Series("_raw", lines)
 
 
 def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
     """(lines, number of the first line, bytes read so far) in chunks of about 32 MiB.
 
-    Each chunk is read into one buffer, kept for the whole file, after the unfinished
-    line of the last one, as far as the buffer goes; only a line longer than half a chunk
-    makes a bigger buffer. :func:`_split` copies the whole lines out. A fresh buffer per
-    chunk would cost CPU in zeroing and page faults on every chunk.
+    A chunk is read in pieces (:func:`_piece`) of whole lines, the unfinished line of
+    each carried to the next; its lines are views into them (:func:`_split`).
     """
-    number = 1
-    tail = b""
-    buffer = bytearray(_CHUNK_BYTES)
+    number, tail, done = 1, b"", False
     fault: InputFormatError | None = None
     with _open_text(path) as fh, open(path, "rb") as raw:
-        while fault is None:
-            if len(buffer) - len(tail) < _CHUNK_BYTES // 2:  # a line longer than half a chunk
-                buffer = bytearray(len(tail) + _CHUNK_BYTES)
-            buffer[: len(tail)] = tail
-            end, stop = len(tail), len(tail) + _CHUNK_BYTES
-            with memoryview(buffer) as view:
-                try:
-                    while end < stop and (got := fh.readinto1(view[end:stop])):
-                        end += got
-                except InputFormatError as exc:  # what came before the fault is handed on, then the fault
-                    fault = exc
-            if end == len(tail):
-                break
-            cut = buffer.rfind(b"\n", 0, end)
-            if cut < 0:
-                if number == 1 and b"\r" in buffer[:end].rstrip(b"\r"):
+        while not done:
+            pieces: list[pa.Buffer] = []
+            breaks: list[np.ndarray] = []
+            while sum(p.size for p in pieces) < _CHUNK_BYTES and not done:
+                if len(tail) > _LONGEST:
                     raise InputFormatError(
-                        f"{path} ends its lines with a carriage return alone (old Mac line endings), so it reads as "
-                        "one line; convert them first, for example: tr '\\r' '\\n' < FILE > FILE.unix"
+                        f"{path}: line {number + sum(b.size + 1 for b in breaks)} is longer than 1 GiB; "
+                        "a line that long is not one record: check the file's format"
                     )
-                tail = bytes(buffer[:end])
-                continue
-            tail = bytes(buffer[cut + 1 : end])
-            with memoryview(buffer) as view:
-                lines = _split(view[:cut])
-            yield lines, number, _position(fh, raw)
-            number += lines.len()
+                buffer, byte, fault = _piece(fh, tail)
+                done = fault is not None or byte.size < buffer.size
+                found = _breaks(byte[len(tail) :]) + len(tail)
+                if not found.size:
+                    if number == 1 and not pieces and (done or byte.size >= _CHUNK_BYTES):
+                        _carriage_returns(path, byte.tobytes())
+                    tail = byte.tobytes()
+                    continue
+                tail = byte[found[-1] + 1 :].tobytes()
+                pieces.append(buffer.slice(0, int(found[-1])))
+                breaks.append(found[:-1])
+            if pieces:
+                lines = _split(pieces, breaks)
+                yield lines, number, _position(fh, raw)
+                number += lines.len()
         if fault is not None:
             raise fault  # a line cut by the fault is not handed on: the error says where the file stops
         if tail:
-            yield _split(tail), number, _position(fh, raw)
+            yield _split([pa.py_buffer(tail)]), number, _position(fh, raw)
+
+
+def _piece(fh: io.BufferedIOBase, tail: bytes) -> tuple[pa.Buffer, np.ndarray, InputFormatError | None]:
+    """A buffer of :data:`_LINES_POOL` holding ``tail`` and as much of ``fh`` as fits a piece; its bytes; a fault.
+
+    A piece is :data:`_PIECE_BYTES` past the tail: jemalloc hands memory of 8 MiB or
+    more back to the system at once, and fresh pages cost a fault each, while smaller
+    buffers freed are taken again as they are. Past a tail longer than that, a piece is
+    as long again, so that a long line is not copied over and over.
+    """
+    room = max(min(_PIECE_BYTES, _CHUNK_BYTES), len(tail))
+    buffer = pa.allocate_buffer(len(tail) + room, memory_pool=_LINES_POOL)
+    fault = None
+    with memoryview(buffer) as whole, whole.cast("B") as view:
+        view[: len(tail)] = tail
+        end = len(tail)
+        try:
+            while end < len(view) and (got := fh.readinto1(view[end:])):
+                end += got
+        except InputFormatError as exc:  # what came before the fault is handed on, then the fault
+            fault = exc
+    return buffer, np.frombuffer(buffer, np.uint8, count=end), fault
+
+
+def _carriage_returns(path: Path, text: bytes) -> None:
+    """Raise where ``text``, the start of a file with no newline in it, ends its lines with carriage returns alone."""
+    if b"\r" in text.rstrip(b"\r"):
+        raise InputFormatError(
+            f"{path} ends its lines with a carriage return alone (old Mac line endings), so it reads "
+            "as one line; convert them first, for example: tr '\\r' '\\n' < FILE > FILE.unix"
+        )
 
 
 def _position(fh: io.BufferedIOBase, raw: io.BufferedIOBase) -> int:
@@ -1003,7 +1070,8 @@ def _elements(lines: pl.Series, *, first: bool, last: bool, checked: bool = True
         >>> _elements(pl.Series(['[{"a": 1}, {"b": 2}]']), first=True, last=True) is None
         True
     """
-    texts = lines.str.strip_chars()
+    edges = lines.str.head(1).str.contains(r"^\s") | lines.str.tail(1).str.contains(r"\s$")
+    texts = lines.str.strip_chars() if edges.any() else lines  # a strip copies every line
     texts = texts.filter(texts != "")
     if first:
         if texts.is_empty() or not texts[0].startswith("["):
