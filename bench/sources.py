@@ -8,10 +8,12 @@ Builds, from one synthetic semester copied until long enough:
   ``--other-events`` other events (problem checks, page views: skipped and counted);
 - an xAPI export of ``--video-events`` video statements, as a JSON array and as NDJSON.
 
-Then loads each into a new DuckDB store with ``Lab.load``, alternately ``--repeat``
-times, and prints rows read per second, video events per second, and the ratio of each
-source's rows read per second to the platform dump's in the same round (target: at
-least 0.5). A row read is a record of the file: every record is parsed and either
+Then loads each into a new DuckDB store with ``Lab.load``, ``--repeat`` rounds, each
+source right after a load of the platform dump, and prints rows read per second, video
+events per second, and the ratio of each source's rows read per second to that of the
+platform load just before it (target: at least 0.5; the median of the rounds). The pace
+of a shared machine drifts within a minute: a baseline timed next to each source
+follows it. A row read is a record of the file: every record is parsed and either
 mapped, rejected or skipped and counted.
 """
 
@@ -24,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import polars as pl
@@ -98,22 +101,23 @@ def main() -> None:
     sources = {"edX log": edx, "xAPI export, JSON array": xapi, "xAPI export, NDJSON": xapi_lines}
     for path in (platform, *sources.values()):  # one-time costs (imports, first plans) are not timed
         small = tmp / f"warm-{path.name}"
-        small.write_text("".join(path.open().readlines()[:50]).rstrip(",\n") + ("]\n" if path == xapi else "\n"))
+        with path.open() as lines:
+            small.write_text("".join(islice(lines, 50)).rstrip(",\n") + ("]\n" if path == xapi else "\n"))
         timed_load(small, tmp / f"warm-{path.name}.duckdb")
     ratios: dict[str, list[float]] = {label: [] for label in sources}
     for run in range(1, args.repeat + 1):
-        base_s, base_rows, _ = timed_load(platform, tmp / f"platform-{run}.duckdb")
-        line = f"run {run}: platform {base_rows / base_s:,.0f} rows/s ({base_s:.1f} s)"
-        for label, path in sources.items():
+        line = f"run {run}:"
+        for label, path in sources.items():  # each source right after a platform load: the machine's pace drifts
+            base_s, base_rows, _ = timed_load(platform, tmp / f"platform-{run}-{path.name}.duckdb")
             seconds, rows, accepted = timed_load(path, tmp / f"{path.name}-{run}.duckdb")
             ratios[label].append((rows / seconds) / (base_rows / base_s))
             line += (
-                f"; {label} {rows / seconds:,.0f} rows/s, {accepted / seconds:,.0f} video events/s "
-                f"({seconds:.1f} s), ratio {ratios[label][-1]:.2f}"
+                f" platform {base_rows / base_s:,.0f} rows/s ({base_s:.1f} s), then {label} {rows / seconds:,.0f} "
+                f"rows/s, {accepted / seconds:,.0f} video events/s ({seconds:.1f} s), ratio {ratios[label][-1]:.2f};"
             )
-        print(line)
-        for store in tmp.glob("*.duckdb"):
-            store.unlink()
+            for store in tmp.glob("*.duckdb"):
+                store.unlink()
+        print(line.rstrip(";"))
     for label, values in ratios.items():
         ratio = statistics.median(values)
         print(
