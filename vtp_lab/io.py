@@ -534,8 +534,8 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
             while sum(p.size for p in pieces) < _CHUNK_BYTES and not done:
                 if len(tail) > _LONGEST:
                     raise InputFormatError(
-                        f"{path}: line {number + sum(b.size + 1 for b in breaks)} is longer than 1 GiB; "
-                        "a line that long is not one record: check the file's format"
+                        f"{path}: line {number + sum(b.size + 1 for b in breaks)} is longer than 1 GiB, the most "
+                        "a line can hold here; write the file a record a line (NDJSON), or as a JSON array"
                     )
                 buffer, byte, fault = _piece(fh, tail)
                 done = fault is not None or byte.size < buffer.size
