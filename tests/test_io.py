@@ -113,7 +113,7 @@ def test_a_file_read_in_chunks_of_pieces_gives_its_lines_numbered_as_python_read
 
 
 def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_next_ones(tmp_path, monkeypatch):
-    """Each piece is a buffer of its own under jemalloc's 8 MiB, which it hands back at once (a fault a page after)."""
+    """Each piece is a buffer of its own from the lines pool, under the 8 MiB from which jemalloc hands memory back."""
     sizes, pools = [], []
     allocate = pa.allocate_buffer
 
@@ -130,6 +130,23 @@ def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_nex
     assert got.len() == 10 * 1024 * 1024 // len(line) and got.unique().to_list() == [line]
     assert len(sizes) > 2 and max(sizes) < 8 * 1024 * 1024
     assert {p.backend_name for p in pools} == {vl_io._lines_pool().backend_name}
+
+
+def test_a_long_line_is_read_in_pieces_that_grow_with_it(tmp_path, monkeypatch):
+    """Past a carried line longer than a piece, the next piece is as long again: a long line is copied a few times."""
+    sizes = []
+    allocate = pa.allocate_buffer
+
+    def spy(size: int, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> pa.Buffer:
+        sizes.append(size)
+        return allocate(size, memory_pool=memory_pool, **kwargs)
+
+    monkeypatch.setattr(pa, "allocate_buffer", spy)
+    monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 64)
+    path = tmp_path / "long.ndjson"
+    path.write_text("{}\n" + "x" * 10_000 + "\n{}\n")
+    assert [line for lines, _, _ in vl_io._lines(path) for line in lines.to_list()] == ["{}", "x" * 10_000, "{}"]
+    assert len(sizes) <= 12  # 157 pieces of 64 bytes
 
 
 def test_a_line_too_long_for_a_string_view_is_refused_naming_it(tmp_path, monkeypatch):
