@@ -541,9 +541,9 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
                 done = fault is not None or byte.size < buffer.size
                 found = _breaks(byte[len(tail) :]) + len(tail)
                 if not found.size:
-                    if number == 1 and not pieces and (done or byte.size >= _CHUNK_BYTES):
-                        _carriage_returns(path, byte.tobytes())
                     tail = byte.tobytes()
+                    if number == 1 and not pieces and (done or byte.size >= _CHUNK_BYTES):
+                        _carriage_returns(path, tail)
                     continue
                 tail = byte[found[-1] + 1 :].tobytes()
                 pieces.append(buffer.slice(0, int(found[-1])))

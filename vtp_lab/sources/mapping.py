@@ -36,7 +36,7 @@ from typing import Final, Literal
 import duckdb
 import polars as pl
 
-from vtp_lab.duck import over
+from vtp_lab.duck import literal, over
 from vtp_lab.events import NO_SESSION, EventType, uuid5_series
 from vtp_lab.tables import SOURCE_IDENTITIES
 from vtp_lab.validation import rejected_rows
@@ -181,8 +181,8 @@ _IDENTIFIED: Final = (
 
 
 def _text(value: str | None) -> str:
-    """A SQL string literal, or NULL."""
-    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+    """A SQL string literal (:func:`vtp_lab.duck.literal`), or NULL."""
+    return "NULL" if value is None else literal(value)
 
 
 def _starts(prefix: str) -> str:
@@ -295,7 +295,7 @@ def _read(mapping: Mapping, *, guarded: bool) -> str:
     query = f"""
         SELECT *, {outer_items}
         FROM (SELECT *, {read} AS _p
-              FROM (SELECT *, {_starts("'{'")}{valid} AS ok FROM records))
+              FROM (SELECT *, {_starts(literal("{"))}{valid} AS ok FROM records))
     """
     if mapping.inner is None:
         return query
