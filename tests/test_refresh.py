@@ -17,7 +17,7 @@ from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, _stage_one
 from vtp_lab.reports import build
 from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import MATERIALISED, ViewingRequirement, derive, viewing_compliance, viewing_met, viewing_rows
-from vtp_lab.store import open_store, read_spilled
+from vtp_lab.store import base, open_store, read_spilled
 from vtp_lab.synth import semester
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +133,28 @@ def test_every_recording_is_in_one_part_and_every_event_in_a_part(tmp_path, name
     assert spilled.height == events.height
     assert spilled.group_by("recording_id").agg(pl.col("p").n_unique())["p"].max() == 1
     assert_frame_equal(spilled.drop("p").sort("id"), store.read("analytics_events").sort("id"))
+
+
+def test_a_part_makes_the_text_of_each_distinct_user_and_recording_id_once(tmp_path, monkeypatch):
+    """A row's id is made a text a row; user and recording ids, which repeat, a distinct value at a time."""
+    events = semester(courses=1, lectures_per_course=3, students=6, seed=2).events
+    store = open_store(tmp_path / "lab.duckdb")
+    store.append(events)
+    (folder,) = store.spill("analytics_events", by="recording_id", parts=1, folder=tmp_path / "parts")
+    sizes: list[int] = []
+    real = base.uuid_text
+    monkeypatch.setattr(base, "uuid_text", lambda values: sizes.append(len(values)) or real(values))
+    got = read_spilled(folder)
+    assert sorted(sizes) == sorted([events.height, events["user_id"].n_unique(), events["recording_id"].n_unique()])
+    assert_frame_equal(got.sort("id"), store.read("analytics_events").sort("id"))
+
+
+def test_uuid_texts_of_repeated_values_equal_a_text_a_row_nulls_kept():
+    values = pl.Series("k", [b"\x00" * 16, None, bytes(range(16)), b"\x00" * 16, None], pl.Binary)
+    one_a_row = base._uuid_texts(values, repeats=False)
+    zero, counted = "00000000-0000-0000-0000-000000000000", "00010203-0405-0607-0809-0a0b0c0d0e0f"
+    assert one_a_row.to_list() == [zero, None, counted, zero, None]
+    assert_frame_equal(base._uuid_texts(values, repeats=True).to_frame(), one_a_row.to_frame())
 
 
 def _buffer_bytes(frame: pl.DataFrame) -> int:
