@@ -10,14 +10,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from vtp_lab import refresh
+from vtp_lab import duck, refresh
 from vtp_lab.errors import StoreError
 from vtp_lab.lab import Lab
 from vtp_lab.refresh import BYTES_PER_EVENT, IN_FLIGHT, DerivedCache, _stage_one, derive_in_threads, partitions_for
 from vtp_lab.reports import build
 from vtp_lab.sessions import DEFAULT_SESSION_GAP
 from vtp_lab.stats import MATERIALISED, ViewingRequirement, derive, viewing_compliance, viewing_met, viewing_rows
-from vtp_lab.store import base, open_store, read_spilled
+from vtp_lab.store import open_store, read_spilled
 from vtp_lab.synth import semester
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,8 +142,8 @@ def test_a_part_makes_the_text_of_each_distinct_user_and_recording_id_once(tmp_p
     store.append(events)
     (folder,) = store.spill("analytics_events", by="recording_id", parts=1, folder=tmp_path / "parts")
     sizes: list[int] = []
-    real = base.uuid_text
-    monkeypatch.setattr(base, "uuid_text", lambda values: sizes.append(len(values)) or real(values))
+    real = duck.uuid_text
+    monkeypatch.setattr(duck, "uuid_text", lambda values: sizes.append(len(values)) or real(values))
     got = read_spilled(folder)
     assert sorted(sizes) == sorted([events.height, events["user_id"].n_unique(), events["recording_id"].n_unique()])
     assert_frame_equal(got.sort("id"), store.read("analytics_events").sort("id"))
@@ -151,10 +151,10 @@ def test_a_part_makes_the_text_of_each_distinct_user_and_recording_id_once(tmp_p
 
 def test_uuid_texts_of_repeated_values_equal_a_text_a_row_nulls_kept():
     values = pl.Series("k", [b"\x00" * 16, None, bytes(range(16)), b"\x00" * 16, None], pl.Binary)
-    one_a_row = base._uuid_texts(values, repeats=False)
+    one_a_row = duck.uuid_texts(values, repeats=False)
     zero, counted = "00000000-0000-0000-0000-000000000000", "00010203-0405-0607-0809-0a0b0c0d0e0f"
     assert one_a_row.to_list() == [zero, None, counted, zero, None]
-    assert_frame_equal(base._uuid_texts(values, repeats=True).to_frame(), one_a_row.to_frame())
+    assert_frame_equal(duck.uuid_texts(values, repeats=True).to_frame(), one_a_row.to_frame())
 
 
 def _buffer_bytes(frame: pl.DataFrame) -> int:

@@ -46,7 +46,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vtp_lab.duck import ROW_GROUP_ROWS, JsonParse, connect, json_query, over, uuid_text
+from vtp_lab.duck import ROW_GROUP_ROWS, JsonParse, connect, json_query, over, uuid_texts
 from vtp_lab.errors import InputFormatError
 from vtp_lab.events import FIELD_ALIASES
 from vtp_lab.sources import MAPPINGS, SOURCE_FORMATS, SourceFormat, apply, sniff
@@ -986,7 +986,7 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     fixes = []
     for name, dtype in frame.schema.items():
         if name in _UUID_SPELLINGS and dtype == pl.Binary:
-            dashed = pl.lit(pl.Series(name, uuid_text(frame[name].to_arrow()), pl.String))
+            dashed = pl.lit(uuid_texts(frame[name], repeats=name not in FIELD_ALIASES["id"]))
             fixes.append(pl.coalesce(dashed, pl.col(name).bin.encode("hex")).alias(name))
         elif name in FIELD_ALIASES["metadata"] and isinstance(dtype, pl.Map | pl.Struct):
             fixes.append(pl.when(pl.col(name).is_not_null()).then(json_value(pl.col(name))).alias(name))

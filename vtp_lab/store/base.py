@@ -23,7 +23,7 @@ from typing import Any, Final, Literal, Protocol
 import duckdb
 import polars as pl
 
-from vtp_lab.duck import literal, uuid_text
+from vtp_lab.duck import literal, uuid_texts
 from vtp_lab.errors import InputFormatError, StoreError
 from vtp_lab.tables import ANALYTICS_EVENTS, DERIVED_TABLES, REJECTED_EVENTS, TABLES, Table
 
@@ -253,20 +253,7 @@ def read_spilled(folder: Path, table: str = "analytics_events") -> pl.DataFrame:
     spec = _table(table)
     rows = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
     uuids = [c for c in spec.columns if rows.schema[c.name] == pl.Binary]  # a DuckDB UUID column: 16 bytes
-    return spec.conform(rows.with_columns(_uuid_texts(rows[c.name], repeats=not c.primary_key) for c in uuids))
-
-
-def _uuid_texts(values: pl.Series, *, repeats: bool) -> pl.Series:
-    """UUIDs of 16 bytes as their texts; where values ``repeats`` (a key, not a row's id), each distinct one once.
-
-    A part's user and recording ids are a few thousand values over a million rows: their
-    texts are made once each and looked up, 0.04 to 0.10 s a column of a 1M-event part
-    against 0.10 to 0.38 s a text a row (docs/design-measurements.md).
-    """
-    if not repeats:
-        return pl.Series(values.name, uuid_text(values.to_arrow()), pl.String)
-    distinct = values.unique()
-    return values.replace_strict(distinct, pl.Series(uuid_text(distinct.to_arrow()), dtype=pl.String))
+    return spec.conform(rows.with_columns(uuid_texts(rows[c.name], repeats=not c.primary_key) for c in uuids))
 
 
 @contextlib.contextmanager
