@@ -112,9 +112,10 @@ def test_a_file_read_in_chunks_of_pieces_gives_its_lines_numbered_as_python_read
     assert [first for _, first, _ in read] == [1 + sum(got.len() for got, _, _ in read[:i]) for i in range(len(read))]
 
 
-def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_next_ones(tmp_path, monkeypatch):
-    """Each piece is a buffer of its own from the lines pool, under the 8 MiB from which jemalloc hands memory back."""
-    sizes, pools = [], []
+def _allocations(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[pa.MemoryPool | None]]:
+    """The size and pool of every buffer pyarrow allocates from now on (lists filled as it does)."""
+    sizes: list[int] = []
+    pools: list[pa.MemoryPool | None] = []
     allocate = pa.allocate_buffer
 
     def spy(size: int, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> pa.Buffer:
@@ -123,6 +124,12 @@ def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_nex
         return allocate(size, memory_pool=memory_pool, **kwargs)
 
     monkeypatch.setattr(pa, "allocate_buffer", spy)
+    return sizes, pools
+
+
+def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_next_ones(tmp_path, monkeypatch):
+    """Each piece is a buffer of its own from the lines pool, under the 8 MiB from which jemalloc hands memory back."""
+    sizes, pools = _allocations(monkeypatch)
     line = '{"event_type": "playback_paused", "metadata": {"position": 12.5}}'
     path = tmp_path / "big.ndjson"
     path.write_text((line + "\n") * (10 * 1024 * 1024 // len(line)))
@@ -134,14 +141,7 @@ def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_nex
 
 def test_a_long_line_is_read_in_pieces_that_grow_with_it(tmp_path, monkeypatch):
     """Past a carried line longer than a piece, the next piece is as long again: a long line is copied a few times."""
-    sizes = []
-    allocate = pa.allocate_buffer
-
-    def spy(size: int, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> pa.Buffer:
-        sizes.append(size)
-        return allocate(size, memory_pool=memory_pool, **kwargs)
-
-    monkeypatch.setattr(pa, "allocate_buffer", spy)
+    sizes, _ = _allocations(monkeypatch)
     monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 64)
     path = tmp_path / "long.ndjson"
     path.write_text("{}\n" + "x" * 10_000 + "\n{}\n")

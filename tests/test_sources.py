@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import vtp_lab as vl
 from vtp_lab import io as vl_io
 from vtp_lab.cli import main
-from vtp_lab.duck import compute
+from vtp_lab.duck import compute, literal
 from vtp_lab.events import NAMESPACE, NO_SESSION
 from vtp_lab.io import detect_format, write_events
 from vtp_lab.metrics import retention
@@ -804,5 +804,6 @@ def test_random_records_never_lose_a_row(tmp_path):
 )
 def test_a_record_starts_with_a_prefix_after_whitespace_as_ltrim_reads_it(text, prefix):
     """The trim is skipped where a record starts with no whitespace: the answer is the same as trimming every one."""
-    sql = f"SELECT {mapping._starts(repr(prefix))} = starts_with(ltrim(_raw), {prefix!r}) FROM (SELECT ? AS _raw)"
+    quoted = literal(prefix)
+    sql = f"SELECT {mapping._starts(quoted)} = starts_with(ltrim(_raw), {quoted}) FROM (SELECT ? AS _raw)"
     assert compute().execute(sql, [text]).fetchall() == [(True,)]
