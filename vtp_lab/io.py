@@ -433,11 +433,10 @@ def skip_reason(path: str | Path, fmt: Format) -> str | None:
 def _lines_pool() -> pa.MemoryPool:
     """Where :func:`_lines` reads a file: pyarrow's jemalloc where it has one (its Linux wheels), else the default.
 
-    A piece's buffer lives as long as a line of it does, then is freed. With mimalloc,
-    pyarrow's default, the next pieces got fresh pages while the load held earlier
-    batches: the kernel zeroing them was about a quarter of the CPU time of an xAPI load.
-    jemalloc keeps freed memory (under 8 MiB a buffer) for the next pieces
-    (docs/design-measurements.md).
+    A piece's buffer lives as long as a line of it does, then is freed. Whole loads ran
+    fastest from jemalloc: 1M xAPI statements in 4.5 to 4.7 s, against 4.8 to 6.4 s from
+    mimalloc, pyarrow's default, though jemalloc gives fresh pages to a quarter to a half
+    of the pieces and mimalloc to almost none (docs/design-measurements.md).
 
     Example:
         >>> _lines_pool().backend_name in {"jemalloc", pa.default_memory_pool().backend_name}
@@ -561,10 +560,11 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
 def _piece(fh: io.BufferedIOBase, tail: bytes) -> tuple[pa.Buffer, np.ndarray, InputFormatError | None]:
     """A buffer of :data:`_LINES_POOL` holding ``tail`` and as much of ``fh`` as fits a piece; its bytes; a fault.
 
-    A piece is :data:`_PIECE_BYTES` past the tail: jemalloc hands memory of 8 MiB or
-    more back to the system at once, and fresh pages cost a fault each, while smaller
-    buffers freed are taken again as they are. Past a tail longer than that, a piece is
-    as long again, so that a long line is not copied over and over.
+    A piece is :data:`_PIECE_BYTES` past the tail: fresh pages cost a fault each, and
+    jemalloc gives them to more of the pieces the larger they are (1 GB read holding five
+    chunks: 150,000 faults in pieces of 4 MiB, 258,000 in pieces of 7 MiB; pieces of 1 MiB,
+    90,000, made whole loads no faster). Past a tail longer than that, a piece is as long
+    again, so that a long line is not copied over and over.
     """
     room = max(min(_PIECE_BYTES, _CHUNK_BYTES), len(tail))
     buffer = pa.allocate_buffer(len(tail) + room, memory_pool=_LINES_POOL)
