@@ -127,8 +127,8 @@ def _allocations(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[pa.Me
     return sizes, pools
 
 
-def test_a_file_is_read_into_buffers_of_the_lines_pool_that_it_keeps_for_the_next_ones(tmp_path, monkeypatch):
-    """Each piece is a buffer of its own from the lines pool, under the 8 MiB from which jemalloc hands memory back."""
+def test_a_file_is_read_into_piece_sized_buffers_of_the_lines_pool(tmp_path, monkeypatch):
+    """Each piece is a buffer of its own from the lines pool, a piece long (not a whole chunk, nor 8 MiB)."""
     sizes, pools = _allocations(monkeypatch)
     line = '{"event_type": "playback_paused", "metadata": {"position": 12.5}}'
     path = tmp_path / "big.ndjson"

@@ -433,11 +433,11 @@ def skip_reason(path: str | Path, fmt: Format) -> str | None:
 def _lines_pool() -> pa.MemoryPool:
     """Where :func:`_lines` reads a file: pyarrow's jemalloc where it has one (its Linux wheels), else the default.
 
-    A piece's buffer lives as long as a line of it does, then is freed. Whole loads ran
-    fastest from jemalloc: 1M xAPI statements in 4.5 to 4.7 s, against 4.8 to 6.4 s from
-    mimalloc, pyarrow's default, though in a file read alone jemalloc gave fresh pages to
-    a quarter to more than half of the pieces and mimalloc to almost none
-    (docs/design-measurements.md).
+    A piece's buffer lives as long as a line of it does, then is freed. Whole loads of 1M
+    xAPI statements took 4.5 to 4.7 s from jemalloc, as from the system's allocator,
+    against 4.8 to 6.4 s from mimalloc, pyarrow's default, though in a file read alone
+    jemalloc gave fresh pages to a quarter to more than half of the pieces and mimalloc to
+    almost none (docs/design-measurements.md).
 
     Example:
         >>> _lines_pool().backend_name in {"jemalloc", pa.default_memory_pool().backend_name}
