@@ -91,18 +91,41 @@ def test_bytes_split_into_lines_at_each_newline_as_python_reads_them(parts):
     assert _split([pa.py_buffer(data) for data in datas]).to_list() == expected
 
 
+_WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
+"""Unicode's White_Space characters: what a regular expression's ``\\s`` matches in polars."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        st.none() | st.text(st.sampled_from([*_WHITE_SPACE, "\x1c", "\u200b", "x", "{", "é", "😀"]), max_size=14),
+        max_size=30,
+    ),
+    cut=st.integers(0, 5),
+)
+def test_a_line_is_blank_where_every_character_is_white_space(lines, cut):
+    """Against a plain reference, on a Series in two chunks and sliced (the views are read from the Arrow arrays)."""
+    halves = [pl.Series(lines[:cut], dtype=pl.String), pl.Series(lines[cut:], dtype=pl.String)]
+    series = pl.concat(halves, rechunk=False)
+    expected = [None if line is None else all(c in _WHITE_SPACE for c in line) for line in lines]
+    assert vl_io._blank(series).to_list() == expected
+    assert vl_io._blank(series.slice(1)).to_list() == expected[1:]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     lines=st.lists(st.text(st.characters(blacklist_characters="\n\r"), max_size=40), max_size=40),
     chunk=st.integers(8, 200),
     piece=st.integers(4, 64),
+    compressed=st.booleans(),
 )
 def test_a_file_read_in_chunks_of_pieces_gives_its_lines_numbered_as_python_reads_them(
-    tmp_path_factory, lines, chunk, piece
+    tmp_path_factory, lines, chunk, piece, compressed
 ):
+    """A plain file's pieces are mapped, a compressed file's read: the lines are the same either way."""
     path = tmp_path_factory.mktemp("lines") / "f.ndjson"
     data = "\n".join(lines).encode()
-    path.write_bytes(data)
+    path.write_bytes(gzip.compress(data) if compressed else data)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vl_io, "_CHUNK_BYTES", chunk)
         mp.setattr(vl_io, "_PIECE_BYTES", piece)
@@ -112,41 +135,90 @@ def test_a_file_read_in_chunks_of_pieces_gives_its_lines_numbered_as_python_read
     assert [first for _, first, _ in read] == [1 + sum(got.len() for got, _, _ in read[:i]) for i in range(len(read))]
 
 
-def _allocations(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[pa.MemoryPool | None]]:
-    """The size and pool of every buffer pyarrow allocates from now on (lists filled as it does)."""
+def _pieces(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[pa.MemoryPool | None], list[int]]:
+    """The size and pool of every buffer pyarrow allocates from now on, and the length of every file mapping."""
     sizes: list[int] = []
     pools: list[pa.MemoryPool | None] = []
-    allocate = pa.allocate_buffer
+    mapped: list[int] = []
+    allocate, mapping = pa.allocate_buffer, vl_io.mmap.mmap
 
     def spy(size: int, memory_pool: pa.MemoryPool | None = None, **kwargs: object) -> pa.Buffer:
         sizes.append(size)
         pools.append(memory_pool)
         return allocate(size, memory_pool=memory_pool, **kwargs)
 
+    def map_spy(fileno: int, length: int, **kwargs: object) -> object:
+        mapped.append(length)
+        return mapping(fileno, length, **kwargs)
+
     monkeypatch.setattr(pa, "allocate_buffer", spy)
-    return sizes, pools
+    monkeypatch.setattr(vl_io.mmap, "mmap", map_spy)
+    return sizes, pools, mapped
 
 
-def test_a_file_is_read_into_piece_sized_buffers_of_the_lines_pool(tmp_path, monkeypatch):
-    """Each piece is a buffer of its own from the lines pool, a piece long (not a whole chunk, nor 8 MiB)."""
-    sizes, pools = _allocations(monkeypatch)
-    line = '{"event_type": "playback_paused", "metadata": {"position": 12.5}}'
+_LINE = '{"event_type": "playback_paused", "metadata": {"position": 12.5}}'
+_TEN_MIB = 10 * 1024 * 1024 // len(_LINE)
+"""Lines of :data:`_LINE` in about 10 MiB."""
+
+
+def test_a_plain_file_is_mapped_a_piece_at_a_time_not_read(tmp_path, monkeypatch):
+    """Each piece of a plain file is a mapping of its own, a piece long; no buffer is allocated for it."""
+    sizes, _, mapped = _pieces(monkeypatch)
     path = tmp_path / "big.ndjson"
-    path.write_text((line + "\n") * (10 * 1024 * 1024 // len(line)))
+    path.write_text((_LINE + "\n") * _TEN_MIB)
     got = pl.concat(lines for lines, _, _ in vl_io._lines(path))
-    assert got.len() == 10 * 1024 * 1024 // len(line) and got.unique().to_list() == [line]
-    assert len(sizes) > 2 and max(sizes) < 8 * 1024 * 1024
+    assert got.len() == _TEN_MIB and got.unique().to_list() == [_LINE]
+    assert len(mapped) > 2 and max(mapped) <= vl_io._PIECE_BYTES + len(_LINE) + vl_io.mmap.ALLOCATIONGRANULARITY
+    assert not sizes
+
+
+def test_a_compressed_file_is_read_into_piece_sized_buffers_of_the_lines_pool(tmp_path, monkeypatch):
+    """Each piece of a decompressed stream is a buffer of its own from the lines pool, a piece long (not a chunk)."""
+    sizes, pools, mapped = _pieces(monkeypatch)
+    path = tmp_path / "big.ndjson.gz"
+    path.write_bytes(gzip.compress(((_LINE + "\n") * _TEN_MIB).encode()))
+    got = pl.concat(lines for lines, _, _ in vl_io._lines(path))
+    assert got.len() == _TEN_MIB and got.unique().to_list() == [_LINE]
+    assert len(sizes) > 2 and max(sizes) < 8 * 1024 * 1024 and not mapped
     assert {p.backend_name for p in pools} == {vl_io._lines_pool().backend_name}
 
 
-def test_a_long_line_is_read_in_pieces_that_grow_with_it(tmp_path, monkeypatch):
-    """Past a carried line longer than a piece, the next piece is as long again: a long line is copied a few times."""
-    sizes, _ = _allocations(monkeypatch)
+def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
+    """Where the file system refuses a mapping, the pieces are read into buffers, the lines the same."""
+    sizes, _, _ = _pieces(monkeypatch)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(vl_io.mmap, "mmap", refuse)
+    path = tmp_path / "big.ndjson"
+    path.write_text((_LINE + "\n") * _TEN_MIB)
+    got = pl.concat(lines for lines, _, _ in vl_io._lines(path))
+    assert got.len() == _TEN_MIB and got.unique().to_list() == [_LINE] and len(sizes) > 2
+
+
+def test_lines_written_while_a_plain_file_loads_are_read_to_its_size_at_each_piece(tmp_path, monkeypatch):
     monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 64)
-    path = tmp_path / "long.ndjson"
-    path.write_text("{}\n" + "x" * 10_000 + "\n{}\n")
+    path = tmp_path / "growing.ndjson"
+    path.write_text("".join(f'{{"n": {i}}}\n' for i in range(20)))
+    chunks = vl_io._lines(path)
+    first, _, _ = next(chunks)
+    with path.open("a") as more:
+        more.write("".join(f'{{"n": {i}}}\n' for i in range(20, 30)))
+    got = [*first.to_list(), *(line for lines, _, _ in chunks for line in lines.to_list())]
+    assert got == [f'{{"n": {i}}}' for i in range(30)]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_a_long_line_is_read_in_pieces_that_grow_with_it(tmp_path, monkeypatch, suffix):
+    """Past a carried line longer than a piece, the next piece is as long again: a long line is taken a few times."""
+    sizes, _, mapped = _pieces(monkeypatch)
+    monkeypatch.setattr(vl_io, "_CHUNK_BYTES", 64)
+    path = tmp_path / f"long.ndjson{suffix}"
+    data = ("{}\n" + "x" * 10_000 + "\n{}\n").encode()
+    path.write_bytes(gzip.compress(data) if suffix else data)
     assert [line for lines, _, _ in vl_io._lines(path) for line in lines.to_list()] == ["{}", "x" * 10_000, "{}"]
-    assert len(sizes) <= 12  # 157 pieces of 64 bytes
+    assert len(sizes if suffix else mapped) <= 12  # 157 pieces of 64 bytes
 
 
 def test_a_line_too_long_for_a_string_view_is_refused_naming_it(tmp_path, monkeypatch):

@@ -31,6 +31,8 @@ import glob
 import gzip
 import io
 import json
+import mmap
+import os
 import re
 import tempfile
 import zlib
@@ -431,13 +433,14 @@ def skip_reason(path: str | Path, fmt: Format) -> str | None:
 
 
 def _lines_pool() -> pa.MemoryPool:
-    """Where :func:`_lines` reads a file: pyarrow's jemalloc where it has one (its Linux wheels), else the default.
+    """Where :func:`_lines` reads a compressed file: pyarrow's jemalloc where it has one, else the default pool.
 
     A piece's buffer lives as long as a line of it does, then is freed. Whole loads of 1M
-    xAPI statements took 4.5 to 4.7 s from jemalloc, as from the system's allocator,
-    against 4.8 to 6.4 s from mimalloc, pyarrow's default, though in a file read alone
-    jemalloc gave fresh pages to a quarter to more than half of the pieces and mimalloc to
-    almost none (docs/design-measurements.md).
+    xAPI statements read into buffers took 4.5 to 4.7 s from jemalloc, as from the system's
+    allocator, against 4.8 to 6.4 s from mimalloc, pyarrow's default, though in a file read
+    alone jemalloc gave fresh pages to a quarter to more than half of the pieces and
+    mimalloc to almost none (docs/design-measurements.md). A plain file is mapped, not read
+    (:func:`_mapped`).
 
     Example:
         >>> _lines_pool().backend_name in {"jemalloc", pa.default_memory_pool().backend_name}
@@ -537,8 +540,8 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
                         f"{path}: line {number + sum(b.size + 1 for b in breaks)} is longer than 1 GiB, the most "
                         "a line can hold here; write the file a record a line (NDJSON), or as a JSON array"
                     )
-                buffer, byte, fault = _piece(fh, tail)
-                done = fault is not None or byte.size < buffer.size
+                buffer, byte, ended, fault = _piece(fh, tail)
+                done = ended or fault is not None
                 found = _breaks(byte[len(tail) :]) + len(tail)
                 if not found.size:
                     tail = byte.tobytes()
@@ -558,16 +561,26 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
             yield _split([pa.py_buffer(tail)]), number, _position(fh, raw)
 
 
-def _piece(fh: io.BufferedIOBase, tail: bytes) -> tuple[pa.Buffer, np.ndarray, InputFormatError | None]:
-    """A buffer of :data:`_LINES_POOL` holding ``tail`` and as much of ``fh`` as fits a piece; its bytes; a fault.
+_Piece = tuple[pa.Buffer, np.ndarray, bool, InputFormatError | None]
+"""A piece of a file (:func:`_piece`): its buffer, its bytes, whether the file ended in it, a fault that stopped it."""
 
-    A piece is :data:`_PIECE_BYTES` past the tail: fresh pages cost a fault each, and
-    jemalloc gives them to more of the pieces the larger they are (1 GB read holding five
-    chunks: 150,000 faults in pieces of 4 MiB, 258,000 in pieces of 7 MiB; pieces of 1 MiB,
-    90,000, made whole loads no faster). Past a tail longer than that, a piece is as long
-    again, so that a long line is not copied over and over.
+
+def _piece(fh: io.BufferedIOBase, tail: bytes) -> _Piece:
+    """``tail`` and as much of ``fh`` after it as fits a piece: a plain file's mapped, a stream's read into a buffer.
+
+    A piece is :data:`_PIECE_BYTES` past the tail. Past a tail longer than that, a piece is
+    as long again, so that a long line is not copied or mapped over and over. A plain file
+    is mapped (:func:`_mapped`); a decompressed stream is read into a buffer of
+    :data:`_LINES_POOL`: fresh pages cost a fault each, and jemalloc gives them to more of
+    the pieces the larger they are (1 GB read holding five chunks: 150,000 faults in
+    pieces of 4 MiB, 258,000 in pieces of 7 MiB; pieces of 1 MiB, 90,000, made whole loads
+    no faster).
     """
     room = max(min(_PIECE_BYTES, _CHUNK_BYTES), len(tail))
+    if isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO):
+        mapped = _mapped(fh, len(tail), room)
+        if mapped is not None:
+            return mapped
     buffer = pa.allocate_buffer(len(tail) + room, memory_pool=_LINES_POOL)
     fault = None
     with memoryview(buffer) as whole, whole.cast("B") as view:
@@ -578,7 +591,33 @@ def _piece(fh: io.BufferedIOBase, tail: bytes) -> tuple[pa.Buffer, np.ndarray, I
                 end += got
         except InputFormatError as exc:  # what came before the fault is handed on, then the fault
             fault = exc
-    return buffer, np.frombuffer(buffer, np.uint8, count=end), fault
+    return buffer, np.frombuffer(buffer, np.uint8, count=end), end < buffer.size, fault
+
+
+def _mapped(fh: io.BufferedReader, carried: int, room: int) -> _Piece | None:
+    """The ``carried`` bytes before ``fh``'s position and up to ``room`` after it, mapped from the file, not read.
+
+    Reading copies each byte into fresh memory, a page fault each 4 KiB; a mapping shares
+    the pages the operating system holds of the file, and the unfinished line carried
+    over is mapped again, not copied (1 GB of xAPI statements split into lines: 0.34 to
+    0.58 CPU-s against 0.59 to 0.89 read; docs/design-measurements.md). The mapping lives
+    as long as a line of it does. A file that grows while it loads is read to its size at
+    each piece; one cut shorter while lines of it are still held stops the process with
+    ``SIGBUS``, as with polars' own readers, which map files too. None where the file
+    cannot be mapped (some network file systems): the piece is read instead.
+    """
+    start = fh.tell() - carried
+    end = min(start + carried + room, os.fstat(fh.fileno()).st_size)
+    if end <= start:
+        return pa.py_buffer(b""), np.empty(0, np.uint8), True, None
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    try:
+        mapping = mmap.mmap(fh.fileno(), end - base, access=mmap.ACCESS_READ, offset=base)
+    except (OSError, ValueError):
+        return None
+    piece = pa.py_buffer(mapping).slice(start - base)
+    fh.seek(end)
+    return piece, np.frombuffer(piece, np.uint8), end < start + carried + room, None
 
 
 def _carriage_returns(path: Path, text: bytes) -> None:
@@ -641,17 +680,26 @@ def _fields_sql(texts: str, parse: JsonParse, *, folded: bool, carry: bool) -> s
     """
 
 
-def _blank(lines: pl.Series) -> pl.Series:
-    r"""Whether each line is empty or only whitespace.
+_MAY_START_BLANK: Final = np.isin(np.arange(256), [*b"\t\n\x0b\x0c\r ", *range(0x80, 256)])
+"""The first bytes a line of only whitespace can start with: ASCII whitespace, or any byte of a longer character."""
 
-    Only a line that is empty or starts with whitespace can be blank, so the whole line
-    is tested only then, not the pattern on every line.
+
+def _blank(lines: pl.Series) -> pl.Series:
+    r"""Whether each line is empty or only whitespace (null where the line is null).
+
+    Only a line that is empty or starts with a byte of :data:`_MAY_START_BLANK` can be
+    blank, so the whole line is tested only then; which lines those are is read from the
+    Arrow string views' length and first byte, without a pass over the texts (a seventh of
+    the cost of polars' test of each line's first character, docs/design-measurements.md).
 
     Example:
-        >>> _blank(pl.Series(["", " \t", "\u00a0", " {}", "x", "a,b"])).to_list()
-        [True, True, True, False, False, False]
+        >>> _blank(pl.Series(["", " \t", "\u00a0", " {}", "x", "a,b", None])).to_list()
+        [True, True, True, False, False, False, None]
     """
-    maybe = lines.str.slice(0, 1).str.contains(r"^\s?$")
+    texts = lines.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    views = np.frombuffer(texts.buffers()[1], np.uint8).reshape(-1, 16)[texts.offset : texts.offset + len(texts)]
+    empty = ~views[:, :4].any(axis=1)
+    maybe = pl.Series(empty | _MAY_START_BLANK[views[:, 4]]) | lines.is_null()
     if not maybe.any():
         return maybe
     return maybe.scatter(maybe.arg_true(), lines.filter(maybe).str.contains(r"^\s*$"))
