@@ -103,13 +103,17 @@ _WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "
     ),
     cut=st.integers(0, 5),
 )
-def test_a_line_is_blank_where_every_character_is_white_space(lines, cut):
-    """Against a plain reference, on a Series in two chunks and sliced (the views are read from the Arrow arrays)."""
+def test_a_line_is_blank_or_spaced_as_its_characters_say(lines, cut):
+    """Blank: every character white space; spaced: the first or the last. Against plain references, on a Series in
+    two chunks and sliced (the views are read from the Arrow arrays)."""
     halves = [pl.Series(lines[:cut], dtype=pl.String), pl.Series(lines[cut:], dtype=pl.String)]
     series = pl.concat(halves, rechunk=False)
     expected = [None if line is None else all(c in _WHITE_SPACE for c in line) for line in lines]
     assert vl_io._blank(series).to_list() == expected
     assert vl_io._blank(series.slice(1)).to_list() == expected[1:]
+    texts = [line for line in lines if line is not None]
+    spaced = any(line[:1] in _WHITE_SPACE or line[-1:] in _WHITE_SPACE for line in texts if line)
+    assert vl_io._spaced(pl.Series(texts, dtype=pl.String)) == spaced
 
 
 @settings(max_examples=60, deadline=None)

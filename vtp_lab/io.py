@@ -680,26 +680,38 @@ def _fields_sql(texts: str, parse: JsonParse, *, folded: bool, carry: bool) -> s
     """
 
 
-_MAY_START_BLANK: Final = np.isin(np.arange(256), [*b"\t\n\x0b\x0c\r ", *range(0x80, 256)])
-"""The first bytes a line of only whitespace can start with: ASCII whitespace, or any byte of a longer character."""
+_MAY_BE_SPACE: Final = np.isin(np.arange(256), [*b"\t\n\x0b\x0c\r ", *range(0x80, 256)])
+"""The bytes a whitespace character can start with: ASCII whitespace, or the first byte of any longer character."""
+
+
+def _first_bytes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each text is empty, and its first byte, read from its Arrow string view: no pass over the texts.
+
+    A null's view holds nothing that says so: the caller tells nulls apart.
+
+    Example:
+        >>> [a.tolist() for a in _first_bytes(pl.Series(["", "{}", " x"]))]
+        [[True, False, False], [0, 123, 32]]
+    """
+    arrow = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    views = np.frombuffer(arrow.buffers()[1], np.uint8).reshape(-1, 16)[arrow.offset : arrow.offset + len(arrow)]
+    return ~views[:, :4].any(axis=1), views[:, 4]
 
 
 def _blank(lines: pl.Series) -> pl.Series:
     r"""Whether each line is empty or only whitespace (null where the line is null).
 
-    Only a line that is empty or starts with a byte of :data:`_MAY_START_BLANK` can be
-    blank, so the whole line is tested only then; which lines those are is read from the
-    Arrow string views' length and first byte, without a pass over the texts (a seventh of
-    the cost of polars' test of each line's first character, docs/design-measurements.md).
+    Only a line that is empty or starts with a byte of :data:`_MAY_BE_SPACE` can be blank,
+    so the whole line is tested only then; which lines those are is read from the Arrow
+    string views (:func:`_first_bytes`; a seventh of the cost of polars' test of each
+    line's first character, docs/design-measurements.md).
 
     Example:
         >>> _blank(pl.Series(["", " \t", "\u00a0", " {}", "x", "a,b", None])).to_list()
         [True, True, True, False, False, False, None]
     """
-    texts = lines.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-    views = np.frombuffer(texts.buffers()[1], np.uint8).reshape(-1, 16)[texts.offset : texts.offset + len(texts)]
-    empty = ~views[:, :4].any(axis=1)
-    maybe = pl.Series(empty | _MAY_START_BLANK[views[:, 4]]) | lines.is_null()
+    empty, first = _first_bytes(lines)
+    maybe = pl.Series(empty | _MAY_BE_SPACE[first]) | lines.is_null()
     if not maybe.any():
         return maybe
     return maybe.scatter(maybe.arg_true(), lines.filter(maybe).str.contains(r"^\s*$"))
@@ -1103,6 +1115,20 @@ def _one_a_line(head: bytes) -> bool:
     return opening == b"[" or (opening.startswith(b"[") and opening.endswith(b","))
 
 
+def _spaced(lines: pl.Series) -> bool:
+    r"""Whether any line starts or ends with whitespace: tested only on those whose first or last byte may be some.
+
+    Example:
+        >>> _spaced(pl.Series(['{"a": 1},', "[{}]"])), _spaced(pl.Series(['{"a": 1}, ', ""]))
+        (False, True)
+    """
+    maybe = _MAY_BE_SPACE[_first_bytes(lines)[1]] | _MAY_BE_SPACE[_first_bytes(lines.str.tail(1))[1]]
+    if not maybe.any():
+        return False
+    edges = lines.filter(pl.Series(maybe))
+    return bool((edges.str.contains(r"^\s") | edges.str.contains(r"\s$")).any())
+
+
 def _elements(lines: pl.Series, *, first: bool, last: bool, checked: bool = True) -> pl.Series | None:
     """The elements of a chunk of an array's lines written an element a line, or None where they are not so written.
 
@@ -1119,8 +1145,7 @@ def _elements(lines: pl.Series, *, first: bool, last: bool, checked: bool = True
         >>> _elements(pl.Series(['[{"a": 1}, {"b": 2}]']), first=True, last=True) is None
         True
     """
-    edges = lines.str.head(1).str.contains(r"^\s") | lines.str.tail(1).str.contains(r"\s$")
-    texts = lines.str.strip_chars() if edges.any() else lines  # a strip copies every line
+    texts = lines.str.strip_chars() if _spaced(lines) else lines  # a strip copies every line
     texts = texts.filter(texts != "")
     if first:
         if texts.is_empty() or not texts[0].startswith("["):
