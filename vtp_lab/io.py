@@ -454,7 +454,7 @@ def _lines_pool() -> pa.MemoryPool:
 
 _LINES_POOL: Final = _lines_pool()
 _PIECE_BYTES: Final = 4 * 1024 * 1024
-"""The most bytes read into one buffer (:func:`_piece`), past a line carried from the last."""
+"""The most bytes mapped or read as one piece (:func:`_piece`), past a line carried from the last."""
 _INLINE: Final = 12
 """The longest string an Arrow string view holds in itself."""
 _WINDOW: Final = 1024 * 1024
