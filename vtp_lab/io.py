@@ -695,7 +695,7 @@ def _first_bytes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     arrow = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
     views = np.frombuffer(arrow.buffers()[1], np.uint8).reshape(-1, 16)[arrow.offset : arrow.offset + len(arrow)]
-    return ~views[:, :4].any(axis=1), views[:, 4]
+    return np.asarray(~views[:, :4].any(axis=1)), views[:, 4]
 
 
 def _blank(lines: pl.Series) -> pl.Series:
