@@ -526,9 +526,10 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
     """(lines, number of the first line, bytes read so far) in chunks of about 32 MiB.
 
     A chunk is read in pieces (:func:`_piece`) of whole lines, the unfinished line of
-    each carried to the next; its lines are views into them (:func:`_split`).
+    each carried to the next (a view of its bytes: a mapped piece maps it again, a read
+    one copies it); its lines are views into them (:func:`_split`).
     """
-    number, tail, done = 1, b"", False
+    number, tail, done = 1, np.empty(0, np.uint8), False
     fault: InputFormatError | None = None
     with _open_text(path) as fh, open(path, "rb") as raw:
         while not done:
@@ -544,11 +545,11 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
                 done = ended or fault is not None
                 found = _breaks(byte[len(tail) :]) + len(tail)
                 if not found.size:
-                    tail = byte.tobytes()
+                    tail = byte
                     if number == 1 and not pieces and (done or byte.size >= _CHUNK_BYTES):
-                        _carriage_returns(path, tail)
+                        _carriage_returns(path, tail.tobytes())
                     continue
-                tail = byte[found[-1] + 1 :].tobytes()
+                tail = byte[found[-1] + 1 :]
                 pieces.append(buffer.slice(0, int(found[-1])))
                 breaks.append(found[:-1])
             if pieces:
@@ -557,7 +558,7 @@ def _lines(path: Path) -> Generator[tuple[pl.Series, int, int]]:
                 number += lines.len()
         if fault is not None:
             raise fault  # a line cut by the fault is not handed on: the error says where the file stops
-        if tail:
+        if tail.size:
             yield _split([pa.py_buffer(tail)]), number, _position(fh, raw)
 
 
@@ -565,7 +566,7 @@ _Piece = tuple[pa.Buffer, np.ndarray, bool, InputFormatError | None]
 """A piece of a file (:func:`_piece`): its buffer, its bytes, whether the file ended in it, a fault that stopped it."""
 
 
-def _piece(fh: io.BufferedIOBase, tail: bytes) -> _Piece:
+def _piece(fh: io.BufferedIOBase, tail: np.ndarray) -> _Piece:
     """``tail`` and as much of ``fh`` after it as fits a piece: a plain file's mapped, a stream's read into a buffer.
 
     A piece is :data:`_PIECE_BYTES` past the tail. Past a tail longer than that, a piece is
@@ -584,7 +585,7 @@ def _piece(fh: io.BufferedIOBase, tail: bytes) -> _Piece:
     buffer = pa.allocate_buffer(len(tail) + room, memory_pool=_LINES_POOL)
     fault = None
     with memoryview(buffer) as whole, whole.cast("B") as view:
-        view[: len(tail)] = tail
+        view[: len(tail)] = tail.data
         end = len(tail)
         try:
             while end < len(view) and (got := fh.readinto1(view[end:])):
