@@ -314,7 +314,7 @@ def _identified(good: pl.DataFrame, source: SourceFormat) -> tuple[pl.DataFrame,
     every record. (The distinct values taken from the whole frame with a column for the
     kind took half as long again: the pairs are encoded as rows first.)
     """
-    named = {}
+    named: dict[str, tuple[pl.Series, pl.Series]] = {}  # per kind: its identifiers, their ids
     for _, kind, ident in _IDENTIFIED:
         identifiers = good[ident].drop_nulls().unique(maintain_order=True)
         named[kind] = identifiers, uuid5_series(f"{source}|{kind}|" + identifiers)
